@@ -1,0 +1,26 @@
+"""fbsgd: an executable companion to "On the Convergence of Stochastic Gradient
+Descent with Perturbed Forward-Backward Passes" (Kong, Zhang, Yuan, 2026).
+
+Modules follow the paper's concepts:
+
+=================  ==========================================================
+``operators``      the operators f_i of eq. (1b) with their Jacobian products
+``passes``         the composite F and the passes of eqs. (4) and (5)
+``perturbations``  δ and ε as composable objects with their own random streams
+``rng``            the counter-based random streams behind every draw
+``regularizers``   R(w) of Section 7
+``problems``       the logistic regression of Section 7, linear networks
+``optimizers``     update rules (plain, heavy ball) and a small descent loop
+``counterexamples``  Appendix A
+``params``         checked notebook parameters and the paper/quick scale
+=================  ==========================================================
+"""
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("fbsgd")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0+unknown"
+
+from .passes import Composite, Passes, passes, perturbed_passes  # noqa: E402,F401
+from .perturbations import Plan  # noqa: E402,F401

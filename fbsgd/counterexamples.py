@@ -1,0 +1,126 @@
+"""The three counterexamples of Appendix A, as closed forms and as runs of
+the core passes (so each closed form is checked against the code that the
+rest of the book uses)."""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit
+
+from .operators import HadamardMix, Parameter, QuadraticReadout, Sigmoid, SquaredNorm
+from .optimizers import SGD, HeavyBall, descend
+from .passes import Composite
+from .perturbations import Constant, Perturbation, Plan, TopK
+
+__all__ = [
+    "sigmoid_slope",
+    "two_point_slope_bias",
+    "uniform_slope_bias",
+    "monte_carlo_slope_bias",
+    "quadratic_forward_closed_form",
+    "quadratic_forward_run",
+    "quadratic_forward_contraction",
+    "PAPER_A_PLAIN",
+    "PAPER_A_MOMENTUM",
+    "topk_net",
+    "topk_run",
+    "topk_iteration_matrix",
+    "spectral_radius",
+]
+
+# --- A.1: zero-mean forward noise biases the slope of a sigmoid ---------------
+
+
+def sigmoid_slope(y):
+    """σ'(y) = σ(y)(1 − σ(y))."""
+    s = expit(y)
+    return s * (1.0 - s)
+
+
+def two_point_slope_bias(a):
+    """E[σ'(ỹ)] − σ'(0) for ỹ = ±a with equal mass: σ'(a) − 1/4 (Appendix A.1)."""
+    return sigmoid_slope(np.asarray(a, dtype=float)) - 0.25
+
+
+def uniform_slope_bias(a):
+    """E[σ'(ỹ)] − σ'(0) for ỹ ~ U(−a, a): (σ(a) − σ(−a)) / (2a) − 1/4."""
+    a = np.asarray(a, dtype=float)
+    safe = np.where(a > 0, a, 1.0)
+    return np.where(a > 0, (expit(safe) - expit(-safe)) / (2.0 * safe) - 0.25, 0.0)
+
+
+def monte_carlo_slope_bias(perturbation: Perturbation, n: int, seed: int = 0):
+    """Monte Carlo estimate of E[σ'(0 + δ)] − σ'(0) with δ from ``perturbation``.
+
+    The slope is evaluated by the Sigmoid operator's backward product
+    ∇₁σ(ỹ)ᵀ·1 on n independent perturbed copies of y = 0.
+    Returns (estimate, standard error).
+    """
+    y = np.zeros((n, 1))
+    y_tilde, _ = perturbation(y, perturbation.init(seed))
+    slopes = Sigmoid().vjp_input(y_tilde, None, np.ones_like(y_tilde))[:, 0]
+    return float(slopes.mean() - 0.25), float(slopes.std(ddof=1) / np.sqrt(n))
+
+
+# --- A.2: a constant forward perturbation on f(x) = x² -------------------------
+
+
+def quadratic_forward_closed_form(x0: float, delta: float, gamma: float, steps: int) -> np.ndarray:
+    """Iterates of eq. (55), x_{t+1} = (1 − 2γ) x_t − 2γδ, in closed form:
+    x_t = −δ + (1 − 2γ)^t (x_0 + δ)."""
+    t = np.arange(steps + 1)
+    return -delta + (1.0 - 2.0 * gamma) ** t * (x0 + delta)
+
+
+def quadratic_forward_contraction(gamma):
+    """|1 − 2γ|: the iterates converge (to −δ) iff this is < 1, i.e. 0 < γ < 1."""
+    return np.abs(1.0 - 2.0 * np.asarray(gamma, dtype=float))
+
+
+def quadratic_forward_run(x0: float, delta: float, gamma: float, steps: int) -> np.ndarray:
+    """The same iterates from the core passes: chain w ↦ w ↦ w², δ added after f₁."""
+    net = Composite([Parameter(1), SquaredNorm(1, coef=1.0)])
+    plan = Plan(forward={1: Constant(delta)})
+    ws = descend(net, np.zeros((1, 1)), np.array([x0]), SGD(gamma), steps, plan, stop_above=1e150)
+    return ws[:, 0]
+
+
+# --- A.3: a Top-1 compressor on the backward pass ------------------------------
+
+PAPER_A_PLAIN = np.array([[-15.0, 13.0], [-5.0, 9.0]])  # with γ = 0.1, β = 0
+PAPER_A_MOMENTUM = np.array([[-5.0, -4.0], [-5.0, 3.0]])  # with γ = 0.05, β = 0.9
+
+
+def topk_net(A) -> Composite:
+    """f₁(x, w₁) = A (x ⊙ w₁),  f₂(y₁, w₂) = ⟨y₁, w₂⟩² + ½‖y₁‖²."""
+    return Composite([HadamardMix(A), QuadraticReadout(2)])
+
+
+def topk_run(A, gamma: float, steps: int, beta: float = 0.0, w1=(1.0, 1.0), compress: bool = True, k: int = 1):
+    """Iterates (steps+1, 4) of (momentum) GD on the A.3 example, x = (1, 1), w₂⁽⁰⁾ = 0.
+
+    With ``compress`` the intermediate gradient v₁ sent back from f₂ to f₁
+    passes through Top-k, i.e. a backward perturbation ε₂ = C(v₁) − v₁.
+    """
+    net = topk_net(A)
+    plan = Plan(backward={2: TopK(k)}) if compress else Plan()
+    opt = HeavyBall(gamma, beta) if beta else SGD(gamma)
+    w0 = np.concatenate([np.asarray(w1, dtype=float), np.zeros(2)])
+    return descend(net, np.ones((1, 2)), w0, opt, steps, plan)
+
+
+def topk_iteration_matrix(A, gamma: float, beta: float = 0.0) -> np.ndarray:
+    """Linear map of the *uncompressed* iteration on w₁ (w₂ stays 0, x = (1, 1)).
+
+    Plain GD: w₁ ← (I − γAᵀA) w₁.  Heavy ball: the 4×4 companion matrix acting
+    on (w₁ᵗ, w₁ᵗ⁻¹).
+    """
+    A = np.asarray(A, dtype=float)
+    K = A.T @ A
+    I = np.eye(2)
+    if not beta:
+        return I - gamma * K
+    return np.block([[(1 + beta) * I - gamma * K, -beta * I], [I, np.zeros((2, 2))]])
+
+
+def spectral_radius(Mx: np.ndarray) -> float:
+    return float(np.max(np.abs(np.linalg.eigvals(Mx))))
