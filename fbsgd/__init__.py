@@ -22,5 +22,5 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0+unknown"
 
-from .passes import Composite, Passes, passes, perturbed_passes  # noqa: E402,F401
+from .passes import Composite, Passes, perturbed_passes  # noqa: E402,F401
 from .perturbations import Plan  # noqa: E402,F401

@@ -25,6 +25,8 @@ __all__ = [
     "topk_run",
     "topk_iteration_matrix",
     "spectral_radius",
+    "topk_step_size_scan",
+    "fate",
 ]
 
 # --- A.1: zero-mean forward noise biases the slope of a sigmoid ---------------
@@ -124,3 +126,36 @@ def topk_iteration_matrix(A, gamma: float, beta: float = 0.0) -> np.ndarray:
 
 def spectral_radius(Mx: np.ndarray) -> float:
     return float(np.max(np.abs(np.linalg.eigvals(Mx))))
+
+
+def fate(norms, ratio: float = 1e3) -> str:
+    """'converges' if the final norm fell by ``ratio`` from the start, 'diverges'
+    if it grew by ``ratio`` (or the run stopped early), else 'undecided'."""
+    norms = np.asarray(norms, dtype=float)
+    if not np.isfinite(norms[-1]) or norms[-1] > ratio * norms[0]:
+        return "diverges"
+    return "converges" if norms[-1] < norms[0] / ratio else "undecided"
+
+
+def topk_step_size_scan(A, gammas, steps: int, beta: float = 0.0, w1=(1.0, 1.0), offset: float = 1e-6):
+    """For each step size: stability of the uncompressed iteration and the fate
+    of an uncompressed and a Top-1 run.  Returns a tidy table (one row per γ).
+
+    The uncompressed run starts from w₁ + (0, offset) to expose instability
+    that the special initial point w₁ = (s, s) hides; the Top-1 run starts at w₁.
+    """
+    import pandas as pd
+
+    rows = []
+    start_off = (w1[0], w1[1] + offset)
+    for g in gammas:
+        plain = np.linalg.norm(topk_run(A, g, steps, beta=beta, w1=start_off, compress=False)[:, :2], axis=1)
+        top1 = np.linalg.norm(topk_run(A, g, steps, beta=beta, w1=w1, compress=True)[:, :2], axis=1)
+        early = lambda n: "diverges" if len(n) < steps + 1 else fate(n)
+        rows.append(dict(
+            gamma=float(g), beta=float(beta),
+            radius_uncompressed=spectral_radius(topk_iteration_matrix(A, g, beta)),
+            final_uncompressed=plain[-1], uncompressed=early(plain),
+            final_top1=top1[-1], top1=early(top1),
+        ))
+    return pd.DataFrame(rows)

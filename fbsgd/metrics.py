@@ -1,0 +1,49 @@
+"""Fits and summary statistics used to turn measurements into verdicts."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["LineFit", "fit_line", "log_slope"]
+
+
+@dataclass(frozen=True)
+class LineFit:
+    """Least-squares line y = intercept + slope·x with standard errors."""
+
+    slope: float
+    intercept: float
+    slope_se: float
+    n: int
+
+    def ci(self, z: float = 1.96) -> tuple[float, float]:
+        return self.slope - z * self.slope_se, self.slope + z * self.slope_se
+
+
+def fit_line(x, y) -> LineFit:
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    n = x.size
+    if n < 2:
+        raise ValueError(f"need at least 2 finite points to fit a line, got {n}")
+    X = np.column_stack([np.ones(n), x])
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    if n > 2:
+        resid = y - X @ coef
+        s2 = resid @ resid / (n - 2)
+        cov = s2 * np.linalg.inv(X.T @ X)
+        se = float(np.sqrt(max(cov[1, 1], 0.0)))
+    else:
+        se = float("nan")
+    return LineFit(float(coef[1]), float(coef[0]), se, n)
+
+
+def log_slope(x, y, log_x: bool = True) -> LineFit:
+    """Slope of log y against log x (or against x when ``log_x`` is False)."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return fit_line(np.log(x) if log_x else x, np.log(y))
