@@ -1,0 +1,28 @@
+"""The whole book builds (quick scale), with math bundled for offline reading."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_whole_book_builds_without_warnings(tmp_path):
+    env = dict(os.environ, FBSGD_SCALE="quick")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run(
+        [str(jb), "build", str(ROOT), "--path-output", str(tmp_path), "-W", "--keep-going"],
+        env=env, capture_output=True, text=True, timeout=3600,
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    html = tmp_path / "_build" / "html"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax must be bundled for offline reading"
+    for page in ("setting", "counterexamples"):
+        text = (html / "chapters" / f"{page}.html").read_text()
+        assert "mathjax/tex-chtml.js" in text and "cdn.jsdelivr" not in text
+        assert "<img" in text, f"{page}: figures missing"
+        assert "Traceback" not in text and "ParameterError" not in text
+        assert "Verdict" in text
