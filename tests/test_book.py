@@ -24,5 +24,5 @@ def test_whole_book_builds_without_warnings(tmp_path):
         text = (html / "chapters" / f"{page}.html").read_text()
         assert "mathjax/tex-chtml.js" in text and "cdn.jsdelivr" not in text
         assert "<img" in text, f"{page}: figures missing"
-        assert "Traceback" not in text and "ParameterError" not in text
+        assert "highlight-ipythontb" not in text and "ParameterError" not in text, f"{page}: an error output was rendered"
         assert "Verdict" in text
