@@ -1,0 +1,370 @@
+"""The compiled sweep engine for the Section 7 experiments.
+
+It runs many configurations of perturbed SGD on the logistic regression of
+eqs. (53)-(54) in lockstep: one numba kernel advances a block of C
+configurations through the same iterations, with the configurations in the
+SIMD lanes, so the data matrix is streamed once per iteration for all of them.
+
+What one iteration computes for configuration c is the perturbed pass of
+:func:`fbsgd.passes.perturbed_passes` on the two-operator chain
+f₁ = -y hᵀw, f₂ = ln(1 + e^{f₁}), written out for this chain:
+
+    z_l   = f₁(a_l, w) = -a_lᵀw                     (4a), with a_l = y_l h_l
+    z̃_l   = z_l + δ_l                               (5a)  forward perturbation
+    ṽ_l   = ∇₁f₂(z̃_l) + ε_l = σ(z̃_l) + ε_l          (5b)  backward perturbation
+    ũ     = (1/M) Σ_l ∇₂f₁ᵀ ṽ_l = -(1/M) Σ_l a_l ṽ_l (5c)
+    w    ← w - γ (ũ + ρ∇R(w) + ξ),  ξ ~ N(0, σ_n² I)  (5d) + sampling noise
+
+The perturbations are the core's objects (:mod:`fbsgd.perturbations`), read
+by :func:`compile_plan`, and every random number is drawn from the same
+counter-based streams (:mod:`fbsgd.rng`) with the same keys as the core.
+:func:`reference_run` runs the same configuration through the core passes
+in a plain Python loop; ``tests/test_engine.py`` checks that the two agree,
+and ``benchmarks/engine_speed.py`` times one against the other.
+
+The metric is the exact, unperturbed gradient norm ‖∇f(w_t)‖ of the
+regularized loss, evaluated every ``metric_every`` iterations and smoothed by
+an exponentially weighted moving average (factor β per iteration, β^k over
+k iterations).  A configuration whose weights overflow or exceed 1e8 is
+marked diverged at that iteration and frozen; nothing raises and nothing warns.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
+
+from . import rng
+from .perturbations import Every, Plan, UniformNoise
+
+__all__ = ["KernelParams", "compile_plan", "run_block", "sigmoid_fast", "reference_run"]
+
+DIVERGENCE_THRESHOLD = 1e8
+
+# ----------------------------------------------------------------------------
+# A vectorizable sigmoid.  numba's math.exp calls libm (scalar, ~6 ns); this
+# one is a degree-12 polynomial after Cody-Waite range reduction, with the
+# power of two assembled from bits, so LLVM can vectorize the loop around it.
+# Relative error < 1e-15 on the clamped range (tests/test_engine.py).
+# ----------------------------------------------------------------------------
+
+
+@intrinsic
+def _bits_to_double(typingctx, x):
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.693147180369123816490
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _exp(x):
+    x = min(max(x, -700.0), 700.0)
+    k = np.floor(x * _LOG2E + 0.5)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (
+        1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600))))))))))))
+    return p * _bits_to_double((np.int64(k) + 1023) << 52)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def sigmoid_fast(z):
+    """σ(z) = 1 / (1 + e^{-z}), vectorizable."""
+    return 1.0 / (1.0 + _exp(-z))
+
+
+# ----------------------------------------------------------------------------
+# Per-configuration parameters of the kernel
+# ----------------------------------------------------------------------------
+
+
+class KernelParams:
+    """Arrays of length C, one entry per configuration (the SIMD lanes)."""
+
+    FIELDS = (
+        ("gamma", np.float64), ("rho", np.float64), ("reg", np.int64), ("noise_std", np.float64),
+        ("f_lo", np.float64), ("f_hi", np.float64), ("f_ps", np.int64), ("f_int", np.int64), ("f_off", np.int64), ("f_key", np.uint64),
+        ("b_lo", np.float64), ("b_hi", np.float64), ("b_ps", np.int64), ("b_int", np.int64), ("b_off", np.int64), ("b_key", np.uint64),
+        ("xi_key", np.uint64), ("ewma", np.float64),
+    )
+
+    def __init__(self, rows: list[dict]):
+        for name, dtype in self.FIELDS:
+            setattr(self, name, np.array([r[name] for r in rows], dtype=dtype))
+
+    def arrays(self):
+        return tuple(getattr(self, name) for name, _ in self.FIELDS)
+
+
+def _uniform_of(p):
+    """(low, high, per_sample, interval, offset) of a uniform, possibly intermittent, perturbation."""
+    if p is None:
+        return 0.0, 0.0, 0, 1, 0
+    if isinstance(p, Every) and isinstance(p.inner, UniformNoise):
+        u = p.inner
+        return u.low, u.high, int(u.per_sample), p.interval, p.offset
+    if isinstance(p, UniformNoise):
+        return p.low, p.high, int(p.per_sample), 1, 0
+    raise NotImplementedError(
+        f"the compiled engine supports UniformNoise, optionally wrapped in Every; got {p!r}. "
+        "Use fbsgd.passes.perturbed_passes for other perturbations."
+    )
+
+
+def compile_plan(plan: Plan, seed: int) -> dict:
+    """Kernel parameters of a core Plan: δ at operator 1 and ε at operator 2 of the logistic chain."""
+    plan.validate(2)
+    extra = set(plan.forward) - {1} | set(plan.backward) - {2}
+    if extra:
+        raise NotImplementedError(f"the logistic chain takes δ at operator 1 and ε at operator 2 only; got {sorted(extra)}")
+    state = plan.init(seed)
+    f = _uniform_of(plan.forward.get(1))
+    b = _uniform_of(plan.backward.get(2))
+    fk = state[("forward", 1)].key if 1 in plan.forward else 0
+    bk = state[("backward", 2)].key if 2 in plan.backward else 0
+    return dict(f_lo=f[0], f_hi=f[1], f_ps=f[2], f_int=f[3], f_off=f[4], f_key=fk,
+                b_lo=b[0], b_hi=b[1], b_ps=b[2], b_int=b[3], b_off=b[4], b_key=bk)
+
+
+def xi_key(seed: int) -> int:
+    """Key of the sampling-noise stream ξ of a run."""
+    return rng.derive_key("fbsgd.engine.xi", int(seed))
+
+
+# ----------------------------------------------------------------------------
+# The kernel
+# ----------------------------------------------------------------------------
+
+_FM = {"contract", "reassoc"}  # fixed reassociation: deterministic, and the same for every batch
+
+
+TILE = 256  # samples per tile: a (d, TILE) slice of the data stays in L1 while every configuration uses it
+
+_F32_LOG2E = np.float32(1.4426950408889634)
+_F32_LN2_HI = np.float32(0.693145751953125)
+_F32_LN2_LO = np.float32(1.428606765330187e-06)
+_F32_ONE = np.float32(1.0)
+_F32_U24 = np.float32(1.0 / 16777216.0)  # 2**-24
+_S40 = np.uint64(40)
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _exp32(x):
+    x = min(max(x, np.float32(-87.0)), np.float32(87.0))
+    k = np.floor(x * _F32_LOG2E + np.float32(0.5))
+    r = (x - k * _F32_LN2_HI) - k * _F32_LN2_LO
+    p = _F32_ONE + r * (_F32_ONE + r * (np.float32(0.5) + r * (np.float32(1.0 / 6) + r * (np.float32(1.0 / 24) + r * (
+        np.float32(1.0 / 120) + r * np.float32(1.0 / 720))))))
+    return p * _bits_to_float((np.int32(k) + np.int32(127)) << np.int32(23))
+
+
+@intrinsic
+def _bits_to_float(typingctx, x):
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def sigmoid_fast32(z):
+    return _F32_ONE / (_F32_ONE + _exp32(-z))
+
+
+@njit(inline="always", cache=True)
+def uniform01_f32(key, step, index):
+    """The same stream as :func:`fbsgd.rng.uniform01_scalar`, rounded down to 24 bits."""
+    ctr = (np.uint64(step) << np.uint64(32)) + np.uint64(index) + np.uint64(1)
+    z = rng._mix(np.uint64(key) + ctr * rng._GOLDEN)
+    return np.float32(z >> _S40) * _F32_U24
+
+
+# The kernel is generated for the feature dimension d so that the products
+# a_lᵀw and Σ_l a_l ṽ_l are written out term by term (r0[i]*w0 + r1[i]*w1 + ...):
+# numba cannot vectorize a short inner loop over d, but it vectorizes the
+# unrolled form over the samples i.  FLOAT is float32 or float64 (the
+# precision of the perturbed pass); the metric pass is always float64.
+_KERNEL_TEMPLATE = """
+def run_block(AT, AT64, W, t0, t1, metric_every,
+              gamma, rho, reg, noise_std,
+              f_lo, f_hi, f_ps, f_int, f_off, f_key,
+              b_lo, b_hi, b_ps, b_int, b_off, b_key,
+              xi_key, ewma, ewma_state, trace, diverged_at):
+    M = AT.shape[1]
+    C = W.shape[0]
+    inv_m = 1.0 / M
+    z = np.empty(TILE, FLOAT)
+    G = np.empty((C, D))
+    for t in range(t0, t1):
+        if t % metric_every == 0:
+            _metric(AT64, W, t, metric_every, rho, reg, ewma, ewma_state, trace, diverged_at)
+        G[:, :] = 0.0
+        for l0 in range(0, M, TILE):
+            n = min(TILE, M - l0)
+{rows}
+            for c in range(C):
+                if diverged_at[c] >= 0:
+                    continue
+{weights}
+                # (4a): z_l = f1(a_l, w) = -a_l^T w
+                for i in range(n):
+                    z[i] = -({a_dot_w})
+                # (5a): z~_l = z_l + delta_l   (draw number l, or draw 0 when shared by the batch)
+                if (f_lo[c] != 0.0 or f_hi[c] != 0.0) and t % f_int[c] == f_off[c]:
+                    lo, wd, key, ps = FLOAT(f_lo[c]), FLOAT(f_hi[c] - f_lo[c]), f_key[c], f_ps[c]
+                    for i in range(n):
+                        z[i] += lo + wd * UNIFORM(key, t, (l0 + i) * ps)
+                # (5b): v~_l = grad_1 f2(z~_l) + eps_l = sigma(z~_l) + eps_l
+                for i in range(n):
+                    z[i] = SIGMOID(z[i])
+                if (b_lo[c] != 0.0 or b_hi[c] != 0.0) and t % b_int[c] == b_off[c]:
+                    lo, wd, key, ps = FLOAT(b_lo[c]), FLOAT(b_hi[c] - b_lo[c]), b_key[c], b_ps[c]
+                    for i in range(n):
+                        z[i] += lo + wd * UNIFORM(key, t, (l0 + i) * ps)
+                # (5c): sum_l a_l v~_l over the tile, so that u~ = -(1/M) sum_l a_l v~_l
+{zero_acc}
+                for i in range(n):
+                    v = z[i]
+{acc}
+{store_acc}
+        # (5d): w <- w - gamma (u~ + rho grad R(w) + xi),  xi ~ N(0, noise_std^2 I)
+        for c in range(C):
+            if diverged_at[c] >= 0:
+                continue
+            bad = False
+            for j in range(D):
+                w = W[c, j]
+                rg = 2.0 * w / ((1.0 + w * w) * (1.0 + w * w)) if reg[c] == 0 else 2.0 * w
+                gj = -G[c, j] * inv_m + rho[c] * rg + noise_std[c] * rng.normal_scalar(xi_key[c], t, j)
+                w = w - gamma[c] * gj
+                W[c, j] = w
+                if not (abs(w) <= DIVERGENCE_THRESHOLD):
+                    bad = True
+            if bad:
+                diverged_at[c] = t
+
+
+def _metric(AT64, W, t, metric_every, rho, reg, ewma, ewma_state, trace, diverged_at):
+    # The metric: the exact, unperturbed gradient norm at w_t, in float64, smoothed by the EWMA.
+    M = AT64.shape[1]
+    C = W.shape[0]
+    z = np.empty(TILE)
+    for c in range(C):
+        if diverged_at[c] >= 0:
+            continue
+{weights64}
+{zero_g64}
+        for l0 in range(0, M, TILE):
+            n = min(TILE, M - l0)
+{rows64}
+            for i in range(n):
+                z[i] = sigmoid_fast(-({a_dot_w64}))
+{zero_acc64}
+            for i in range(n):
+                v = z[i]
+{acc64}
+{add_acc64}
+        nrm = 0.0
+{norm64}
+        g = math.sqrt(nrm)
+        e = ewma_state[c]
+        if e != e:
+            e = g
+        else:
+            beta_k = ewma[c] ** metric_every
+            e = beta_k * e + (1.0 - beta_k) * g
+        ewma_state[c] = e
+        trace[c, t // metric_every] = e
+"""
+
+
+def _kernel_source(d: int) -> str:
+    idx = range(d)
+    ind = lambda k, lines: "\n".join(" " * k + line for line in lines)
+    norm_lines = []
+    for j in idx:
+        norm_lines += [f"w = W[c, {j}]",
+                       f"rg = 2.0 * w / ((1.0 + w * w) * (1.0 + w * w)) if reg[c] == 0 else 2.0 * w",
+                       f"gj = -g64_{j} / M + rho[c] * rg",
+                       f"nrm += gj * gj"]
+    return _KERNEL_TEMPLATE.format(
+        rows=ind(12, [f"r{j} = AT[{j}, l0:l0 + n]" for j in idx]),
+        rows64=ind(12, [f"r{j} = AT64[{j}, l0:l0 + n]" for j in idx]),
+        weights=ind(16, [f"w{j} = FLOAT(W[c, {j}])" for j in idx]),
+        weights64=ind(8, [f"w{j} = W[c, {j}]" for j in idx]),
+        a_dot_w=" + ".join(f"r{j}[i] * w{j}" for j in idx),
+        a_dot_w64=" + ".join(f"r{j}[i] * w{j}" for j in idx),
+        zero_acc=ind(16, [f"acc{j} = FLOAT(0.0)" for j in idx]),
+        acc=ind(20, [f"acc{j} += r{j}[i] * v" for j in idx]),
+        zero_acc64=ind(12, [f"acc{j} = 0.0" for j in idx]),
+        acc64=ind(16, [f"acc{j} += r{j}[i] * v" for j in idx]),
+        store_acc=ind(16, [f"G[c, {j}] += acc{j}" for j in idx]),
+        zero_g64=ind(8, [f"g64_{j} = 0.0" for j in idx]),
+        add_acc64=ind(12, [f"g64_{j} += acc{j}" for j in idx]),
+        norm64=ind(8, norm_lines),
+    )
+
+
+_KERNELS: dict = {}
+
+
+def kernel(d: int, precision: str = "float32"):
+    """The compiled kernel for feature dimension ``d`` and the given precision of the perturbed pass."""
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    key = (int(d), precision)
+    if key not in _KERNELS:
+        src = _kernel_source(int(d))
+        ns = dict(np=np, math=math, rng=rng, TILE=TILE, D=int(d), DIVERGENCE_THRESHOLD=DIVERGENCE_THRESHOLD,
+                  sigmoid_fast=sigmoid_fast)
+        if precision == "float32":
+            ns.update(FLOAT=np.float32, SIGMOID=sigmoid_fast32, UNIFORM=uniform01_f32)
+        else:
+            ns.update(FLOAT=np.float64, SIGMOID=sigmoid_fast, UNIFORM=rng.uniform01_scalar)
+        exec(compile(src, f"<fbsgd.engine kernel d={d} {precision}>", "exec"), ns)
+        jit = njit(fastmath=_FM, error_model="numpy")
+        ns["_metric"] = jit(ns["_metric"])
+        _KERNELS[key] = jit(ns["run_block"])
+    return _KERNELS[key]
+
+
+# ----------------------------------------------------------------------------
+# The naive reference: the same run through the core passes, one step at a time
+# ----------------------------------------------------------------------------
+
+
+def reference_run(problem, plan: Plan, plan_seed: int, gamma: float, T: int, noise_std: float, noise_seed_key: int,
+                  w0=None, ewma: float = 0.99, metric_every: int = 1):
+    """One configuration through :func:`fbsgd.passes.perturbed_passes` in a Python loop.
+
+    Returns (w_T, trace of the EWMA of ‖∇f(w_t)‖ at t = 0, k, 2k, ..., diverged_at).
+    Same arithmetic as the kernel up to floating-point rounding.
+    """
+    from .passes import perturbed_passes
+
+    w = np.zeros(problem.d) if w0 is None else np.array(w0, dtype=float)
+    state = plan.init(plan_seed)
+    trace, e = [], float("nan")
+    for t in range(T):
+        if t % metric_every == 0:
+            g = float(np.linalg.norm(problem.gradient(w)))
+            e = g if e != e else ewma**metric_every * e + (1 - ewma**metric_every) * g
+            trace.append(e)
+        p, state = perturbed_passes(problem.net, problem.data, w, plan, state)
+        grad = p.gradient() + problem.rho * problem.regularizer.gradient(w) + rng.normal(noise_seed_key, t, problem.d, noise_std)
+        w = w - gamma * grad
+        if not np.all(np.abs(w) <= DIVERGENCE_THRESHOLD):
+            return w, np.array(trace), t
+    return w, np.array(trace), -1

@@ -1,0 +1,348 @@
+"""Sweeps: many Section 7 configurations run in lockstep, cached by content,
+split into independent chunks executed through joblib, returned as a tidy table.
+
+>>> configs = [RunConfig(perturbation="forward", sigma_f=s, gamma=g, seed=k) for s in ... for g in ... for k in ...]
+>>> result = run_sweep(configs, n_jobs=2)
+>>> result.table          # one row per configuration
+>>> result.traces         # long table of the EWMA curves (for trajectory plots)
+
+Running is separate from plotting: chapters call :func:`run_sweep` once and
+plot from ``result.table`` and ``result.traces`` only.
+
+Parallelism: each chunk is one call of a plain function through
+``joblib.Parallel``; the backend is whatever joblib is configured to use, so
+
+>>> from dask.distributed import Client; client = Client("scheduler:8786")
+>>> with joblib.parallel_config(backend="dask"):
+...     result = run_sweep(configs)
+
+runs the same sweep on a Dask cluster without any change to the code.
+
+Determinism: a configuration's random streams are derived from its own
+identity (every field that affects the computation) and its seed, and the
+kernel never mixes configurations, so its result is bit-identical alone, in
+any batch, in any order or chunking, and across reruns.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import __version__, rng
+from .engine import KernelParams, compile_plan, kernel, xi_key
+from .perturbations import Plan, every, nonzero_mean_uniform, zero_mean_uniform
+from .problems import LogisticRegression
+from .report import atomic_write_bytes
+
+__all__ = ["RunConfig", "SweepResult", "run_sweep", "engine_hash", "default_cache_dir", "stable_summary"]
+
+_PERTURBATIONS = ("none", "forward", "backward", "both")
+_MEANS = ("zero", "nonzero")
+_MODES = ("per_sample", "shared")
+_REGULARIZERS = ("nonconvex", "l2")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run of perturbed SGD on the Section 7 logistic regression.
+
+    ``figure`` and ``panel`` are labels for the table; every other field is
+    part of the computation.  ``interval`` = Δt: perturbations act at
+    iterations t with t % Δt == 0.  ``mode``: one draw per sample
+    (``per_sample``) or one draw per iteration shared by all samples.
+    """
+
+    figure: str = ""
+    panel: str = ""
+    regularizer: str = "nonconvex"
+    rho: float = 0.001
+    perturbation: str = "none"
+    mean: str = "zero"
+    sigma_f: float = 0.0
+    sigma_b: float = 0.0
+    interval: int = 1
+    mode: str = "per_sample"
+    gamma: float = 0.01
+    seed: int = 0
+    T: int = 200_000
+    noise_std: float = 0.001
+    d: int = 10
+    M: int = 2000
+    data_seed: int = 0
+    ewma: float = 0.99
+    metric_every: int = 10
+    precision: str = "float32"
+
+    LABELS = ("figure", "panel")
+    # fields that do not change the random draws (a run with smaller T is a prefix)
+    NOT_IN_STREAMS = ("T", "ewma", "metric_every", "precision")
+
+    def __post_init__(self):
+        def need(ok, msg):
+            if not ok:
+                raise ValueError(f"RunConfig: {msg}")
+
+        need(self.regularizer in _REGULARIZERS, f"regularizer must be one of {_REGULARIZERS}, got {self.regularizer!r}")
+        need(self.perturbation in _PERTURBATIONS, f"perturbation must be one of {_PERTURBATIONS}, got {self.perturbation!r}")
+        need(self.mean in _MEANS, f"mean must be one of {_MEANS}, got {self.mean!r}")
+        need(self.mode in _MODES, f"mode must be one of {_MODES}, got {self.mode!r}")
+        need(self.precision in ("float32", "float64"), f"precision must be 'float32' or 'float64', got {self.precision!r}")
+        for name in ("rho", "sigma_f", "sigma_b", "noise_std"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{name} must be a finite number >= 0, got {v!r}")
+        need(isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma > 0, f"gamma must be > 0, got {self.gamma!r}")
+        need(0 < self.ewma < 1, f"ewma must be in (0, 1), got {self.ewma!r}")
+        for name, lo in (("interval", 1), ("T", 2), ("d", 1), ("M", 1), ("metric_every", 1), ("seed", 0), ("data_seed", 0)):
+            v = getattr(self, name)
+            need(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo, f"{name} must be an integer >= {lo}, got {v!r}")
+        need(self.T < 2**31, f"T must be < 2**31, got {self.T}")
+        need(self.T >= 2 * self.metric_every, f"T must be at least 2 * metric_every, got T={self.T}, metric_every={self.metric_every}")
+
+    # -- identity ---------------------------------------------------------------------------------
+    def computation(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.LABELS}
+
+    def key(self) -> str:
+        """Content hash of the computation and the engine's source: the cache key."""
+        blob = json.dumps(self.computation(), sort_keys=True) + engine_hash()
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def stream_seed(self) -> int:
+        ident = {k: v for k, v in self.computation().items() if k not in self.NOT_IN_STREAMS}
+        return rng.derive_key("fbsgd.sweeps", json.dumps(ident, sort_keys=True))
+
+    # -- the perturbations as core objects ---------------------------------------------------------
+    def plan(self) -> Plan:
+        """δ after f₁ and/or ε after ∂f₂/∂f₁, as :class:`fbsgd.perturbations.Plan`."""
+        make = zero_mean_uniform if self.mean == "zero" else nonzero_mean_uniform
+        per_sample = self.mode == "per_sample"
+
+        def place(sigma):
+            p = make(sigma, self.d, per_sample)
+            return every(self.interval, p) if self.interval > 1 else p
+
+        forward, backward = {}, {}
+        if self.perturbation in ("forward", "both") and self.sigma_f > 0:
+            forward[1] = place(self.sigma_f)
+        if self.perturbation in ("backward", "both") and self.sigma_b > 0:
+            backward[2] = place(self.sigma_b)
+        return Plan(forward=forward, backward=backward)
+
+    def kernel_row(self) -> dict:
+        row = compile_plan(self.plan(), self.stream_seed())
+        row.update(gamma=self.gamma, rho=self.rho, reg=_REGULARIZERS.index(self.regularizer),
+                   noise_std=self.noise_std, xi_key=xi_key(self.stream_seed()), ewma=self.ewma)
+        return row
+
+    def problem(self) -> LogisticRegression:
+        return _problem(self.d, self.M, self.rho, self.regularizer, self.data_seed)
+
+
+@lru_cache(maxsize=16)
+def _problem(d, M, rho, regularizer, data_seed):
+    return LogisticRegression.generate(d=d, M=M, rho=rho, regularizer=regularizer, data_seed=data_seed)
+
+
+@lru_cache(maxsize=8)
+def _data(d, M, data_seed):
+    p = LogisticRegression.generate(d=d, M=M, data_seed=data_seed)
+    AT64 = np.ascontiguousarray(p.signed_features.T)
+    return AT64, AT64.astype(np.float32)
+
+
+_HASHED_SOURCES = ("engine.py", "sweeps.py", "rng.py", "perturbations.py", "problems.py", "regularizers.py")
+
+
+@lru_cache(maxsize=1)
+def engine_hash() -> str:
+    """Hash of everything that can change a run's result: the engine's source and the numerics stack."""
+    import numba
+
+    h = hashlib.sha256()
+    here = Path(__file__).parent
+    for name in _HASHED_SOURCES:
+        h.update((here / name).read_bytes())
+    h.update(f"numpy={np.__version__} numba={numba.__version__}".encode())
+    return h.hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    """$FBSGD_CACHE_DIR, else ~/.cache/fbsgd/sweeps."""
+    env = os.environ.get("FBSGD_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "fbsgd" / "sweeps"
+
+
+# -------------------------------------------------------------------------------------------------
+# summaries (Section 7.1)
+# -------------------------------------------------------------------------------------------------
+
+
+def stable_summary(trace: np.ndarray, T: int, metric_every: int) -> tuple[float, float]:
+    """Stable gradient norm (mean EWMA over the last ⌊T/2⌋ iterations) and stable
+    iteration complexity (first iteration whose EWMA is below 1.5 × that norm).
+
+    ``trace[i]`` is the EWMA at iteration i·metric_every.
+    """
+    t = np.arange(trace.size) * metric_every
+    last = t >= T - T // 2
+    stable = float(np.mean(trace[last]))
+    below = np.nonzero(trace < 1.5 * stable)[0]
+    return stable, float(t[below[0]]) if below.size else float("nan")
+
+
+def _downsample(trace: np.ndarray, metric_every: int, points: int):
+    n = trace.size
+    idx = np.unique(np.concatenate([np.geomspace(1, n, points // 2).astype(int) - 1, np.linspace(0, n - 1, points // 2).astype(int)]))
+    return idx * metric_every, trace[idx]
+
+
+# -------------------------------------------------------------------------------------------------
+# the cache: one small .npz per configuration, written atomically
+# -------------------------------------------------------------------------------------------------
+
+
+def _cache_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / key[:2] / f"{key}.npz"
+
+
+def _save(cache_dir: Path, key: str, summary: dict, trace_t, trace_v) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, trace_t=trace_t, trace_ewma=trace_v, summary=np.array(json.dumps(summary)))
+    atomic_write_bytes(_cache_path(cache_dir, key), buf.getvalue())
+
+
+def _load(cache_dir: Path, key: str):
+    path = _cache_path(cache_dir, key)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            return json.loads(str(z["summary"])), z["trace_t"], z["trace_ewma"]
+    except Exception:  # unreadable entry: treat as a miss and overwrite it
+        return None
+
+
+# -------------------------------------------------------------------------------------------------
+# running a chunk (a plain function: joblib ships it to processes or to Dask workers)
+# -------------------------------------------------------------------------------------------------
+
+
+def _run_chunk(configs: list[RunConfig], cache_dir: str | None, trace_points: int) -> list[tuple]:
+    c0 = configs[0]
+    AT64, AT32 = _data(c0.d, c0.M, c0.data_seed)
+    AT = AT32 if c0.precision == "float32" else AT64
+    run = kernel(c0.d, c0.precision)
+    params = KernelParams([c.kernel_row() for c in configs])
+    C, T, k = len(configs), c0.T, c0.metric_every
+    W = np.zeros((C, c0.d))
+    trace = np.full((C, -(-T // k)), np.nan)
+    ewma_state = np.full(C, np.nan)
+    diverged_at = np.full(C, -1, dtype=np.int64)
+    start = time.perf_counter()
+    run(AT, AT64, W, 0, T, k, *params.arrays(), ewma_state, trace, diverged_at)
+    runtime = (time.perf_counter() - start) / C
+    out = []
+    for i, cfg in enumerate(configs):
+        diverged = bool(diverged_at[i] >= 0)
+        if diverged:
+            stable, stable_it = float("nan"), float("nan")
+        else:
+            stable, stable_it = stable_summary(trace[i], T, k)
+        summary = dict(stable_grad_norm=stable, stable_iteration=stable_it, diverged=diverged,
+                       diverged_at=int(diverged_at[i]) if diverged else -1,
+                       final_ewma=float(trace[i][np.isfinite(trace[i])][-1]) if np.isfinite(trace[i]).any() else float("nan"),
+                       runtime_s=runtime, engine_hash=engine_hash(), fbsgd_version=__version__)
+        tt, tv = _downsample(trace[i], k, trace_points)
+        if cache_dir is not None:
+            _save(Path(cache_dir), cfg.key(), summary, tt, tv)
+        out.append((cfg.key(), summary, tt, tv))
+    return out
+
+
+def _chunks(configs: list[RunConfig], chunk_size: int) -> list[list[RunConfig]]:
+    """Group configurations that can share a kernel call, then cut into chunks."""
+    groups: dict = {}
+    for c in configs:
+        groups.setdefault((c.T, c.d, c.M, c.data_seed, c.metric_every, c.precision), []).append(c)
+    out = []
+    for group in groups.values():
+        # similar work next to each other: the perturbation kind and interval decide the cost
+        group.sort(key=lambda c: (c.perturbation, c.interval, c.mode, c.regularizer, c.gamma, c.seed))
+        out += [group[i : i + chunk_size] for i in range(0, len(group), chunk_size)]
+    return out
+
+
+@dataclass
+class SweepResult:
+    table: pd.DataFrame
+    traces: pd.DataFrame = field(repr=False)
+    computed: int = 0
+    from_cache: int = 0
+    wall_s: float = 0.0
+
+
+def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLike | None | bool = True,
+              chunk_size: int = 8, trace_points: int = 600, progress: bool = True) -> SweepResult:
+    """Run (or load from the cache) every configuration; one table row per configuration.
+
+    ``cache_dir``: True → :func:`default_cache_dir`; a path; or False/None for no cache.
+    ``n_jobs``: joblib workers (None → joblib's default for the active backend, -1 → all cores).
+    """
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    configs = list(configs)
+    if not configs:
+        raise ValueError("run_sweep needs at least one configuration")
+    for c in configs:
+        if not isinstance(c, RunConfig):
+            raise TypeError(f"run_sweep takes RunConfig objects, got {type(c).__name__}")
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if cache_dir is True:
+        cache_dir = default_cache_dir()
+    cache = Path(cache_dir) if cache_dir else None
+
+    start = time.perf_counter()
+    results: dict = {}
+    todo: dict = {}
+    for c in configs:
+        key = c.key()
+        if key in results or key in todo:
+            continue
+        hit = _load(cache, key) if cache is not None else None
+        if hit is not None:
+            results[key] = (hit[0], hit[1], hit[2], True)
+        else:
+            todo[key] = c
+    chunks = _chunks(list(todo.values()), chunk_size)
+    if chunks:
+        jobs = (delayed(_run_chunk)(ch, str(cache) if cache else None, trace_points) for ch in chunks)
+        bar = tqdm(total=len(todo), desc="configurations", unit="run", disable=not progress)
+        for chunk_out in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+            for key, summary, tt, tv in chunk_out:
+                results[key] = (summary, tt, tv, False)
+            bar.update(len(chunk_out))
+        bar.close()
+
+    rows, trace_rows = [], []
+    for i, c in enumerate(configs):
+        key = c.key()
+        summary, tt, tv, cached = results[key]
+        rows.append({**dataclasses.asdict(c), **summary, "cached": cached, "config_id": key})
+        trace_rows.append(pd.DataFrame({"config_id": key, "t": tt, "ewma": tv}))
+    table = pd.DataFrame(rows)
+    traces = pd.concat(trace_rows, ignore_index=True).drop_duplicates(["config_id", "t"])
+    return SweepResult(table, traces, computed=len(todo), from_cache=sum(r[3] for r in results.values()),
+                       wall_s=time.perf_counter() - start)

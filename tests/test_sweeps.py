@@ -1,0 +1,137 @@
+"""Sweep tables, the content cache, configuration checks and the Dask backend."""
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fbsgd import sweeps as S
+from fbsgd.report import atomic_write_bytes
+from fbsgd.sweeps import RunConfig, run_sweep, stable_summary
+
+SMALL = [RunConfig(T=600, gamma=g, perturbation=p, sigma_f=1.0, sigma_b=1.0, figure="t", panel=p)
+         for g in (0.05, 0.2) for p in ("none", "forward", "backward")]
+
+REQUIRED = ["figure", "panel", "regularizer", "rho", "perturbation", "mean", "sigma_f", "sigma_b", "interval",
+            "gamma", "seed", "T", "stable_grad_norm", "stable_iteration", "diverged", "fbsgd_version", "runtime_s", "engine_hash"]
+
+
+def test_table_has_one_row_per_configuration_and_the_required_columns(tmp_path):
+    res = run_sweep(SMALL + SMALL[:2], cache_dir=tmp_path, progress=False, n_jobs=1)
+    assert len(res.table) == len(SMALL) + 2
+    assert set(REQUIRED) <= set(res.table.columns)
+    assert res.computed == len(SMALL)
+
+
+def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch):
+    first = run_sweep(SMALL, cache_dir=tmp_path, progress=False, n_jobs=1)
+    assert first.computed == len(SMALL) and not first.table.cached.any()
+    second = run_sweep(SMALL, cache_dir=tmp_path, progress=False, n_jobs=1)
+    assert second.computed == 0 and second.table.cached.all()
+    pd.testing.assert_series_equal(first.table.stable_grad_norm, second.table.stable_grad_norm)
+    # a new configuration is a miss, the others stay hits
+    third = run_sweep(SMALL + [RunConfig(T=600, gamma=0.07)], cache_dir=tmp_path, progress=False, n_jobs=1)
+    assert third.computed == 1
+    # a change of the engine's source changes every key
+    monkeypatch.setattr(S, "engine_hash", lambda: "a-different-engine")
+    fourth = run_sweep(SMALL, cache_dir=tmp_path, progress=False, n_jobs=1)
+    assert fourth.computed == len(SMALL)
+
+
+def test_a_corrupt_cache_entry_is_recomputed(tmp_path):
+    cfg = SMALL[1]
+    path = S._cache_path(tmp_path, cfg.key())
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"half a file")
+    res = run_sweep([cfg], cache_dir=tmp_path, progress=False, n_jobs=1)
+    assert res.computed == 1
+    assert S._load(tmp_path, cfg.key()) is not None
+
+
+def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "x.npz"
+    atomic_write_bytes(target, b"old")
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(target, b"new content")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npz"]
+
+
+def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = S._run_chunk
+
+    def flaky(chunk, cache_dir, points):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(chunk, cache_dir, points)
+
+    monkeypatch.setattr(S, "_run_chunk", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(SMALL, cache_dir=tmp_path, progress=False, n_jobs=1, chunk_size=2)
+    monkeypatch.setattr(S, "_run_chunk", real)
+    res = run_sweep(SMALL, cache_dir=tmp_path, progress=False, n_jobs=1, chunk_size=2)
+    assert 0 < res.computed < len(SMALL)
+
+
+def test_stable_summary_closed_form():
+    T, k = 1000, 10
+    t = np.arange(T // k) * k
+    trace = 1.0 + 9.0 * np.exp(-t / 100.0)
+    stable, it = stable_summary(trace, T, k)
+    expected = trace[t >= T - T // 2].mean()
+    assert stable == pytest.approx(expected)
+    first = t[np.nonzero(trace < 1.5 * expected)[0][0]]
+    assert it == first and trace[t == it][0] < 1.5 * expected <= trace[t == it - k][0]
+
+
+def test_metric_every_10_moves_reported_numbers_by_less_than_tolerance():
+    cfgs = [RunConfig(T=4000, gamma=g, perturbation=p, sigma_f=1.0, sigma_b=1.0, metric_every=1) for g in (0.02, 0.2) for p in ("none", "forward", "backward")]
+    every1 = run_sweep(cfgs, cache_dir=False, progress=False, n_jobs=1).table
+    every10 = run_sweep([RunConfig(**{**c.__dict__, "metric_every": 10}) for c in cfgs], cache_dir=False, progress=False, n_jobs=1).table
+    rel = np.abs(every10.stable_grad_norm - every1.stable_grad_norm) / every1.stable_grad_norm
+    assert rel.max() < 0.02
+    assert (np.abs(every10.stable_iteration - every1.stable_iteration) <= 10 + 0.05 * every1.stable_iteration).all()
+
+
+@pytest.mark.parametrize("kw,msg", [
+    (dict(perturbation="sideways"), "perturbation must be one of"),
+    (dict(gamma=0.0), "gamma must be > 0"),
+    (dict(sigma_f=-1.0), "sigma_f must be a finite number >= 0"),
+    (dict(interval=0), "interval must be an integer >= 1"),
+    (dict(mode="batch"), "mode must be one of"),
+    (dict(T=5, metric_every=10), "T must be at least 2 \\* metric_every"),
+    (dict(ewma=1.0), "ewma must be in"),
+])
+def test_bad_configurations_raise_clear_errors(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        RunConfig(**kw)
+
+
+def test_run_sweep_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="at least one configuration"):
+        run_sweep([], progress=False)
+    with pytest.raises(TypeError, match="RunConfig"):
+        run_sweep([{"gamma": 0.1}], progress=False)
+    with pytest.raises(ValueError, match="chunk_size"):
+        run_sweep(SMALL, chunk_size=0, progress=False, cache_dir=False)
+
+
+@pytest.mark.slow
+def test_dask_backend_gives_the_serial_results(tmp_path):
+    joblib = pytest.importorskip("joblib")
+    distributed = pytest.importorskip("distributed")
+    serial = run_sweep(SMALL, cache_dir=False, progress=False, n_jobs=1, chunk_size=2)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        with joblib.parallel_config(backend="dask"):
+            remote = run_sweep(SMALL, cache_dir=False, progress=False, chunk_size=2)
+    cols = ["stable_grad_norm", "stable_iteration", "diverged"]
+    pd.testing.assert_frame_equal(serial.table[cols], remote.table[cols])
+    pd.testing.assert_frame_equal(serial.traces.reset_index(drop=True), remote.traces.reset_index(drop=True))
