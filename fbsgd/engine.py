@@ -23,9 +23,8 @@ in a plain Python loop; ``tests/test_engine.py`` checks that the two agree,
 and ``benchmarks/engine_speed.py`` times one against the other.
 
 The metric is the exact, unperturbed gradient norm ‖∇f(w_t)‖ of the
-regularized loss, evaluated every ``metric_every`` iterations and smoothed by
-an exponentially weighted moving average (factor β per iteration, β^k over
-k iterations).  A configuration whose weights overflow or exceed 1e8 is
+regularized loss, evaluated in float64 every ``metric_every`` iterations; the
+sweep smooths it afterwards (:func:`fbsgd.metrics.ewma`).  A configuration whose weights overflow or exceed 1e8 is
 marked diverged at that iteration and frozen; nothing raises and nothing warns.
 """
 from __future__ import annotations
@@ -40,7 +39,7 @@ from numba.extending import intrinsic
 from . import rng
 from .perturbations import Every, Plan, UniformNoise
 
-__all__ = ["KernelParams", "compile_plan", "run_block", "sigmoid_fast", "reference_run"]
+__all__ = ["KernelParams", "compile_plan", "kernel", "sigmoid_fast", "sigmoid_fast32", "reference_run", "xi_key"]
 
 DIVERGENCE_THRESHOLD = 1e8
 
@@ -95,7 +94,7 @@ class KernelParams:
         ("gamma", np.float64), ("rho", np.float64), ("reg", np.int64), ("noise_std", np.float64),
         ("f_lo", np.float64), ("f_hi", np.float64), ("f_ps", np.int64), ("f_int", np.int64), ("f_off", np.int64), ("f_key", np.uint64),
         ("b_lo", np.float64), ("b_hi", np.float64), ("b_ps", np.int64), ("b_int", np.int64), ("b_off", np.int64), ("b_key", np.uint64),
-        ("xi_key", np.uint64), ("ewma", np.float64),
+        ("xi_key", np.uint64),
     )
 
     def __init__(self, rows: list[dict]):
@@ -201,7 +200,7 @@ def run_block(AT, AT64, W, t0, t1, metric_every,
               gamma, rho, reg, noise_std,
               f_lo, f_hi, f_ps, f_int, f_off, f_key,
               b_lo, b_hi, b_ps, b_int, b_off, b_key,
-              xi_key, ewma, ewma_state, trace, diverged_at):
+              xi_key, trace, diverged_at):
     M = AT.shape[1]
     C = W.shape[0]
     inv_m = 1.0 / M
@@ -209,7 +208,7 @@ def run_block(AT, AT64, W, t0, t1, metric_every,
     G = np.empty((C, D))
     for t in range(t0, t1):
         if t % metric_every == 0:
-            _metric(AT64, W, t, metric_every, rho, reg, ewma, ewma_state, trace, diverged_at)
+            _metric(AT64, W, t, metric_every, rho, reg, trace, diverged_at)
         G[:, :] = 0.0
         for l0 in range(0, M, TILE):
             n = min(TILE, M - l0)
@@ -256,8 +255,8 @@ def run_block(AT, AT64, W, t0, t1, metric_every,
                 diverged_at[c] = t
 
 
-def _metric(AT64, W, t, metric_every, rho, reg, ewma, ewma_state, trace, diverged_at):
-    # The metric: the exact, unperturbed gradient norm at w_t, in float64, smoothed by the EWMA.
+def _metric(AT64, W, t, metric_every, rho, reg, trace, diverged_at):
+    # The metric: the exact, unperturbed gradient norm at w_t, in float64.
     M = AT64.shape[1]
     C = W.shape[0]
     z = np.empty(TILE)
@@ -278,15 +277,7 @@ def _metric(AT64, W, t, metric_every, rho, reg, ewma, ewma_state, trace, diverge
 {add_acc64}
         nrm = 0.0
 {norm64}
-        g = math.sqrt(nrm)
-        e = ewma_state[c]
-        if e != e:
-            e = g
-        else:
-            beta_k = ewma[c] ** metric_every
-            e = beta_k * e + (1.0 - beta_k) * g
-        ewma_state[c] = e
-        trace[c, t // metric_every] = e
+        trace[c, t // metric_every] = math.sqrt(nrm)
 """
 
 
@@ -346,22 +337,20 @@ def kernel(d: int, precision: str = "float32"):
 
 
 def reference_run(problem, plan: Plan, plan_seed: int, gamma: float, T: int, noise_std: float, noise_seed_key: int,
-                  w0=None, ewma: float = 0.99, metric_every: int = 1):
+                  w0=None, metric_every: int = 1):
     """One configuration through :func:`fbsgd.passes.perturbed_passes` in a Python loop.
 
-    Returns (w_T, trace of the EWMA of ‖∇f(w_t)‖ at t = 0, k, 2k, ..., diverged_at).
-    Same arithmetic as the kernel up to floating-point rounding.
+    Returns (w_T, ‖∇f(w_t)‖ at t = 0, k, 2k, ..., diverged_at).  Same
+    arithmetic as the float64 kernel up to floating-point rounding.
     """
     from .passes import perturbed_passes
 
     w = np.zeros(problem.d) if w0 is None else np.array(w0, dtype=float)
     state = plan.init(plan_seed)
-    trace, e = [], float("nan")
+    trace = []
     for t in range(T):
         if t % metric_every == 0:
-            g = float(np.linalg.norm(problem.gradient(w)))
-            e = g if e != e else ewma**metric_every * e + (1 - ewma**metric_every) * g
-            trace.append(e)
+            trace.append(float(np.linalg.norm(problem.gradient(w))))
         p, state = perturbed_passes(problem.net, problem.data, w, plan, state)
         grad = p.gradient() + problem.rho * problem.regularizer.gradient(w) + rng.normal(noise_seed_key, t, problem.d, noise_std)
         w = w - gamma * grad

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LineFit", "fit_line", "log_slope"]
+__all__ = ["LineFit", "fit_line", "log_slope", "ewma"]
 
 
 @dataclass(frozen=True)
@@ -47,3 +47,23 @@ def log_slope(x, y, log_x: bool = True) -> LineFit:
     y = np.asarray(y, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         return fit_line(np.log(x) if log_x else x, np.log(y))
+
+
+def ewma(values, beta: float, every: int = 1) -> np.ndarray:
+    """Exponentially weighted moving average of a metric sampled every ``every`` iterations.
+
+    e_0 = g_0 and e_n = β^k e_{n−1} + (1 − β^k) g_n with k = ``every``: the
+    per-iteration EWMA with factor β, assuming the metric is constant between
+    samples.  NaNs (after a divergence) stay NaN.
+    """
+    from scipy.signal import lfilter
+
+    g = np.asarray(values, dtype=float)
+    out = np.full_like(g, np.nan)
+    ok = np.isfinite(g)
+    n = int(np.argmin(ok)) if not ok.all() else g.size  # finite prefix
+    if n == 0:
+        return out
+    b = beta**every
+    out[:n], _ = lfilter([1.0 - b], [1.0, -b], g[:n], zi=[b * g[0]])
+    return out

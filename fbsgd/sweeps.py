@@ -41,6 +41,7 @@ import pandas as pd
 
 from . import __version__, rng
 from .engine import KernelParams, compile_plan, kernel, xi_key
+from .metrics import ewma
 from .perturbations import Plan, every, nonzero_mean_uniform, zero_mean_uniform
 from .problems import LogisticRegression
 from .report import atomic_write_bytes
@@ -142,7 +143,7 @@ class RunConfig:
     def kernel_row(self) -> dict:
         row = compile_plan(self.plan(), self.stream_seed())
         row.update(gamma=self.gamma, rho=self.rho, reg=_REGULARIZERS.index(self.regularizer),
-                   noise_std=self.noise_std, xi_key=xi_key(self.stream_seed()), ewma=self.ewma)
+                   noise_std=self.noise_std, xi_key=xi_key(self.stream_seed()))
         return row
 
     def problem(self) -> LogisticRegression:
@@ -246,24 +247,25 @@ def _run_chunk(configs: list[RunConfig], cache_dir: str | None, trace_points: in
     params = KernelParams([c.kernel_row() for c in configs])
     C, T, k = len(configs), c0.T, c0.metric_every
     W = np.zeros((C, c0.d))
-    trace = np.full((C, -(-T // k)), np.nan)
-    ewma_state = np.full(C, np.nan)
+    norms = np.full((C, -(-T // k)), np.nan)
     diverged_at = np.full(C, -1, dtype=np.int64)
     start = time.perf_counter()
-    run(AT, AT64, W, 0, T, k, *params.arrays(), ewma_state, trace, diverged_at)
+    run(AT, AT64, W, 0, T, k, *params.arrays(), norms, diverged_at)
     runtime = (time.perf_counter() - start) / C
     out = []
     for i, cfg in enumerate(configs):
         diverged = bool(diverged_at[i] >= 0)
+        smooth = ewma(norms[i], cfg.ewma, k)
         if diverged:
             stable, stable_it = float("nan"), float("nan")
         else:
-            stable, stable_it = stable_summary(trace[i], T, k)
+            stable, stable_it = stable_summary(smooth, T, k)
+        finite = smooth[np.isfinite(smooth)]
         summary = dict(stable_grad_norm=stable, stable_iteration=stable_it, diverged=diverged,
                        diverged_at=int(diverged_at[i]) if diverged else -1,
-                       final_ewma=float(trace[i][np.isfinite(trace[i])][-1]) if np.isfinite(trace[i]).any() else float("nan"),
+                       final_ewma=float(finite[-1]) if finite.size else float("nan"),
                        runtime_s=runtime, engine_hash=engine_hash(), fbsgd_version=__version__)
-        tt, tv = _downsample(trace[i], k, trace_points)
+        tt, tv = _downsample(smooth, k, trace_points)
         if cache_dir is not None:
             _save(Path(cache_dir), cfg.key(), summary, tt, tv)
         out.append((cfg.key(), summary, tt, tv))

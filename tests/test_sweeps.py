@@ -135,3 +135,17 @@ def test_dask_backend_gives_the_serial_results(tmp_path):
     cols = ["stable_grad_norm", "stable_iteration", "diverged"]
     pd.testing.assert_frame_equal(serial.table[cols], remote.table[cols])
     pd.testing.assert_frame_equal(serial.traces.reset_index(drop=True), remote.traces.reset_index(drop=True))
+
+
+def test_ewma_matches_the_recursion_and_keeps_divergence_nan():
+    from fbsgd.metrics import ewma
+
+    g = np.array([4.0, 2.0, 1.0, 3.0, np.nan, np.nan])
+    beta, k = 0.9, 10
+    b = beta**k
+    e = [g[0]]
+    for x in g[1:4]:
+        e.append(b * e[-1] + (1 - b) * x)
+    out = ewma(g, beta, k)
+    np.testing.assert_allclose(out[:4], e)
+    assert np.isnan(out[4:]).all()
