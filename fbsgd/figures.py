@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-__all__ = ["chain_diagram", "band", "style"]
+__all__ = ["chain_diagram", "band", "style", "stable_norm_vs_gamma", "trajectories"]
 
 
 def style():
@@ -92,3 +92,62 @@ def band(ax, x, samples, label=None, colour=None, log=False, **kw):
     if samples.shape[0] > 1:
         ax.fill_between(x, np.nanmin(samples, axis=0), np.nanmax(samples, axis=0), color=line.get_color(), alpha=0.2, lw=0)
     return line
+
+
+def _geo(x):
+    x = np.asarray(x, dtype=float)
+    return float(np.exp(np.mean(np.log(x)))) if x.size else np.nan
+
+
+def stable_norm_vs_gamma(ax, table, level_col: str = "level", order=None, predictions=None, title=None):
+    """Stable gradient norm against γ, one line per level: geometric mean over
+    seeds with a min–max band; diverged runs as red crosses on the top edge;
+    γ → 0 predictions as short dotted lines with a triangle left of the grid."""
+    order = order or list(dict.fromkeys(table[level_col]))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    gmin, gmax = table.gamma.min(), table.gamma.max()
+    top = table.stable_grad_norm.max()
+    any_div = False
+    for i, level in enumerate(order):
+        g = table[table[level_col] == level]
+        base = level == "standard SGD"
+        colour = "k" if base else colours[i % len(colours)]
+        ok = g[~g.diverged]
+        stats = ok.groupby("gamma").stable_grad_norm.agg([_geo, "min", "max"]).reset_index()
+        ax.loglog(stats.gamma, stats["_geo"], "o-" if not base else "s--", ms=3.5, lw=1.3, color=colour, label=level)
+        ax.fill_between(stats.gamma, stats["min"], stats["max"], color=colour, alpha=0.15, lw=0)
+        div = g[g.diverged]
+        if len(div):
+            any_div = True
+            ax.plot(div.gamma, np.full(len(div), top * 1.6), "x", color="red", ms=7, mew=1.8)
+        if predictions is not None and level in predictions and np.isfinite(predictions[level]) and predictions[level] > 0:
+            y = predictions[level]
+            ax.plot([gmin / 4, gmin / 1.3], [y, y], ":", color=colour, lw=1.6)
+            ax.plot([gmin / 4], [y], "<", color=colour, ms=5)
+    if any_div:
+        ax.plot([], [], "x", color="red", label="diverged run")
+    ax.set_xlim(gmin / 5, gmax * 1.5)
+    ax.set_xlabel(r"step size $\gamma$")
+    ax.set_ylabel("stable gradient norm")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def trajectories(ax, traces, table, select, label_col: str = "gamma", title=None):
+    """EWMA of ‖∇f(w_t)‖ against t for the runs in ``select`` (a table subset),
+    one line per value of ``label_col``: geometric mean over seeds with a min–max band."""
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (value, g) in enumerate(select.groupby(label_col)):
+        curves = [traces[traces.config_id == cid].sort_values("t") for cid in g.config_id]
+        t = curves[0].t.to_numpy()
+        Y = np.array([c.ewma.to_numpy() for c in curves if len(c) == len(t)])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mid = np.exp(np.nanmean(np.log(Y), axis=0))
+        ax.loglog(t + 1, mid, color=colours[i % len(colours)], lw=1.2, label=f"{label_col} = {value:g}" if label_col != "gamma" else rf"$\gamma = {value:g}$")
+        ax.fill_between(t + 1, np.nanmin(Y, axis=0), np.nanmax(Y, axis=0), color=colours[i % len(colours)], alpha=0.15, lw=0)
+    ax.set_xlabel("iteration $t$")
+    ax.set_ylabel(r"EWMA of $\|\nabla f(w_t)\|$")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax

@@ -90,6 +90,15 @@ class RunConfig:
     NOT_IN_STREAMS = ("T", "ewma", "metric_every", "precision")
 
     def __post_init__(self):
+        for f in dataclasses.fields(self):  # plain Python values, so keys are stable and JSON-able
+            v = getattr(self, f.name)
+            if isinstance(v, np.bool_):
+                object.__setattr__(self, f.name, bool(v))
+            elif isinstance(v, np.integer):
+                object.__setattr__(self, f.name, int(v))
+            elif isinstance(v, np.floating):
+                object.__setattr__(self, f.name, float(v))
+
         def need(ok, msg):
             if not ok:
                 raise ValueError(f"RunConfig: {msg}")

@@ -1,0 +1,182 @@
+"""The Section 7 experiments: the configuration grids behind Figures 3–8, the
+parameters their chapters share, and the statistics their verdicts use.
+
+Every verdict in the Section 7 chapters is one of two questions about the
+stable gradient norm S(γ) as the step size shrinks:
+
+* does S keep falling towards zero, like standard SGD (S ∝ γ^{1/2} here)?
+* or does it level off at a plateau that no step size removes?
+
+Both are answered by the log-log slope of S against γ over the smallest step
+sizes of the grid (:func:`small_step_slopes`), fitted on all seeds with a
+standard error, next to the γ → 0 prediction of :mod:`fbsgd.limits`.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+
+from . import params as P
+from .limits import small_step_limit
+from .metrics import fit_line
+from .sweeps import RunConfig
+
+__all__ = [
+    "section7_spec",
+    "common",
+    "frequent_configs",
+    "nonzero_mean_configs",
+    "intermittent_configs",
+    "small_step_slopes",
+    "predicted_plateau",
+    "add_predictions",
+    "PLATEAU_SLOPE",
+    "DECREASE_SLOPE",
+    "trend",
+    "with_levels",
+    "level_of",
+]
+
+# A level-off is a log-log slope below PLATEAU_SLOPE over the smallest step sizes;
+# "keeps decreasing" is a slope above DECREASE_SLOPE (standard SGD gives about 1/2).
+PLATEAU_SLOPE = 0.1
+DECREASE_SLOPE = 0.25
+
+
+def section7_spec() -> dict:
+    """Parameter declarations shared by the Section 7 chapters (paper and quick defaults)."""
+    return dict(
+        T=P.Int(paper=200_000, quick=5_000, min=20, max=2**31 - 1),
+        gammas=P.FloatList(paper=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0], quick=[0.1, 0.3, 1.0], min=1e-9, max=1e3, min_len=2),
+        seeds=P.IntList(paper=[0, 1, 2], quick=[0, 1], min=0),
+        mode=P.Str(choices=("per_sample", "shared")),
+        ewma=P.Float(min=1e-6, max=0.999999),
+        metric_every=P.Int(min=1, max=10_000),
+        precision=P.Str(choices=("float32", "float64")),
+        data_seed=P.Int(min=0),
+        n_jobs=P.Int(min=-64, max=256),
+        output_dir=P.Str(),
+    )
+
+
+def common(p: dict) -> dict:
+    """The RunConfig fields shared by every run of a chapter, from its resolved parameters."""
+    return dict(T=p["T"], mode=p["mode"], ewma=p["ewma"], metric_every=p["metric_every"],
+                precision=p["precision"], data_seed=p["data_seed"])
+
+
+def frequent_configs(figure: str, regularizer: str, rho: float, sigma_f_levels, sigma_b_levels, gammas, seeds, *,
+                     mean: str = "zero", **kw) -> list[RunConfig]:
+    """Figures 4 and 5: forward-only levels (panel 'left'), backward-only levels
+    (panel 'right') and standard SGD ('baseline'), at every step size and seed."""
+    out = []
+    for g in gammas:
+        for s in seeds:
+            base = dict(figure=figure, regularizer=regularizer, rho=rho, gamma=g, seed=s, **kw)
+            out.append(RunConfig(panel="baseline", **base))
+            out += [RunConfig(panel="left", perturbation="forward", mean=mean, sigma_f=sf, **base) for sf in sigma_f_levels]
+            out += [RunConfig(panel="right", perturbation="backward", mean=mean, sigma_b=sb, **base) for sb in sigma_b_levels]
+    return out
+
+
+def nonzero_mean_configs(figure: str, regularizer: str, rho: float, sigma_b_levels, gammas, seeds, **kw) -> list[RunConfig]:
+    """Figure 6: backward perturbations U(0, σ_b/√d) at every iteration (σ_b = 0 is standard SGD)."""
+    out = []
+    for g in gammas:
+        for s in seeds:
+            for sb in sigma_b_levels:
+                pert = "backward" if sb > 0 else "none"
+                out.append(RunConfig(figure=figure, panel="main", regularizer=regularizer, rho=rho, gamma=g, seed=s,
+                                     perturbation=pert, mean="nonzero", sigma_b=sb, **kw))
+    return out
+
+
+def intermittent_configs(figure: str, regularizer: str, rho: float, sigma_f_panels, intervals, gammas, seeds, **kw) -> list[RunConfig]:
+    """Figures 7 and 8: zero-mean forward perturbations every Δt iterations, one panel per σ_f."""
+    out = []
+    for g in gammas:
+        for s in seeds:
+            base = dict(figure=figure, regularizer=regularizer, rho=rho, gamma=g, seed=s, **kw)
+            out.append(RunConfig(panel="baseline", **base))
+            for sf in sigma_f_panels:
+                out += [RunConfig(panel=f"sigma_f={sf:g}", perturbation="forward", sigma_f=sf, interval=dt, **base) for dt in intervals]
+    return out
+
+
+def level_of(row) -> str:
+    """A readable label of a run's perturbation."""
+    if row["perturbation"] == "none":
+        return "standard SGD"
+    parts = []
+    if row["perturbation"] in ("forward", "both"):
+        parts.append(f"σ_f={row['sigma_f']:g}")
+    if row["perturbation"] in ("backward", "both"):
+        parts.append(f"σ_b={row['sigma_b']:g}")
+    if row["interval"] > 1:
+        parts.append(f"Δt={row['interval']}")
+    return ", ".join(parts)
+
+
+_GROUP = ["figure", "panel", "regularizer", "rho", "perturbation", "mean", "sigma_f", "sigma_b", "interval", "mode"]
+
+
+def small_step_slopes(table: pd.DataFrame, n_smallest: int = 3) -> pd.DataFrame:
+    """Per perturbation setting: log-log slope of the stable gradient norm against γ
+    over the ``n_smallest`` step sizes (all seeds), with its standard error, and
+    the mean norm at the smallest γ.  Diverged runs are excluded and counted."""
+    rows = []
+    for key, g in table.groupby(_GROUP, sort=False):
+        ok = g[~g.diverged]
+        gam = np.sort(ok.gamma.unique())[:n_smallest]
+        pts = ok[ok.gamma.isin(gam)]
+        fit = fit_line(np.log(pts.gamma), np.log(pts.stable_grad_norm)) if len(gam) >= 2 else None
+        smallest = pts[pts.gamma == gam.min()].stable_grad_norm if len(gam) else pd.Series(dtype=float)
+        rows.append(dict(zip(_GROUP, key), level=level_of(g.iloc[0]), slope=fit.slope if fit else np.nan,
+                         slope_se=fit.slope_se if fit else np.nan, gamma_min=gam.min() if len(gam) else np.nan,
+                         norm_at_gamma_min=float(np.exp(np.log(smallest).mean())) if len(smallest) else np.nan,
+                         diverged_runs=int(g.diverged.sum()), runs=len(g)))
+    return pd.DataFrame(rows)
+
+
+@lru_cache(maxsize=512)
+def _prediction(cfg: RunConfig):
+    return small_step_limit(cfg.problem(), cfg.plan())
+
+
+def predicted_plateau(cfg: RunConfig) -> tuple[float, bool]:
+    """(γ → 0 prediction of the stable gradient norm, whether the iterates escape to infinity)."""
+    base = RunConfig(**{**cfg.__dict__, "figure": "", "panel": "", "gamma": 1.0, "seed": 0, "T": 2 * cfg.metric_every})
+    r = _prediction(base)
+    return r["plateau"], r["escapes"]
+
+
+def add_predictions(slopes: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """Attach the γ → 0 prediction to each row of :func:`small_step_slopes`."""
+    preds, esc = [], []
+    for _, row in slopes.iterrows():
+        match = table
+        for col in _GROUP:
+            match = match[match[col] == row[col]]
+        cfg = RunConfig(**{k: match.iloc[0][k] for k in RunConfig.__dataclass_fields__})
+        p, e = predicted_plateau(cfg)
+        preds.append(p)
+        esc.append(e)
+    return slopes.assign(predicted_limit=preds, escapes=esc)
+
+
+def trend(slope: float) -> str:
+    """How the stable gradient norm behaves as γ shrinks, from its small-step log-log slope."""
+    if not np.isfinite(slope):
+        return "undetermined"
+    if slope < PLATEAU_SLOPE:
+        return "levels off"
+    if slope > DECREASE_SLOPE:
+        return "keeps decreasing"
+    return "decreases slowly"
+
+
+def with_levels(table: pd.DataFrame) -> pd.DataFrame:
+    """The sweep table with a readable ``level`` column."""
+    return table.assign(level=[level_of(r) for _, r in table.iterrows()])
