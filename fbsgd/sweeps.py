@@ -273,6 +273,7 @@ def _run_chunk(configs: list[RunConfig], cache_dir: str | None, trace_points: in
         summary = dict(stable_grad_norm=stable, stable_iteration=stable_it, diverged=diverged,
                        diverged_at=int(diverged_at[i]) if diverged else -1,
                        final_ewma=float(finite[-1]) if finite.size else float("nan"),
+                       final_weight_norm=float(np.linalg.norm(W[i])) if not diverged else float("nan"),
                        runtime_s=runtime, engine_hash=engine_hash(), fbsgd_version=__version__)
         tt, tv = _downsample(smooth, k, trace_points)
         if cache_dir is not None:
