@@ -205,15 +205,17 @@ def frequent_verdicts(slopes: pd.DataFrame, figure_name: str, big_sigma: float =
         + f" (standard SGD {base.slope:.2f}); {'all' if b_all else 'not all'} above the 'keeps decreasing' threshold {DECREASE_SLOPE}.",
     )]
     big, small = fwd[fwd.sigma_f >= big_sigma], fwd[fwd.sigma_f < big_sigma]
-    flat = big.slope < PLATEAU_SLOPE
-    ratio = big.norm_at_gamma_min / big.predicted_limit if "predicted_limit" in big else pd.Series(dtype=float)
+    ratio = big.norm_at_gamma_min / big.predicted_limit if "predicted_limit" in big else pd.Series(np.nan, index=big.index)
+    # pinned: flat over the smallest step sizes, or sitting on the predicted floor that standard SGD is well below
+    on_floor = ratio.between(0.8, 1.25) & (big.predicted_limit > 2 * base.norm_at_gamma_min) if "predicted_limit" in big else False
+    pinned = (big.slope < PLATEAU_SLOPE) | on_floor
     small_txt = ("; smaller forward sizes: " + ", ".join(f"{r.level} slope {r.slope:.2f} ({trend(r.slope)})" for r in small.itertuples())) if len(small) else ""
     out.append((
         f"Zero-mean forward perturbations with σ_f ≥ {big_sigma:g} pin the stable gradient norm at a non-zero plateau as γ → 0 ({figure_name})",
-        True if flat.all() else (None if flat.any() else False),
+        True if pinned.all() else (None if pinned.any() else False),
         "slopes over the smallest step sizes: " + ", ".join(f"{r.level}: {r.slope:.2f} ± {r.slope_se:.2f}" for r in big.itertuples())
-        + (f"; measured/predicted floor at γ = {big.gamma_min.min():g}: " + ", ".join(f"{x:.2f}" for x in ratio) if len(ratio) else "")
-        + small_txt + ".",
+        + f"; at γ = {big.gamma_min.min():g} the measured norm / predicted floor is " + ", ".join(f"{x:.2f}" for x in ratio)
+        + f" (standard SGD there: {base.norm_at_gamma_min:.2g})" + small_txt + ".",
     ))
     return out
 

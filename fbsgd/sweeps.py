@@ -49,6 +49,8 @@ from .report import atomic_write_bytes
 __all__ = ["RunConfig", "SweepResult", "run_sweep", "engine_hash", "default_cache_dir", "stable_summary"]
 
 _PERTURBATIONS = ("none", "forward", "backward", "both")
+# the summaries are also computed with these EWMA factors (for the reproducibility notes)
+ALT_EWMAS = (0.9, 0.99, 0.999)
 _MEANS = ("zero", "nonzero")
 _MODES = ("per_sample", "shared")
 _REGULARIZERS = ("nonconvex", "l2")
@@ -62,6 +64,8 @@ class RunConfig:
     part of the computation.  ``interval`` = Δt: perturbations act at
     iterations t with t % Δt == 0.  ``mode``: one draw per sample
     (``per_sample``) or one draw per iteration shared by all samples.
+    ``w0_std``: the run starts from w₀ = 0 (default) or w₀ ~ N(0, w0_std² I)
+    drawn from the run's own stream.
     """
 
     figure: str = ""
@@ -84,6 +88,7 @@ class RunConfig:
     ewma: float = 0.99
     metric_every: int = 10
     precision: str = "float32"
+    w0_std: float = 0.0
 
     LABELS = ("figure", "panel")
     # fields that do not change the random draws (a run with smaller T is a prefix)
@@ -108,7 +113,7 @@ class RunConfig:
         need(self.mean in _MEANS, f"mean must be one of {_MEANS}, got {self.mean!r}")
         need(self.mode in _MODES, f"mode must be one of {_MODES}, got {self.mode!r}")
         need(self.precision in ("float32", "float64"), f"precision must be 'float32' or 'float64', got {self.precision!r}")
-        for name in ("rho", "sigma_f", "sigma_b", "noise_std"):
+        for name in ("rho", "sigma_f", "sigma_b", "noise_std", "w0_std"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{name} must be a finite number >= 0, got {v!r}")
         need(isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma > 0, f"gamma must be > 0, got {self.gamma!r}")
@@ -154,6 +159,11 @@ class RunConfig:
         row.update(gamma=self.gamma, rho=self.rho, reg=_REGULARIZERS.index(self.regularizer),
                    noise_std=self.noise_std, xi_key=xi_key(self.stream_seed()))
         return row
+
+    def initial_weights(self) -> np.ndarray:
+        if self.w0_std == 0:
+            return np.zeros(self.d)
+        return rng.normal(rng.derive_key("fbsgd.sweeps.w0", self.stream_seed()), 0, self.d, self.w0_std)
 
     def problem(self) -> LogisticRegression:
         return _problem(self.d, self.M, self.rho, self.regularizer, self.data_seed)
@@ -255,7 +265,7 @@ def _run_chunk(configs: list[RunConfig], cache_dir: str | None, trace_points: in
     run = kernel(c0.d, c0.precision)
     params = KernelParams([c.kernel_row() for c in configs])
     C, T, k = len(configs), c0.T, c0.metric_every
-    W = np.zeros((C, c0.d))
+    W = np.array([c.initial_weights() for c in configs])
     norms = np.full((C, -(-T // k)), np.nan)
     diverged_at = np.full(C, -1, dtype=np.int64)
     start = time.perf_counter()
@@ -270,11 +280,16 @@ def _run_chunk(configs: list[RunConfig], cache_dir: str | None, trace_points: in
         else:
             stable, stable_it = stable_summary(smooth, T, k)
         finite = smooth[np.isfinite(smooth)]
+        alternatives = {}
+        for beta in ALT_EWMAS:
+            alt = stable_summary(ewma(norms[i], beta, k), T, k) if not diverged else (float("nan"), float("nan"))
+            alternatives[f"stable_grad_norm_ewma{beta:g}"] = alt[0]
+            alternatives[f"stable_iteration_ewma{beta:g}"] = alt[1]
         summary = dict(stable_grad_norm=stable, stable_iteration=stable_it, diverged=diverged,
                        diverged_at=int(diverged_at[i]) if diverged else -1,
                        final_ewma=float(finite[-1]) if finite.size else float("nan"),
                        final_weight_norm=float(np.linalg.norm(W[i])) if not diverged else float("nan"),
-                       runtime_s=runtime, engine_hash=engine_hash(), fbsgd_version=__version__)
+                       **alternatives, runtime_s=runtime, engine_hash=engine_hash(), fbsgd_version=__version__)
         tt, tv = _downsample(smooth, k, trace_points)
         if cache_dir is not None:
             _save(Path(cache_dir), cfg.key(), summary, tt, tv)
