@@ -41,6 +41,8 @@ __all__ = [
     "nonzero_verdicts",
     "intermittent_verdicts",
     "recovery_interval",
+    "book_grid",
+    "BOOK_DEFAULTS",
 ]
 
 # A level-off is a log-log slope below PLATEAU_SLOPE over the smallest step sizes;
@@ -288,3 +290,37 @@ def intermittent_verdicts(slopes: pd.DataFrame, figure_name: str, T: int) -> lis
             + ("" if strictly else " (equal on this grid of Δt)" if holds else "") + ".",
         ))
     return out
+
+
+# -------------------------------------------------------------------------------------------------
+# the whole Section 7 grid of the book at paper scale (for the benchmark's projection)
+# -------------------------------------------------------------------------------------------------
+
+# the chapters' defaults (tests/test_experiments.py checks the notebooks use the same values)
+BOOK_DEFAULTS = dict(
+    frequent=dict(sigma_f_levels=[0.1, 0.2, 0.5, 1.0, 2.0], sigma_b_levels=[0.5, 1.0, 2.0, 4.0],
+                  rho_nonconvex=0.001, rho_l2=0.1),
+    nonzero=dict(sigma_b_levels=[0.0, 0.1, 0.25, 0.5, 1.0, 2.0], regularizer="nonconvex", rho=0.001),
+    intermittent=dict(sigma_f_panels=[1.0, 2.0], rho_nonconvex=0.001, rho_l2=0.5),
+)
+
+
+def book_grid(scale: str = "paper") -> list[RunConfig]:
+    """Every distinct run behind Figures 3–8 with the chapters' default parameters."""
+    spec = section7_spec()
+    p = {k: v.default(scale) for k, v in spec.items() if k in ("T", "gammas", "seeds")}
+    kw = dict(T=p["T"])
+    g, s = p["gammas"], p["seeds"]
+    F, N, I = BOOK_DEFAULTS["frequent"], BOOK_DEFAULTS["nonzero"], BOOK_DEFAULTS["intermittent"]
+    intervals = [1, 10, 100, 1000, 10000] if scale == "paper" else [1, 10, 100]
+    configs = (
+        frequent_configs("4", "nonconvex", F["rho_nonconvex"], F["sigma_f_levels"], F["sigma_b_levels"], g, s, **kw)
+        + frequent_configs("5", "l2", F["rho_l2"], F["sigma_f_levels"], F["sigma_b_levels"], g, s, **kw)
+        + nonzero_mean_configs("6", N["regularizer"], N["rho"], N["sigma_b_levels"], g, s, **kw)
+        + intermittent_configs("7", "nonconvex", I["rho_nonconvex"], I["sigma_f_panels"], intervals, g, s, **kw)
+        + intermittent_configs("8", "l2", I["rho_l2"], I["sigma_f_panels"], intervals, g, s, **kw)
+    )
+    unique = {}
+    for c in configs:
+        unique.setdefault(c.key(), c)
+    return list(unique.values())

@@ -1,0 +1,101 @@
+"""Speed of the Section 7 engine, measured in one run on this machine.
+
+Compares, on the same configurations,
+  * the naive reference: one configuration at a time, a Python loop over t,
+    each step through fbsgd.passes.perturbed_passes (same arithmetic, float64);
+  * the engine: fbsgd.sweeps.run_sweep, all configurations in lockstep in the
+    compiled kernel, chunks spread over both cores with joblib;
+and projects the wall time of the book's full Section 7 grid (Figures 3–8 at
+T = 200,000) from the engine's speed on a random sample of that grid.
+
+Run:  .venv/bin/python benchmarks/engine_speed.py [--sample 64] [--T 20000] [--naive-T 300]
+The last line is machine-readable:
+  speedup_vs_naive=<x> us_per_config_iteration=<z> full_grid_minutes=<y>
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import time
+
+import numpy as np
+
+from fbsgd import engine as E
+from fbsgd.experiments import book_grid
+from fbsgd.sweeps import RunConfig, run_sweep
+
+
+def naive_us(configs, T):
+    """µs per configuration-iteration of the reference loop (float64 numpy passes)."""
+    start = time.perf_counter()
+    for c in configs:
+        E.reference_run(c.problem(), c.plan(), c.stream_seed(), c.gamma, T, c.noise_std, E.xi_key(c.stream_seed()),
+                        metric_every=c.metric_every)
+    return (time.perf_counter() - start) / (len(configs) * T) * 1e6
+
+
+def engine_us(configs, n_jobs):
+    res = run_sweep(configs, n_jobs=n_jobs, cache_dir=False, progress=False)
+    T = configs[0].T
+    return res.wall_s / (len(configs) * T) * 1e6
+
+
+def kernel_breakdown(T=2000, C=8):
+    """Single-core µs per configuration-iteration of the kernel for each kind of work."""
+    rows = {}
+    kinds = {
+        "no perturbation (metric every 10)": dict(),
+        "forward δ per sample": dict(perturbation="forward", sigma_f=1.0),
+        "backward ε per sample": dict(perturbation="backward", sigma_b=1.0),
+        "forward + backward": dict(perturbation="both", sigma_f=1.0, sigma_b=1.0),
+        "intermittent forward, Δt = 100": dict(perturbation="forward", sigma_f=1.0, interval=100),
+        "no perturbation, metric every iteration": dict(metric_every=1),
+        "no perturbation, float64 pass": dict(precision="float64"),
+    }
+    for name, kw in kinds.items():
+        cfgs = [RunConfig(T=T, gamma=0.05, seed=s, **kw) for s in range(C)]
+        run_sweep(cfgs[:1], n_jobs=1, cache_dir=False, progress=False)  # compile outside the timing
+        rows[name] = engine_us(cfgs, 1)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sample", type=int, default=64, help="configurations sampled from the full grid (default 64)")
+    ap.add_argument("--T", type=int, default=20000, help="iterations per configuration for the engine timing (default 20000)")
+    ap.add_argument("--naive-configs", type=int, default=4, help="configurations for the naive timing (default 4)")
+    ap.add_argument("--naive-T", type=int, default=300, help="iterations per configuration for the naive timing (default 300)")
+    ap.add_argument("--n-jobs", type=int, default=2, help="joblib workers for the engine (default 2)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    args = ap.parse_args()
+    if args.sample < 1 or args.T < 20 or args.naive_T < 1 or args.naive_configs < 1:
+        ap.error("--sample, --naive-configs and --naive-T must be >= 1 and --T >= 20")
+
+    grid = book_grid("paper")
+    sample = random.Random(args.seed).sample(grid, min(args.sample, len(grid)))
+    timed = [RunConfig(**{**c.__dict__, "T": args.T}) for c in sample]
+    print(f"machine: {os.cpu_count()} cores; full grid: {len(grid)} distinct runs of T = {grid[0].T:,}")
+
+    # warm up: compile (or load from numba's cache) the kernel in this process and in every worker
+    warm = [RunConfig(**{**c.__dict__, "T": 40}) for c in sample[: 4 * args.n_jobs]]
+    run_sweep(warm, n_jobs=args.n_jobs, cache_dir=False, progress=False, chunk_size=1)
+
+    eng = engine_us(timed, args.n_jobs)
+    naive_cfgs = [RunConfig(**{**c.__dict__, "T": args.naive_T, "precision": "float64"}) for c in sample[: args.naive_configs]]
+    nai = naive_us(naive_cfgs, args.naive_T)
+    full_minutes = len(grid) * grid[0].T * eng / 60e6
+
+    print(f"\nnaive reference (Python loop over t, core passes, 1 core): {nai:9.2f} µs per configuration-iteration")
+    print(f"engine (lockstep kernel, {args.n_jobs} workers, sample of {len(timed)} from the grid, T = {args.T}): {eng:9.3f} µs wall per configuration-iteration")
+    print(f"projected full grid (Figures 3–8): {len(grid)} × {grid[0].T:,} iterations × {eng:.3f} µs = {full_minutes:.2f} minutes")
+
+    print("\nwhere the time goes (one core, µs per configuration-iteration):")
+    for name, us in kernel_breakdown().items():
+        print(f"  {name:45s} {us:6.2f}")
+
+    print(f"\nspeedup_vs_naive={nai / eng:.1f} us_per_config_iteration={eng:.3f} full_grid_minutes={full_minutes:.2f}")
+
+
+if __name__ == "__main__":
+    main()
