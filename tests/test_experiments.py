@@ -1,0 +1,104 @@
+"""Section 7 grids, γ → 0 limits and the verdict statistics."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fbsgd import experiments as X
+from fbsgd import perturbations as P
+from fbsgd.limits import averaged_bias, small_step_limit
+from fbsgd.sweeps import RunConfig, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _defaults(notebook):
+    nb = json.loads((ROOT / "chapters" / notebook).read_text())
+    cell = next(c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    ns = {}
+    exec("".join(cell["source"]), {}, ns)
+    return ns
+
+
+@pytest.mark.parametrize("notebook,key", [("frequent_zero_mean.ipynb", "frequent"), ("nonzero_mean.ipynb", "nonzero"), ("intermittent.ipynb", "intermittent")])
+def test_book_grid_uses_the_chapters_defaults(notebook, key):
+    ns = _defaults(notebook)
+    for name, value in X.BOOK_DEFAULTS[key].items():
+        assert ns[name] == value, f"{notebook}: {name} = {ns[name]!r}, book_grid assumes {value!r}"
+
+
+def test_book_grid_is_deduplicated_and_at_paper_scale():
+    grid = X.book_grid("paper")
+    assert len({c.key() for c in grid}) == len(grid)
+    assert all(c.T == 200_000 for c in grid)
+
+
+def test_averaged_bias_jacobian_matches_finite_differences():
+    cfg = RunConfig(perturbation="forward", sigma_f=1.5, interval=3, M=300)
+    prob = cfg.problem()
+    w = np.random.default_rng(0).standard_normal(cfg.d) * 0.3
+    _, J = averaged_bias(prob, cfg.plan(), w)
+    h = 1e-6
+    fd = np.array([(averaged_bias(prob, cfg.plan(), w + h * e)[0] - averaged_bias(prob, cfg.plan(), w - h * e)[0]) / (2 * h) for e in np.eye(cfg.d)]).T
+    np.testing.assert_allclose(J, fd, rtol=1e-5, atol=1e-9)
+
+
+def test_limits_closed_forms():
+    prob = RunConfig(regularizer="l2", rho=0.1).problem()
+    a_bar = np.linalg.norm(prob.signed_features.mean(axis=0))
+    sigma = 0.7
+    biased = P.Plan(backward={2: P.nonzero_mean_uniform(sigma, 10)})
+    r = small_step_limit(prob, biased)
+    assert not r["escapes"] and r["plateau"] == pytest.approx(sigma / (2 * np.sqrt(10)) * a_bar, rel=1e-9)
+    r0 = small_step_limit(prob, P.Plan(backward={2: P.zero_mean_uniform(2.0, 10)}))
+    assert r0["plateau"] < 1e-12
+    # intermittent: a tenth of the bias
+    r10 = small_step_limit(prob, P.Plan(backward={2: P.every(10, P.nonzero_mean_uniform(sigma, 10))}))
+    assert r10["plateau"] == pytest.approx(r["plateau"] / 10, rel=1e-9)
+
+
+def test_forward_floor_prediction_matches_a_small_step_run():
+    """The γ → 0 prediction is checked against the engine at a small step size, not against itself."""
+    cfg = RunConfig(perturbation="forward", sigma_f=2.0, gamma=0.01, T=40_000)
+    predicted, escapes = X.predicted_plateau(cfg)
+    measured = run_sweep([cfg], cache_dir=False, progress=False, n_jobs=1).table.stable_grad_norm.iloc[0]
+    assert not escapes and measured == pytest.approx(predicted, rel=0.05)
+
+
+def _synthetic(slope_by_level, gammas=(0.003, 0.01, 0.03, 0.1), seeds=(0, 1, 2), floor=None):
+    rows = []
+    for (pert, sf, sb), slope in slope_by_level.items():
+        for g in gammas:
+            for s in seeds:
+                v = 1e-3 * (g ** slope) * (1 + 0.01 * s)
+                rows.append(dict(figure="f", panel={"none": "baseline", "forward": "left", "backward": "right"}[pert], regularizer="nonconvex",
+                                 rho=0.001, perturbation=pert, mean="zero", sigma_f=sf, sigma_b=sb, interval=1, mode="per_sample",
+                                 gamma=g, seed=s, stable_grad_norm=v, diverged=False))
+    return pd.DataFrame(rows)
+
+
+def test_small_step_slopes_recover_power_laws():
+    t = _synthetic({("none", 0, 0): 0.5, ("forward", 1.0, 0): 0.0, ("backward", 0, 2.0): 0.3})
+    s = X.small_step_slopes(t).set_index("perturbation")
+    assert s.loc["none", "slope"] == pytest.approx(0.5, abs=1e-9)
+    assert s.loc["forward", "slope"] == pytest.approx(0.0, abs=1e-9)
+    assert s.loc["backward", "slope"] == pytest.approx(0.3, abs=1e-9)
+    assert [X.trend(x) for x in (0.5, 0.0, 0.2)] == ["keeps decreasing", "levels off", "decreases slowly"]
+
+
+def test_frequent_verdicts_can_fail():
+    good = X.small_step_slopes(_synthetic({("none", 0, 0): 0.5, ("forward", 1.0, 0): 0.0, ("backward", 0, 2.0): 0.5}))
+    bad = X.small_step_slopes(_synthetic({("none", 0, 0): 0.5, ("forward", 1.0, 0): 0.5, ("backward", 0, 2.0): 0.0}))
+    assert [v[1] for v in X.frequent_verdicts(good, "x")] == [True, True]
+    assert [v[1] for v in X.frequent_verdicts(bad, "x")] == [False, False]
+
+
+def test_recovery_interval():
+    slopes = pd.DataFrame([
+        dict(perturbation="none", panel="baseline", interval=1, norm_at_gamma_min=1.0),
+        *[dict(perturbation="forward", panel="p", interval=dt, norm_at_gamma_min=v) for dt, v in ((1, 10.0), (10, 2.0), (100, 1.2), (1000, 1.0))],
+    ])
+    assert X.recovery_interval(slopes, "p") == 100
+    assert np.isnan(X.recovery_interval(slopes.assign(norm_at_gamma_min=slopes.norm_at_gamma_min * [1, 9, 9, 9, 9]), "p"))
