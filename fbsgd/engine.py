@@ -42,7 +42,7 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from . import rng
-from .perturbations import Every, Plan, UniformNoise
+from .perturbations import AtSteps, Every, Plan, UniformNoise
 
 __all__ = ["KernelParams", "compile_plan", "kernel", "sigmoid_fast", "sigmoid_fast32", "reference_run", "xi_key"]
 
@@ -97,8 +97,8 @@ class KernelParams:
 
     FIELDS = (
         ("gamma", np.float64), ("rho", np.float64), ("reg", np.int64), ("noise_std", np.float64),
-        ("f_lo", np.float64), ("f_hi", np.float64), ("f_ps", np.int64), ("f_int", np.int64), ("f_off", np.int64), ("f_key", np.uint64),
-        ("b_lo", np.float64), ("b_hi", np.float64), ("b_ps", np.int64), ("b_int", np.int64), ("b_off", np.int64), ("b_key", np.uint64),
+        ("f_lo", np.float64), ("f_hi", np.float64), ("f_ps", np.int64), ("f_int", np.int64), ("f_from", np.int64), ("f_until", np.int64), ("f_key", np.uint64),
+        ("b_lo", np.float64), ("b_hi", np.float64), ("b_ps", np.int64), ("b_int", np.int64), ("b_from", np.int64), ("b_until", np.int64), ("b_key", np.uint64),
         ("xi_key", np.uint64),
     )
 
@@ -110,17 +110,31 @@ class KernelParams:
         return tuple(getattr(self, name) for name, _ in self.FIELDS)
 
 
+_NEVER = 2**62  # "no last step"
+
+
 def _uniform_of(p):
-    """(low, high, per_sample, interval, offset) of a uniform, possibly intermittent, perturbation."""
+    """(low, high, per_sample, interval, first, until) of a uniform perturbation acting at
+    the steps t = first, first + interval, ... < until."""
     if p is None:
-        return 0.0, 0.0, 0, 1, 0
+        return 0.0, 0.0, 0, 1, 0, 0
+    if isinstance(p, UniformNoise):
+        return p.low, p.high, int(p.per_sample), 1, 0, _NEVER
     if isinstance(p, Every) and isinstance(p.inner, UniformNoise):
         u = p.inner
-        return u.low, u.high, int(u.per_sample), p.interval, p.offset
-    if isinstance(p, UniformNoise):
-        return p.low, p.high, int(p.per_sample), 1, 0
+        return u.low, u.high, int(u.per_sample), p.interval, p.offset, _NEVER
+    if isinstance(p, AtSteps) and isinstance(p.inner, UniformNoise):
+        steps = sorted(p.steps)
+        u = p.inner
+        if not steps:
+            return 0.0, 0.0, 0, 1, 0, 0
+        gaps = set(np.diff(steps).tolist())
+        if len(gaps) > 1:
+            raise NotImplementedError("the compiled engine takes AtSteps whose steps are evenly spaced")
+        interval = gaps.pop() if gaps else 1
+        return u.low, u.high, int(u.per_sample), int(interval), steps[0], steps[-1] + 1
     raise NotImplementedError(
-        f"the compiled engine supports UniformNoise, optionally wrapped in Every; got {p!r}. "
+        f"the compiled engine supports UniformNoise, optionally wrapped in Every or in evenly spaced AtSteps; got {p!r}. "
         "Use fbsgd.passes.perturbed_passes for other perturbations."
     )
 
@@ -136,8 +150,8 @@ def compile_plan(plan: Plan, seed: int) -> dict:
     b = _uniform_of(plan.backward.get(2))
     fk = state[("forward", 1)].key if 1 in plan.forward else 0
     bk = state[("backward", 2)].key if 2 in plan.backward else 0
-    return dict(f_lo=f[0], f_hi=f[1], f_ps=f[2], f_int=f[3], f_off=f[4], f_key=fk,
-                b_lo=b[0], b_hi=b[1], b_ps=b[2], b_int=b[3], b_off=b[4], b_key=bk)
+    return dict(f_lo=f[0], f_hi=f[1], f_ps=f[2], f_int=f[3], f_from=f[4], f_until=f[5], f_key=fk,
+                b_lo=b[0], b_hi=b[1], b_ps=b[2], b_int=b[3], b_from=b[4], b_until=b[5], b_key=bk)
 
 
 def xi_key(seed: int) -> int:
@@ -203,8 +217,8 @@ def uniform01_f32(key, step, index):
 _KERNEL_TEMPLATE = """
 def run_block(AT, AT64, W, t0, t1, metric_every,
               gamma, rho, reg, noise_std,
-              f_lo, f_hi, f_ps, f_int, f_off, f_key,
-              b_lo, b_hi, b_ps, b_int, b_off, b_key,
+              f_lo, f_hi, f_ps, f_int, f_from, f_until, f_key,
+              b_lo, b_hi, b_ps, b_int, b_from, b_until, b_key,
               xi_key, trace, diverged_at):
     M = AT.shape[1]
     C = W.shape[0]
@@ -226,14 +240,14 @@ def run_block(AT, AT64, W, t0, t1, metric_every,
                 for i in range(n):
                     z[i] = -({a_dot_w})
                 # (5a): z~_l = z_l + delta_l   (draw number l, or draw 0 when shared by the batch)
-                if (f_lo[c] != 0.0 or f_hi[c] != 0.0) and t % f_int[c] == f_off[c]:
+                if (f_lo[c] != 0.0 or f_hi[c] != 0.0) and f_from[c] <= t < f_until[c] and (t - f_from[c]) % f_int[c] == 0:
                     lo, wd, key, ps = FLOAT(f_lo[c]), FLOAT(f_hi[c] - f_lo[c]), f_key[c], f_ps[c]
                     for i in range(n):
                         z[i] += lo + wd * UNIFORM(key, t, (l0 + i) * ps)
                 # (5b): v~_l = grad_1 f2(z~_l) + eps_l = sigma(z~_l) + eps_l
                 for i in range(n):
                     z[i] = SIGMOID(z[i])
-                if (b_lo[c] != 0.0 or b_hi[c] != 0.0) and t % b_int[c] == b_off[c]:
+                if (b_lo[c] != 0.0 or b_hi[c] != 0.0) and b_from[c] <= t < b_until[c] and (t - b_from[c]) % b_int[c] == 0:
                     lo, wd, key, ps = FLOAT(b_lo[c]), FLOAT(b_hi[c] - b_lo[c]), b_key[c], b_ps[c]
                     for i in range(n):
                         z[i] += lo + wd * UNIFORM(key, t, (l0 + i) * ps)

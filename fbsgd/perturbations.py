@@ -22,7 +22,7 @@ Building blocks
 ``Constant``          additive fixed δ (Appendix A.2)
 ``TopK``              compressor x -> C(x) keeping the k largest entries
 ``Every``             apply the inner perturbation every Δt steps only
-``AtSteps``           apply the inner perturbation at listed steps only
+``AtSteps``           apply the inner perturbation at listed steps only (``budget``: Q evenly spaced)
 ``Chain``             apply several perturbations in turn
 """
 from __future__ import annotations
@@ -50,6 +50,7 @@ __all__ = [
     "chain",
     "every",
     "at_steps",
+    "budget",
     "zero_mean_uniform",
     "nonzero_mean_uniform",
     "Plan",
@@ -259,6 +260,21 @@ def every(interval: int, inner: Perturbation, offset: int = 0) -> Every:
 
 def at_steps(steps, inner: Perturbation) -> AtSteps:
     return AtSteps(steps, inner)
+
+
+def budget(Q: int, T: int, inner: Perturbation, start: int = 0) -> AtSteps:
+    """Exactly Q occurrences of ``inner``, evenly spaced over the iterations start..T−1
+    (every ⌊(T − start)/Q⌋ iterations, the first at ``start``): a budget Q_δ or Q_ε of Section 6.2."""
+    if int(Q) != Q or Q < 0:
+        raise ValueError(f"budget needs an integer Q >= 0, got {Q}")
+    if int(T) != T or T < 1 or not 0 <= start < T:
+        raise ValueError(f"budget needs T >= 1 and 0 <= start < T, got T={T}, start={start}")
+    if Q > T - start:
+        raise ValueError(f"budget Q = {Q} exceeds the {T - start} iterations available")
+    if Q == 0:
+        return AtSteps([], inner)
+    gap = (T - start) // Q
+    return AtSteps(range(start, start + Q * gap, gap), inner)
 
 
 @dataclass(frozen=True)

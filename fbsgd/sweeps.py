@@ -42,7 +42,7 @@ import pandas as pd
 from . import __version__, rng
 from .engine import KernelParams, compile_plan, kernel, xi_key
 from .metrics import ewma
-from .perturbations import Plan, every, nonzero_mean_uniform, zero_mean_uniform
+from .perturbations import Plan, at_steps, every, nonzero_mean_uniform, zero_mean_uniform
 from .problems import LogisticRegression
 from .report import atomic_write_bytes
 
@@ -65,7 +65,9 @@ class RunConfig:
     iterations t with t % Δt == 0.  ``mode``: one draw per sample
     (``per_sample``) or one draw per iteration shared by all samples.
     ``w0_std``: the run starts from w₀ = 0 (default) or w₀ ~ N(0, w0_std² I)
-    drawn from the run's own stream.
+    drawn from the run's own stream.  ``start`` and ``budget``: perturbations
+    act at t = start, start + Δt, ... and, if ``budget`` > 0, only that many
+    times (a budget Q of Section 6.2).
     """
 
     figure: str = ""
@@ -89,6 +91,8 @@ class RunConfig:
     metric_every: int = 10
     precision: str = "float32"
     w0_std: float = 0.0
+    start: int = 0
+    budget: int = 0
 
     LABELS = ("figure", "panel")
     # fields that do not change the random draws (a run with smaller T is a prefix)
@@ -118,11 +122,14 @@ class RunConfig:
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{name} must be a finite number >= 0, got {v!r}")
         need(isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma > 0, f"gamma must be > 0, got {self.gamma!r}")
         need(0 < self.ewma < 1, f"ewma must be in (0, 1), got {self.ewma!r}")
-        for name, lo in (("interval", 1), ("T", 2), ("d", 1), ("M", 1), ("metric_every", 1), ("seed", 0), ("data_seed", 0)):
+        for name, lo in (("interval", 1), ("T", 2), ("d", 1), ("M", 1), ("metric_every", 1), ("seed", 0), ("data_seed", 0), ("start", 0), ("budget", 0)):
             v = getattr(self, name)
             need(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo, f"{name} must be an integer >= {lo}, got {v!r}")
         need(self.T < 2**31, f"T must be < 2**31, got {self.T}")
         need(self.T >= 2 * self.metric_every, f"T must be at least 2 * metric_every, got T={self.T}, metric_every={self.metric_every}")
+        need(self.start < self.T, f"start must be < T, got start={self.start}, T={self.T}")
+        need(self.budget == 0 or self.start + (self.budget - 1) * self.interval < self.T,
+             f"budget {self.budget} with interval {self.interval} from start {self.start} does not fit in T = {self.T}")
 
     # -- identity ---------------------------------------------------------------------------------
     def computation(self) -> dict:
@@ -145,7 +152,10 @@ class RunConfig:
 
         def place(sigma):
             p = make(sigma, self.d, per_sample)
-            return every(self.interval, p) if self.interval > 1 else p
+            if self.start == 0 and self.budget == 0:
+                return every(self.interval, p) if self.interval > 1 else p
+            end = self.T if self.budget == 0 else min(self.T, self.start + self.budget * self.interval)
+            return at_steps(range(self.start, end, self.interval), p)
 
         forward, backward = {}, {}
         if self.perturbation in ("forward", "both") and self.sigma_f > 0:
@@ -172,6 +182,13 @@ class RunConfig:
 @lru_cache(maxsize=16)
 def _problem(d, M, rho, regularizer, data_seed):
     return LogisticRegression.generate(d=d, M=M, rho=rho, regularizer=regularizer, data_seed=data_seed)
+
+
+@lru_cache(maxsize=16)
+def _optimum(d, M, rho, regularizer, data_seed) -> float:
+    """f* of the problem (Newton from 0; the problems of the book have a unique minimizer there)."""
+    p = _problem(d, M, rho, regularizer, data_seed)
+    return p.loss(p.minimize())
 
 
 @lru_cache(maxsize=8)
@@ -221,10 +238,12 @@ def stable_summary(trace: np.ndarray, T: int, metric_every: int) -> tuple[float,
     return stable, float(t[below[0]]) if below.size else float("nan")
 
 
-def _downsample(trace: np.ndarray, metric_every: int, points: int):
-    n = trace.size
-    idx = np.unique(np.concatenate([np.geomspace(1, n, points // 2).astype(int) - 1, np.linspace(0, n - 1, points // 2).astype(int)]))
-    return idx * metric_every, trace[idx]
+def _trace_grid(T: int, metric_every: int, points: int) -> np.ndarray:
+    """Iterations (multiples of metric_every, < T) at which curves are kept: half log-spaced, half evenly spaced."""
+    n = -(-T // metric_every)
+    idx = np.unique(np.concatenate([np.geomspace(1, n, max(points // 2, 2)).astype(int) - 1,
+                                    np.linspace(0, n - 1, max(points // 2, 2)).astype(int)]))
+    return idx * metric_every
 
 
 # -------------------------------------------------------------------------------------------------
@@ -236,9 +255,9 @@ def _cache_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / key[:2] / f"{key}.npz"
 
 
-def _save(cache_dir: Path, key: str, summary: dict, trace_t, trace_v) -> None:
+def _save(cache_dir: Path, key: str, summary: dict, traces: dict) -> None:
     buf = io.BytesIO()
-    np.savez(buf, trace_t=trace_t, trace_ewma=trace_v, summary=np.array(json.dumps(summary)))
+    np.savez(buf, summary=np.array(json.dumps(summary)), **{f"trace_{k}": v for k, v in traces.items()})
     atomic_write_bytes(_cache_path(cache_dir, key), buf.getvalue())
 
 
@@ -248,7 +267,8 @@ def _load(cache_dir: Path, key: str):
         return None
     try:
         with np.load(path) as z:
-            return json.loads(str(z["summary"])), z["trace_t"], z["trace_ewma"]
+            traces = {k[len("trace_"):]: z[k] for k in z.files if k.startswith("trace_")}
+            return json.loads(str(z["summary"])), traces
     except Exception:  # unreadable entry: treat as a miss and overwrite it
         return None
 
@@ -268,8 +288,19 @@ def _run_chunk(configs: list[RunConfig], cache_dir: str | None, trace_points: in
     W = np.array([c.initial_weights() for c in configs])
     norms = np.full((C, -(-T // k)), np.nan)
     diverged_at = np.full(C, -1, dtype=np.int64)
+    problems = [c.problem() for c in configs]
+    optima = [_optimum(c.d, c.M, c.rho, c.regularizer, c.data_seed) for c in configs]
+    checkpoints = _trace_grid(T, k, trace_points)
+    gaps = np.full((C, checkpoints.size), np.nan)
     start = time.perf_counter()
-    run(AT, AT64, W, 0, T, k, *params.arrays(), norms, diverged_at)
+    t_done = 0
+    for j, t_next in enumerate(checkpoints):  # run to each checkpoint, record f(w_t) − f*
+        run(AT, AT64, W, t_done, t_next, k, *params.arrays(), norms, diverged_at)
+        t_done = t_next
+        for i in range(C):
+            if diverged_at[i] < 0:
+                gaps[i, j] = problems[i].loss(W[i]) - optima[i]
+    run(AT, AT64, W, t_done, T, k, *params.arrays(), norms, diverged_at)
     runtime = (time.perf_counter() - start) / C
     out = []
     for i, cfg in enumerate(configs):
@@ -289,11 +320,14 @@ def _run_chunk(configs: list[RunConfig], cache_dir: str | None, trace_points: in
                        diverged_at=int(diverged_at[i]) if diverged else -1,
                        final_ewma=float(finite[-1]) if finite.size else float("nan"),
                        final_weight_norm=float(np.linalg.norm(W[i])) if not diverged else float("nan"),
+                       mean_sq_grad_norm=float(np.mean(norms[i] ** 2)) if not diverged else float("nan"),
+                       final_loss_gap=float(problems[i].loss(W[i]) - optima[i]) if not diverged else float("nan"),
                        **alternatives, runtime_s=runtime, engine_hash=engine_hash(), fbsgd_version=__version__)
-        tt, tv = _downsample(smooth, k, trace_points)
+        tt, tv = checkpoints, smooth[checkpoints // k]
+        traces = dict(t=tt, ewma=tv, loss_gap=gaps[i], grad_norm=norms[i][checkpoints // k])
         if cache_dir is not None:
-            _save(Path(cache_dir), cfg.key(), summary, tt, tv)
-        out.append((cfg.key(), summary, tt, tv))
+            _save(Path(cache_dir), cfg.key(), summary, traces)
+        out.append((cfg.key(), summary, traces))
     return out
 
 
@@ -313,7 +347,7 @@ def _chunks(configs: list[RunConfig], chunk_size: int) -> list[list[RunConfig]]:
 @dataclass
 class SweepResult:
     table: pd.DataFrame
-    traces: pd.DataFrame = field(repr=False)
+    traces: pd.DataFrame = field(repr=False)  # config_id, t, ewma, grad_norm, loss_gap (f(w_t) − f*)
     computed: int = 0
     from_cache: int = 0
     wall_s: float = 0.0
@@ -350,7 +384,7 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
             continue
         hit = _load(cache, key) if cache is not None else None
         if hit is not None:
-            results[key] = (hit[0], hit[1], hit[2], True)
+            results[key] = (hit[0], hit[1], True)
         else:
             todo[key] = c
     chunks = _chunks(list(todo.values()), chunk_size)
@@ -358,18 +392,18 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
         jobs = (delayed(_run_chunk)(ch, str(cache) if cache else None, trace_points) for ch in chunks)
         bar = tqdm(total=len(todo), desc="configurations", unit="run", disable=not progress)
         for chunk_out in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
-            for key, summary, tt, tv in chunk_out:
-                results[key] = (summary, tt, tv, False)
+            for key, summary, traces in chunk_out:
+                results[key] = (summary, traces, False)
             bar.update(len(chunk_out))
         bar.close()
 
     rows, trace_rows = [], []
     for i, c in enumerate(configs):
         key = c.key()
-        summary, tt, tv, cached = results[key]
+        summary, traces, cached = results[key]
         rows.append({**dataclasses.asdict(c), **summary, "cached": cached, "config_id": key})
-        trace_rows.append(pd.DataFrame({"config_id": key, "t": tt, "ewma": tv}))
+        trace_rows.append(pd.DataFrame({"config_id": key, **traces}))
     table = pd.DataFrame(rows)
     traces = pd.concat(trace_rows, ignore_index=True).drop_duplicates(["config_id", "t"])
-    return SweepResult(table, traces, computed=len(todo), from_cache=sum(r[3] for r in results.values()),
+    return SweepResult(table, traces, computed=len(todo), from_cache=sum(r[2] for r in results.values()),
                        wall_s=time.perf_counter() - start)

@@ -38,6 +38,8 @@ CASES = [
     dict(perturbation="forward", sigma_f=2.0, interval=3),
     dict(perturbation="backward", mean="nonzero", sigma_b=1.0),
     dict(perturbation="forward", sigma_f=1.0, regularizer="l2", rho=0.1),
+    dict(perturbation="both", sigma_f=3.0, sigma_b=3.0, start=5, budget=3, interval=4),
+    dict(perturbation="backward", mean="nonzero", sigma_b=5.0, start=11, budget=1),
 ]
 
 
@@ -49,9 +51,14 @@ def test_engine_float64_matches_core_passes(case):
     res = run_sweep([cfg], cache_dir=False, progress=False, n_jobs=1, trace_points=10_000)
     w_ref, norms_ref, div = E.reference_run(cfg.problem(), cfg.plan(), cfg.stream_seed(), cfg.gamma, T, cfg.noise_std,
                                             E.xi_key(cfg.stream_seed()), metric_every=1)
-    tr = res.traces.sort_values("t").ewma.to_numpy()
-    np.testing.assert_allclose(tr, ewma(norms_ref, cfg.ewma), rtol=1e-11)
+    tr = res.traces.sort_values("t")
+    np.testing.assert_allclose(tr.ewma.to_numpy(), ewma(norms_ref, cfg.ewma), rtol=1e-11)
+    np.testing.assert_allclose(tr.grad_norm.to_numpy(), norms_ref, rtol=1e-11)
     assert div == -1 and not res.table.diverged.iloc[0]
+    prob = cfg.problem()
+    f_star = prob.loss(prob.minimize())
+    assert res.table.final_loss_gap.iloc[0] == pytest.approx(prob.loss(w_ref) - f_star, rel=1e-9, abs=1e-14)
+    assert res.table.mean_sq_grad_norm.iloc[0] == pytest.approx(np.mean(np.square(norms_ref)), rel=1e-10)
 
 
 def test_engine_final_weights_match_core_passes():

@@ -79,3 +79,21 @@ def test_plan_streams_differ_by_place_and_seed():
 def test_bad_arguments_raise_clear_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         bad()
+
+
+@pytest.mark.parametrize("Q,T,start", [(1, 100, 0), (7, 100, 0), (10, 10, 0), (5, 1000, 300), (0, 50, 0)])
+def test_budget_schedule_has_exactly_Q_evenly_spaced_occurrences(Q, T, start):
+    p = P.budget(Q, T, P.Constant(1.0), start=start)
+    y = draws(p, shape=(1, 1), steps=T)[:, 0, 0]
+    steps = np.nonzero(y)[0]
+    assert len(steps) == Q
+    if Q:
+        assert steps[0] == start and steps[-1] < T
+        assert len(set(np.diff(steps))) <= 1 and (Q == 1 or np.diff(steps)[0] == (T - start) // Q)
+
+
+def test_budget_rejects_impossible_requests():
+    with pytest.raises(ValueError, match="exceeds"):
+        P.budget(11, 10, P.Constant(1.0))
+    with pytest.raises(ValueError, match="integer Q"):
+        P.budget(-1, 10, P.Constant(1.0))
