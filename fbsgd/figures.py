@@ -102,11 +102,13 @@ def _geo(x):
 def stable_norm_vs_gamma(ax, table, level_col: str = "level", order=None, predictions=None, title=None):
     """Stable gradient norm against γ, one line per level: geometric mean over
     seeds with a min–max band; diverged runs as red crosses on the top edge;
-    γ → 0 predictions as short dotted lines with a triangle left of the grid."""
+    γ → 0 predictions as short dotted lines with a triangle left of the grid
+    (omitted when they are more than 100 times below every measured value)."""
     order = order or list(dict.fromkeys(table[level_col]))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     gmin, gmax = table.gamma.min(), table.gamma.max()
     top = table.stable_grad_norm.max()
+    shown_floor = 1e-2 * table.stable_grad_norm.min()  # predictions below this are "zero" for the picture
     any_div = False
     for i, level in enumerate(order):
         g = table[table[level_col] == level]
@@ -120,7 +122,7 @@ def stable_norm_vs_gamma(ax, table, level_col: str = "level", order=None, predic
         if len(div):
             any_div = True
             ax.plot(div.gamma, np.full(len(div), top * 1.6), "x", color="red", ms=7, mew=1.8)
-        if predictions is not None and level in predictions and np.isfinite(predictions[level]) and predictions[level] > 0:
+        if predictions is not None and level in predictions and np.isfinite(predictions[level]) and predictions[level] > shown_floor:
             y = predictions[level]
             ax.plot([gmin / 4, gmin / 1.3], [y, y], ":", color=colour, lw=1.6)
             ax.plot([gmin / 4], [y], "<", color=colour, ms=5)
