@@ -56,14 +56,21 @@ DIVERGENCE_THRESHOLD = 1e8
 # ----------------------------------------------------------------------------
 
 
-@intrinsic
-def _bits_to_double(typingctx, x):
-    sig = types.float64(types.int64)
+def _bitcast(int_type, float_type, ir_type):
+    """An intrinsic reinterpreting the bits of an integer as a float (free on every CPU)."""
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.DoubleType())
+    @intrinsic
+    def cast(typingctx, x):
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir_type)
 
-    return sig, codegen
+        return float_type(int_type), codegen
+
+    return cast
+
+
+_bits_to_double = _bitcast(types.int64, types.float64, ir.DoubleType())
+_bits_to_float = _bitcast(types.int32, types.float32, ir.FloatType())
 
 
 _LOG2E = 1.4426950408889634
@@ -184,16 +191,6 @@ def _exp32(x):
     p = _F32_ONE + r * (_F32_ONE + r * (np.float32(0.5) + r * (np.float32(1.0 / 6) + r * (np.float32(1.0 / 24) + r * (
         np.float32(1.0 / 120) + r * np.float32(1.0 / 720))))))
     return p * _bits_to_float((np.int32(k) + np.int32(127)) << np.int32(23))
-
-
-@intrinsic
-def _bits_to_float(typingctx, x):
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
 
 
 @njit(inline="always", cache=True, error_model="numpy")
