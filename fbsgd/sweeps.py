@@ -278,7 +278,12 @@ def _load(cache_dir: Path, key: str):
 # -------------------------------------------------------------------------------------------------
 
 
-def _run_chunk(configs: list[RunConfig], cache_dir: str | None, trace_points: int) -> list[tuple]:
+def _run_chunk(configs: list[RunConfig], keys: list[str], expected_hash: str, cache_dir: str | None, trace_points: int) -> list[tuple]:
+    if engine_hash() != expected_hash:
+        raise RuntimeError(
+            f"this worker runs a different fbsgd engine ({engine_hash()}) than the process that started the sweep "
+            f"({expected_hash}): fbsgd was changed during the sweep, or the cluster's workers have another version installed"
+        )
     c0 = configs[0]
     AT64, AT32 = _data(c0.d, c0.M, c0.data_seed)
     AT = AT32 if c0.precision == "float32" else AT64
@@ -326,8 +331,8 @@ def _run_chunk(configs: list[RunConfig], cache_dir: str | None, trace_points: in
         tt, tv = checkpoints, smooth[checkpoints // k]
         traces = dict(t=tt, ewma=tv, loss_gap=gaps[i], grad_norm=norms[i][checkpoints // k])
         if cache_dir is not None:
-            _save(Path(cache_dir), cfg.key(), summary, traces)
-        out.append((cfg.key(), summary, traces))
+            _save(Path(cache_dir), keys[i], summary, traces)
+        out.append((keys[i], summary, traces))
     return out
 
 
@@ -389,7 +394,8 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
             todo[key] = c
     chunks = _chunks(list(todo.values()), chunk_size)
     if chunks:
-        jobs = (delayed(_run_chunk)(ch, str(cache) if cache else None, trace_points) for ch in chunks)
+        expected = engine_hash()
+        jobs = (delayed(_run_chunk)(ch, [c.key() for c in ch], expected, str(cache) if cache else None, trace_points) for ch in chunks)
         bar = tqdm(total=len(todo), desc="configurations", unit="run", disable=not progress)
         for chunk_out in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
             for key, summary, traces in chunk_out:

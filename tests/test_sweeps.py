@@ -66,11 +66,11 @@ def test_interrupted_sweep_resumes(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = S._run_chunk
 
-    def flaky(chunk, cache_dir, points):
+    def flaky(chunk, *rest):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(chunk, cache_dir, points)
+        return real(chunk, *rest)
 
     monkeypatch.setattr(S, "_run_chunk", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -149,3 +149,8 @@ def test_ewma_matches_the_recursion_and_keeps_divergence_nan():
     out = ewma(g, beta, k)
     np.testing.assert_allclose(out[:4], e)
     assert np.isnan(out[4:]).all()
+
+
+def test_a_worker_with_another_engine_refuses_to_run():
+    with pytest.raises(RuntimeError, match="different fbsgd engine"):
+        S._run_chunk(SMALL[:1], [SMALL[0].key()], "not-this-engine", None, 10)
