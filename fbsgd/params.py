@@ -29,6 +29,7 @@ __all__ = [
     "Bool",
     "IntList",
     "FloatList",
+    "StrList",
     "resolve",
     "current_scale",
     "SCALES",
@@ -162,6 +163,19 @@ class IntList(_List):
 
 class FloatList(_List):
     item = Float
+
+
+@dataclass
+class StrList(_List):
+    """A list of strings, each one of ``choices`` (any string when empty)."""
+
+    choices: tuple = ()
+    item = Str
+
+    def describe(self) -> str:
+        n = f"at least {self.min_len}" + (f" and at most {self.max_len}" if self.max_len else "")
+        what = f"values from {list(self.choices)}" if self.choices else "strings"
+        return f"a list of {n} {what}"
 
 
 def _user_names(namespace: dict) -> set[str]:

@@ -58,3 +58,12 @@ def test_bad_environment_scale(monkeypatch):
 
 def test_integral_float_accepted_for_int():
     assert P.resolve(ns(T=2e5), **SPEC)["T"] == 200_000
+
+
+def test_string_lists_check_every_item():
+    spec = dict(kinds=P.StrList(paper=["a", "b"], choices=("a", "b", "c")))
+    assert P.resolve({"kinds": None, "scale": None}, **spec)["kinds"] == ["a", "b"]
+    assert P.resolve({"kinds": ("c",), "scale": None}, **spec)["kinds"] == ["c"]
+    for bad in (["a", "z"], [], "a", [1]):
+        with pytest.raises(P.ParameterError, match=r"parameter 'kinds' must be a list of at least 1 values from \['a', 'b', 'c'\]"):
+            P.resolve({"kinds": bad, "scale": None}, **spec)
