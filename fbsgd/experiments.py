@@ -255,6 +255,15 @@ def recovery_interval(slopes: pd.DataFrame, panel: str, factor: float = 1.5) -> 
     return float(ok.interval.min()) if len(ok) else float("nan")
 
 
+MONOTONE_TOLERANCE = 0.05  # once at the unperturbed level, seed means fluctuate by a few per cent
+
+
+def falls_with_interval(norms, tolerance: float = MONOTONE_TOLERANCE) -> bool:
+    """True when each stable norm is at most (1 + tolerance) × the one at the previous, smaller Δt."""
+    v = np.asarray(norms, dtype=float)
+    return bool(np.all(v[1:] <= v[:-1] * (1.0 + tolerance)))
+
+
 def intermittent_verdicts(slopes: pd.DataFrame, figure_name: str, T: int) -> list[tuple]:
     """Section 7.2.3: small Δt behaves like frequent noise; larger Δt recovers; stronger noise needs larger Δt."""
     base = slopes[slopes.perturbation == "none"].iloc[0]
@@ -263,13 +272,16 @@ def intermittent_verdicts(slopes: pd.DataFrame, figure_name: str, T: int) -> lis
     for panel in panels:
         part = slopes[slopes.panel == panel].sort_values("interval")
         first, last = part.iloc[0], part.iloc[-1]
-        mono = bool(np.all(np.diff(part.norm_at_gamma_min.to_numpy()) <= 0))
+        plateau = bool(first.slope < PLATEAU_SLOPE)
+        falls = falls_with_interval(part.norm_at_gamma_min.to_numpy())
         out.append((
             f"{panel}: the smallest interval behaves like frequent forward noise (a plateau), and the plateau falls as Δt grows ({figure_name})",
-            bool(first.slope < PLATEAU_SLOPE and mono) if first.slope < PLATEAU_SLOPE or not mono else False,
-            f"Δt = {first.interval}: slope {first.slope:.2f}; stable norm at γ = {first.gamma_min:g} for Δt = "
+            True if (plateau and falls) else (None if (plateau or falls) else False),
+            f"Δt = {first.interval}: slope {first.slope:.2f} ({'a plateau' if plateau else f'not a plateau: above {PLATEAU_SLOPE}'}); "
+            f"stable norm at γ = {first.gamma_min:g} for Δt = "
             + ", ".join(f"{r.interval}: {r.norm_at_gamma_min:.3g}" for r in part.itertuples())
-            + (" (monotone in Δt)" if mono else " (not monotone in Δt)") + f"; standard SGD {base.norm_at_gamma_min:.3g}.",
+            + (" (non-increasing in Δt" if falls else " (rises with Δt") + f" beyond a {MONOTONE_TOLERANCE:.0%} seed-to-seed tolerance)"
+            + f"; standard SGD {base.norm_at_gamma_min:.3g}.",
         ))
         out.append((
             f"{panel}: with rare enough perturbations the curve recovers the error-free behaviour ({figure_name})",

@@ -102,3 +102,17 @@ def test_recovery_interval():
     ])
     assert X.recovery_interval(slopes, "p") == 100
     assert np.isnan(X.recovery_interval(slopes.assign(norm_at_gamma_min=slopes.norm_at_gamma_min * [1, 9, 9, 9, 9]), "p"))
+
+
+def test_plateau_falls_with_interval_up_to_seed_noise():
+    assert X.falls_with_interval([6.5e-4, 7.7e-5, 4.4e-5, 4.11e-5, 4.22e-5])  # 3 % wobble at the floor
+    assert not X.falls_with_interval([6.5e-4, 7.7e-5, 9.0e-5])  # a 17 % rise
+    base = dict(perturbation="none", panel="baseline", interval=1, norm_at_gamma_min=1.0, slope=0.5, gamma_min=0.003, sigma_f=0.0)
+    rows = lambda first_slope, norms: pd.DataFrame([base] + [
+        dict(perturbation="forward", panel="p", interval=dt, norm_at_gamma_min=v, slope=first_slope if dt == 1 else 0.5, gamma_min=0.003, sigma_f=1.0)
+        for dt, v in zip((1, 10, 100), norms)])
+    holds = lambda df: X.intermittent_verdicts(df, "x", 1000)[0][1]
+    assert holds(rows(0.0, [10.0, 2.0, 1.02])) is True
+    assert holds(rows(0.3, [10.0, 2.0, 1.02])) is None
+    assert holds(rows(0.0, [10.0, 2.0, 3.0])) is None
+    assert holds(rows(0.3, [1.0, 2.0, 3.0])) is False
