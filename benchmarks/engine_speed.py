@@ -41,8 +41,13 @@ def engine_us(configs, n_jobs):
     return res.wall_s / (len(configs) * T) * 1e6
 
 
-def kernel_breakdown(T=2000, C=8):
-    """Single-core µs per configuration-iteration of the kernel for each kind of work."""
+def kernel_breakdown(T_short=2000, T_long=22000, C=16):
+    """Single-core µs per configuration-iteration of the kernel for each kind of work.
+
+    Timed as the difference between a long and a short run of the same C
+    configurations, so the fixed cost of a sweep (data generation, process
+    start, table building) cancels and only the per-iteration work remains.
+    """
     rows = {}
     kinds = {
         "no perturbation (metric every 10)": dict(),
@@ -54,9 +59,12 @@ def kernel_breakdown(T=2000, C=8):
         "no perturbation, float64 pass": dict(precision="float64"),
     }
     for name, kw in kinds.items():
-        cfgs = [RunConfig(T=T, gamma=0.05, seed=s, **kw) for s in range(C)]
-        run_sweep(cfgs[:1], n_jobs=1, cache_dir=False, progress=False)  # compile outside the timing
-        rows[name] = engine_us(cfgs, 1)
+        run_sweep([RunConfig(T=40, gamma=0.05, **kw)], n_jobs=1, cache_dir=False, progress=False)  # compile outside the timing
+        wall = {}
+        for T in (T_short, T_long):
+            cfgs = [RunConfig(T=T, gamma=0.05, seed=s, **kw) for s in range(C)]
+            wall[T] = run_sweep(cfgs, n_jobs=1, cache_dir=False, progress=False).wall_s
+        rows[name] = (wall[T_long] - wall[T_short]) / (C * (T_long - T_short)) * 1e6
     return rows
 
 
