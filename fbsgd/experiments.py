@@ -280,7 +280,8 @@ def intermittent_verdicts(slopes: pd.DataFrame, figure_name: str, T: int) -> lis
             f"Δt = {first.interval}: slope {first.slope:.2f} ({'a plateau' if plateau else f'not a plateau: above {PLATEAU_SLOPE}'}); "
             f"stable norm at γ = {first.gamma_min:g} for Δt = "
             + ", ".join(f"{r.interval}: {r.norm_at_gamma_min:.3g}" for r in part.itertuples())
-            + (" (non-increasing in Δt" if falls else " (rises with Δt") + f" beyond a {MONOTONE_TOLERANCE:.0%} seed-to-seed tolerance)"
+            + (f" (non-increasing in Δt up to a {MONOTONE_TOLERANCE:.0%} seed-to-seed tolerance)" if falls
+               else f" (rises with Δt by more than a {MONOTONE_TOLERANCE:.0%} seed-to-seed tolerance)")
             + f"; standard SGD {base.norm_at_gamma_min:.3g}.",
         ))
         out.append((
