@@ -165,7 +165,7 @@ def add_predictions(slopes: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
         match = table
         for col in _GROUP:
             match = match[match[col] == row[col]]
-        cfg = RunConfig(**{k: match.iloc[0][k] for k in RunConfig.__dataclass_fields__})
+        cfg = RunConfig.from_row(match.iloc[0])
         p, e = predicted_plateau(cfg)
         preds.append(p)
         esc.append(e)

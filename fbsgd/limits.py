@@ -23,7 +23,7 @@ from scipy.special import expit
 
 from .perturbations import Every, Plan, UniformNoise
 
-__all__ = ["averaged_bias", "small_step_limit"]
+__all__ = ["averaged_bias", "small_step_limit", "smoothed_sigmoid"]
 
 
 def _uniform_interval(p):
@@ -36,7 +36,7 @@ def _uniform_interval(p):
     raise NotImplementedError(f"closed-form limits exist for (intermittent) uniform noise only, got {p!r}")
 
 
-def _smoothed_sigmoid(z, lo, hi):
+def smoothed_sigmoid(z, lo, hi):
     """E[σ(z + δ)] for δ ~ U(lo, hi), and its derivative in z."""
     if hi == lo:
         s = expit(z + lo)
@@ -57,7 +57,7 @@ def averaged_bias(problem, plan: Plan, w: np.ndarray):
     fwd = _uniform_interval(plan.forward.get(1))
     if fwd is not None:
         lo, hi, dt = fwd
-        sbar, dsbar = _smoothed_sigmoid(z, lo, hi)
+        sbar, dsbar = smoothed_sigmoid(z, lo, hi)
         bias += -(a.T @ (sbar - s)) / problem.M / dt
         # d/dw of -(1/M) Σ a_l (s̄(z_l) − σ(z_l)), with dz_l/dw = −a_l
         jac += (a.T * (dsbar - s * (1 - s))) @ a / problem.M / dt

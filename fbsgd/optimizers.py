@@ -113,24 +113,14 @@ def descend(
 ) -> np.ndarray:
     """Full-batch (perturbed) gradient descent; returns the iterates, shape (≤steps+1, d).
 
+    :func:`train` with the passes as estimator and every iterate recorded.
+
     The loop stops early (returning the iterates so far) once ‖w‖ exceeds
     ``stop_above``, so a diverging example never overflows.
     """
-    plan = plan or Plan()
-    state = plan.init(seed)
-    w = np.array(w0, dtype=float)
-    opt_state = optimizer.init(w)
-    out = [w.copy()]
-    for _ in range(steps):
-        p, state = perturbed_passes(net, x, w, plan, state)
-        g = p.gradient()
-        if regularizer_grad is not None:
-            g = g + regularizer_grad(w)
-        step, opt_state = optimizer.update(g, opt_state, w)
-        w = w - step
-        out.append(w.copy())
-        if not np.all(np.isfinite(w)) or np.linalg.norm(w) > stop_above:
-            break
+    out = [np.array(w0, dtype=float)]
+    train(PassGradient(net, plan or Plan()), w0, optimizer, steps, x, seed=seed, regularizer_grad=regularizer_grad,
+          callback=lambda t, w, g, step: out.append(w.copy()), stop_above=stop_above)
     return np.array(out)
 
 

@@ -47,6 +47,8 @@ from scipy import stats
 from scipy.special import expit
 
 from . import bounds as B
+from .limits import smoothed_sigmoid
+from .metrics import fit_line
 from .perturbations import AtSteps, Every, UniformNoise
 from .sweeps import RunConfig
 
@@ -286,14 +288,9 @@ class PowerLaw:
 
 
 def _line(x, y):
-    X = np.column_stack([np.ones_like(x), x])
-    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
-    if x.size > 2:
-        r = y - X @ coef
-        se = math.sqrt(max(r @ r / (x.size - 2), 0.0) * np.linalg.inv(X.T @ X)[1, 1])
-    else:
-        se = float("nan")
-    return float(coef[1]), float(coef[0]), se
+    """(slope, intercept, slope standard error) of the least-squares line."""
+    f = fit_line(x, y)
+    return f.slope, f.intercept, f.slope_se
 
 
 def _log_means(T, y, seed, keep):
@@ -580,16 +577,13 @@ def gradient_error_moments(problem, w: np.ndarray, forward=None, backward=None, 
     else:
         m_eps, e2_eps = 0.0, 0.0
     var_eps = max(e2_eps - m_eps**2, 0.0)
-    if forward is not None and forward[1] > forward[0]:
+    mean_s, var_s = s, np.zeros_like(z)
+    if forward is not None:
         lo, hi = forward
-        width = hi - lo
-        mean_s = (_softplus(z + hi) - _softplus(z + lo)) / width
-        sq_s = ((_softplus(z + hi) - expit(z + hi)) - (_softplus(z + lo) - expit(z + lo))) / width
-        var_s = np.maximum(sq_s - mean_s**2, 0.0)
-    elif forward is not None:  # a point mass δ = lo
-        mean_s, var_s = expit(z + forward[0]), np.zeros_like(z)
-    else:
-        mean_s, var_s = s, np.zeros_like(z)
+        mean_s, _ = smoothed_sigmoid(z, lo, hi)  # a point mass δ = lo when hi = lo
+        if hi > lo:
+            sq_s = ((_softplus(z + hi) - expit(z + hi)) - (_softplus(z + lo) - expit(z + lo))) / (hi - lo)
+            var_s = np.maximum(sq_s - mean_s**2, 0.0)
     bias = -(a.T @ (mean_s - s)) / M - m_eps * abar
     bias_sq = float(bias @ bias)
     if per_sample:

@@ -131,6 +131,11 @@ class RunConfig:
         need(self.budget == 0 or self.start + (self.budget - 1) * self.interval < self.T,
              f"budget {self.budget} with interval {self.interval} from start {self.start} does not fit in T = {self.T}")
 
+    @classmethod
+    def from_row(cls, row) -> "RunConfig":
+        """The configuration of one row of a sweep table (extra columns are ignored)."""
+        return cls(**{k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in cls.__dataclass_fields__})
+
     # -- identity ---------------------------------------------------------------------------------
     def computation(self) -> dict:
         return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.LABELS}

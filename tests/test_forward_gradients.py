@@ -147,13 +147,17 @@ def test_linearized_floor_matches_the_isotropic_closed_form(estimator):
     assert FG.linearized_floor(h * np.eye(n), s * np.eye(n), 3.0, estimator) == float("inf")
 
 
-def test_train_full_batch_reproduces_descend():
+def test_train_and_descend_are_full_batch_gradient_descent():
     net, data, w = _small_mlp()
-    ref = descend(net, data, w, SGD(0.3), 25)
+    expected = [np.array(w, dtype=float)]
+    for _ in range(25):  # w_{t+1} = w_t − γ u(w_t), u from the clean passes of eq. (4)
+        expected.append(expected[-1] - 0.3 * passes(net, data, expected[-1]).gradient())
+    expected = np.array(expected)
+    np.testing.assert_allclose(descend(net, data, w, SGD(0.3), 25), expected, rtol=1e-12, atol=1e-14)
     seen = []
     run = train(PassGradient(net), w, SGD(0.3), 25, data, callback=lambda t, w_, g, st: seen.append(w_.copy()))
-    np.testing.assert_allclose(np.array(seen), ref[1:], rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(run.w, ref[-1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.array(seen), expected[1:], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(run.w, expected[-1], rtol=1e-12, atol=1e-14)
 
 
 def test_train_records_metrics_uses_minibatches_and_detects_divergence():

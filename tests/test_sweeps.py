@@ -154,3 +154,10 @@ def test_ewma_matches_the_recursion_and_keeps_divergence_nan():
 def test_a_worker_with_another_engine_refuses_to_run():
     with pytest.raises(RuntimeError, match="different fbsgd engine"):
         S._run_chunk(SMALL[:1], [SMALL[0].key()], "not-this-engine", None, 10)
+
+
+def test_a_table_row_gives_back_its_configuration():
+    cfg = RunConfig(T=50, gamma=0.05, perturbation="forward", sigma_f=0.5, seed=3)
+    row = pd.Series({**cfg.__dict__, "stable_grad_norm": 1.0, "T": np.int64(50), "gamma": np.float64(0.05)})
+    back = RunConfig.from_row(row)
+    assert back == cfg and back.key() == cfg.key()
