@@ -4,38 +4,59 @@ In the spirit of optax's gradient transformations, a perturbation is a pure
 object with explicit state:
 
 >>> p = every(10, zero_mean_uniform(sigma=1.0, dim=10))
->>> state = p.init(key)
->>> y_tilde, state = p(y, state)       # y_tilde = y + δ, state advanced one step
+>>> state = p.init(seed)
+>>> y_tilde, state = p(y, state)       # y_tilde = P(y) = y + δ, state advanced one step
 
-The state is just ``(key, step)``: random numbers are drawn from the
-counter-based stream of :mod:`fbsgd.rng`, so a perturbation's draw at step
-``t`` is a pure function of its key and ``t``.  A :class:`Plan` places
-perturbations in a chain: ``forward[i]`` is δ_i added to the output of
-operator i (eq. 5a), ``backward[i]`` is ε_i added to the intermediate
-gradient that operator i sends back (eq. 5b).
+A :class:`Plan` places perturbations in a chain: ``forward[i]`` acts on the
+output of operator i (eq. 5a), ``backward[i]`` on the intermediate gradient
+that operator i sends back (eq. 5b).
 
-Building blocks
----------------
-``UniformNoise``      additive U(low, high) noise, per sample or shared
-``GaussianNoise``     additive N(mean, std²) noise, per sample or shared
-``TwoPointNoise``     additive ±a with equal probability (Appendix A.1)
-``Constant``          additive fixed δ (Appendix A.2)
-``TopK``              compressor x -> C(x) keeping the k largest entries
-``Every``             apply the inner perturbation every Δt steps only
-``AtSteps``           apply the inner perturbation at listed steps only (``budget``: Q evenly spaced)
-``Chain``             apply several perturbations in turn
+The protocol
+------------
+Everything the rest of fbsgd needs to know about a perturbation it asks the
+object, never its class:
+
+``p.law``        a :class:`Law`: what δ = P(x) − x is when the perturbation
+                 acts — its family, mean, second and fourth moments where
+                 known, whether E[δ | x] = 0, whether δ is additive (its law
+                 independent of x) or depends on the input (rounding,
+                 compression, bit flips), and a deterministic bound
+                 |δ| ≤ bound + relative_bound·|x| where one exists.
+``p.schedule``   a :class:`Schedule`: at which steps it acts (first step,
+                 interval, last step, or an explicit set), ``count(T)``.
+``p.compiled()`` a :class:`CompiledOp` telling the compiled engine what to
+                 compute, or a ``NotImplementedError`` that says why not.
+``p.init(seed)`` a :class:`PerturbationState` (stream key, step, memory);
+``p(x, state)``  returns ``(P(x), new_state)``: a pure function of (state, x).
+
+A kind without memory implements ``apply(x, key, step)``; a kind with memory
+(error feedback keeps a residual) implements ``transform(x, key, step, memory)
+-> (out, memory)``.  Random numbers come from the counter-based streams of
+:mod:`fbsgd.rng`, so a draw at step ``t`` is a pure function of the key and t.
+
+Kinds
+-----
+``UniformNoise``, ``GaussianNoise``, ``TwoPointNoise``, ``Constant``   additive
+``Round``        rounding to bfloat16 / float16 / float8 (nearest or stochastic)
+``BitFlip``      independent bit flips in the float32 pattern of each entry
+``TopK``, ``RandK``   compressors (per sample or across the batch)
+``ErrorFeedback``     EF-SGD around a compressor (memory: the residual)
+``Every``, ``AtSteps`` (``budget``), ``Chain``   composition
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping, NamedTuple
 
 import numpy as np
 
-from . import rng
+from . import lowprec, rng
 
 __all__ = [
+    "Law",
+    "Schedule",
+    "CompiledOp",
     "PerturbationState",
     "Perturbation",
     "Identity",
@@ -43,7 +64,11 @@ __all__ = [
     "GaussianNoise",
     "TwoPointNoise",
     "Constant",
+    "Round",
+    "BitFlip",
     "TopK",
+    "RandK",
+    "ErrorFeedback",
     "Every",
     "AtSteps",
     "Chain",
@@ -53,39 +78,230 @@ __all__ = [
     "budget",
     "zero_mean_uniform",
     "nonzero_mean_uniform",
+    "measure",
     "Plan",
 ]
 
 
+# ---------------------------------------------------------------------------
+# argument checks shared by the constructors
+# ---------------------------------------------------------------------------
+
+
+def _finite(owner: str, name: str, v, *, min: float | None = None) -> float:
+    """``v`` as a float, or a ValueError naming the owner and the argument."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+        raise ValueError(f"{owner} needs a finite number for {name}, got {v!r}")
+    if min is not None and v < min:
+        raise ValueError(f"{owner} needs {name} >= {min:g}, got {v!r}")
+    return float(v)
+
+
+def _integer(owner: str, name: str, v, *, min: int) -> int:
+    """``v`` as an int (an integral float is accepted), or a ValueError naming the argument."""
+    integral = isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and math.isfinite(v) and float(v).is_integer())
+    if isinstance(v, bool) or not integral or v < min:
+        raise ValueError(f"{owner} needs an integer {name} >= {min}, got {v!r}")
+    return int(v)
+
+
+def _choice(owner: str, name: str, v, allowed) -> str:
+    if v not in allowed:
+        raise ValueError(f"{owner}: {name} must be one of {list(allowed)}, got {v!r}")
+    return v
+
+
+# ---------------------------------------------------------------------------
+# what a perturbation says about itself
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Law:
+    """The law of one entry of δ = P(x) − x at a step where the perturbation acts.
+
+    ``family``          "identity", "uniform", "gaussian", "two_point", "constant",
+                        "sum" (a chain of additive kinds), or "input_dependent"
+    ``additive``        δ is drawn independently of x (its law does not depend on x)
+    ``zero_mean``       E[δ | x] = 0 for every input x (unbiased)
+    ``mean``, ``second_moment``, ``fourth_moment``   E δ, E δ², E δ⁴ of one entry, when known
+    ``per_sample``      independent draws per entry; False: one draw per feature shared by the batch
+    ``bound``, ``relative_bound``   |δ| ≤ bound + relative_bound·|x| surely (bound None: no such bound)
+    ``support``         (low, high) of δ for the uniform family (closed forms use it)
+    """
+
+    family: str
+    additive: bool
+    zero_mean: bool
+    mean: float | None = None
+    second_moment: float | None = None
+    fourth_moment: float | None = None
+    per_sample: bool = True
+    bound: float | None = None
+    relative_bound: float = 0.0
+    support: tuple | None = None
+
+    @property
+    def variance(self) -> float | None:
+        if self.mean is None or self.second_moment is None:
+            return None
+        return self.second_moment - self.mean**2
+
+
+_NO_LAST = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The steps t ≥ 0 at which a perturbation acts.
+
+    Regular: t = first, first + interval, ... up to ``last`` (inclusive; None:
+    forever).  Irregular: the explicit set ``steps`` (first/interval/last then
+    describe its smallest element, its gap if evenly spaced, and its largest).
+    """
+
+    first: int = 0
+    interval: int = 1
+    last: int | None = _NO_LAST
+    steps: frozenset | None = None
+
+    @classmethod
+    def always(cls) -> "Schedule":
+        return cls()
+
+    @classmethod
+    def never(cls) -> "Schedule":
+        return cls(steps=frozenset())
+
+    @classmethod
+    def of_steps(cls, steps) -> "Schedule":
+        """The schedule acting exactly at ``steps``; regular when they are evenly spaced."""
+        s = sorted(set(int(t) for t in steps))
+        if not s:
+            return cls.never()
+        gaps = set(np.diff(s).tolist())
+        if len(gaps) <= 1:
+            return cls(first=s[0], interval=gaps.pop() if gaps else 1, last=s[-1])
+        return cls(first=s[0], interval=1, last=s[-1], steps=frozenset(s))
+
+    @property
+    def regular(self) -> bool:
+        """Describable by first / interval / last alone (the compiled engine needs this)."""
+        return self.steps is None
+
+    @property
+    def empty(self) -> bool:
+        return self.steps is not None and not self.steps
+
+    def active(self, t: int) -> bool:
+        if self.steps is not None:
+            return t in self.steps
+        return t >= self.first and (self.last is None or t <= self.last) and (t - self.first) % self.interval == 0
+
+    def steps_before(self, T: int) -> np.ndarray:
+        """The steps t < T at which it acts, sorted."""
+        if self.steps is not None:
+            return np.array(sorted(t for t in self.steps if t < T), dtype=np.int64)
+        end = T if self.last is None else min(T, self.last + 1)
+        return np.arange(self.first, max(end, self.first), self.interval, dtype=np.int64)
+
+    def count(self, T: int) -> int:
+        """How many times it acts in the steps 0..T−1."""
+        if self.steps is not None:
+            return sum(1 for t in self.steps if t < T)
+        end = T if self.last is None else min(T, self.last + 1)
+        return max(0, -(-(end - self.first) // self.interval))
+
+    def __and__(self, other: "Schedule") -> "Schedule":
+        """The steps at which both schedules act."""
+        if self.steps is not None or other.steps is not None:
+            explicit, rest = (self, other) if self.steps is not None else (other, self)
+            return Schedule.of_steps(t for t in explicit.steps if rest.active(t))
+        lcm = self.interval * other.interval // math.gcd(self.interval, other.interval)
+        start = max(self.first, other.first)
+        last = min((s.last for s in (self, other) if s.last is not None), default=None)
+        for t in range(start, start + lcm):
+            if self.active(t) and other.active(t):
+                if last is not None and t > last:
+                    break
+                return Schedule(first=t, interval=lcm, last=last)
+        return Schedule.never()
+
+
+@dataclass(frozen=True)
+class CompiledOp:
+    """What the compiled engine computes for a perturbation when it acts.
+
+    ``kind`` is "uniform" (add U(a, b); params (a, b)), "round" (params (man_bits,
+    emin, max_finite, has_inf, stochastic)) or "bitflip" (params (rate, lo_bit, n_bits));
+    ``per_sample``: one draw per entry (False: one draw shared by the batch).
+    """
+
+    kind: str
+    params: tuple
+    per_sample: bool = True
+
+
 class PerturbationState(NamedTuple):
-    """A perturbation's whole state: its stream key and the step counter."""
+    """A perturbation's whole state: its stream key, the step counter, and its memory (None if it has none)."""
 
     key: int
     step: int
+    memory: object = None
 
 
 class Perturbation:
-    """Base class: ``apply(x, key, step)`` returns the perturbed array."""
+    """Base class.  Subclasses implement ``apply(x, key, step)`` (no memory) or
+    ``transform(x, key, step, memory) -> (out, memory)``, and describe themselves
+    through ``law``, ``schedule`` and ``compiled``."""
 
     def init(self, seed: int) -> PerturbationState:
         """Fresh state; the stream key is a hash of ``seed`` (any int or key)."""
-        return PerturbationState(rng.derive_key("fbsgd.perturbation", int(seed)), 0)
+        return PerturbationState(rng.derive_key("fbsgd.perturbation", int(seed)), 0, self.init_memory())
+
+    def init_memory(self):
+        return None
 
     def __call__(self, x: np.ndarray, state: PerturbationState):
-        out = self.apply(x, state.key, state.step)
-        return out, PerturbationState(state.key, state.step + 1)
+        if not isinstance(state, PerturbationState):
+            raise TypeError(f"{self!r}: state must be the PerturbationState returned by init(seed), got {type(state).__name__}")
+        out, memory = self.transform(x, state.key, state.step, state.memory)
+        return out, PerturbationState(state.key, state.step + 1, memory)
+
+    def transform(self, x, key: int, step: int, memory):
+        return self.apply(x, key, step), memory
 
     def apply(self, x: np.ndarray, key: int, step: int) -> np.ndarray:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement apply or transform")
+
+    # -- the protocol ----------------------------------------------------------------------------
+    @property
+    def law(self) -> Law:
+        raise NotImplementedError(f"{self!r} does not describe its law")
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule.always()
 
     def active(self, step: int) -> bool:
-        """Whether the perturbation acts at ``step`` (False only for gated ones)."""
-        return True
+        """Whether the perturbation acts at ``step``."""
+        return self.schedule.active(step)
+
+    def compiled(self) -> CompiledOp:
+        raise NotImplementedError(
+            f"the compiled engine cannot run {self!r}; it runs UniformNoise, Round and BitFlip, "
+            "optionally wrapped in Every, AtSteps or budget with evenly spaced steps"
+        )
 
 
 def _shape(x: np.ndarray, per_sample: bool):
     """Per sample: one draw per entry.  Shared: one draw per feature, reused by all samples."""
     return x.shape if per_sample else (1,) + x.shape[1:]
+
+
+# ---------------------------------------------------------------------------
+# additive kinds
+# ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -94,6 +310,10 @@ class Identity(Perturbation):
 
     def apply(self, x, key, step):
         return x
+
+    @property
+    def law(self):
+        return Law("identity", True, True, 0.0, 0.0, 0.0, bound=0.0, support=(0.0, 0.0))
 
 
 @dataclass(frozen=True)
@@ -105,8 +325,11 @@ class UniformNoise(Perturbation):
     per_sample: bool = True
 
     def __post_init__(self):
-        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.high < self.low:
+        lo, hi = _finite("UniformNoise", "low", self.low), _finite("UniformNoise", "high", self.high)
+        if hi < lo:
             raise ValueError(f"UniformNoise needs finite low <= high, got low={self.low}, high={self.high}")
+        object.__setattr__(self, "low", lo)
+        object.__setattr__(self, "high", hi)
 
     @property
     def mean(self) -> float:
@@ -117,23 +340,35 @@ class UniformNoise(Perturbation):
         """E[δ²] of one entry."""
         return (self.low**2 + self.low * self.high + self.high**2) / 3.0
 
+    @property
+    def law(self):
+        a, b = self.low, self.high
+        m4 = a**4 if a == b else (b**5 - a**5) / (5 * (b - a))
+        return Law("uniform", True, a == -b, self.mean, self.second_moment, m4, self.per_sample,
+                   bound=max(abs(a), abs(b)), support=(a, b))
+
+    def compiled(self):
+        return CompiledOp("uniform", (self.low, self.high), self.per_sample)
+
     def apply(self, x, key, step):
         return x + rng.uniform(key, step, _shape(x, self.per_sample), self.low, self.high)
 
 
 def zero_mean_uniform(sigma: float, dim: int, per_sample: bool = True) -> UniformNoise:
     """U(-σ/√d, σ/√d): the zero-mean perturbation of Section 7.2.1."""
+    sigma = _finite("zero_mean_uniform", "sigma", sigma)
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
-    a = sigma / math.sqrt(dim)
+    a = sigma / math.sqrt(_integer("zero_mean_uniform", "dim", dim, min=1))
     return UniformNoise(-a, a, per_sample)
 
 
 def nonzero_mean_uniform(sigma: float, dim: int, per_sample: bool = True) -> UniformNoise:
     """U(0, σ/√d): the biased perturbation of Section 7.2.2 (mean σ/(2√d))."""
+    sigma = _finite("nonzero_mean_uniform", "sigma", sigma)
     if sigma < 0:
         raise ValueError(f"sigma must be >= 0, got {sigma}")
-    return UniformNoise(0.0, sigma / math.sqrt(dim), per_sample)
+    return UniformNoise(0.0, sigma / math.sqrt(_integer("nonzero_mean_uniform", "dim", dim, min=1)), per_sample)
 
 
 @dataclass(frozen=True)
@@ -145,8 +380,14 @@ class GaussianNoise(Perturbation):
     per_sample: bool = True
 
     def __post_init__(self):
-        if not self.std >= 0:
-            raise ValueError(f"GaussianNoise needs std >= 0, got {self.std}")
+        object.__setattr__(self, "std", _finite("GaussianNoise", "std", self.std, min=0.0))
+        object.__setattr__(self, "mean", _finite("GaussianNoise", "mean", self.mean))
+
+    @property
+    def law(self):
+        m, s = self.mean, self.std
+        return Law("gaussian", True, m == 0.0, m, m**2 + s**2, m**4 + 6 * m**2 * s**2 + 3 * s**4, self.per_sample,
+                   bound=abs(m) if s == 0 else None)
 
     def apply(self, x, key, step):
         return x + self.mean + rng.normal(key, step, _shape(x, self.per_sample), self.std)
@@ -159,6 +400,13 @@ class TwoPointNoise(Perturbation):
     a: float
     per_sample: bool = True
 
+    def __post_init__(self):
+        object.__setattr__(self, "a", _finite("TwoPointNoise", "a", self.a, min=0.0))
+
+    @property
+    def law(self):
+        return Law("two_point", True, True, 0.0, self.a**2, self.a**4, self.per_sample, bound=self.a)
+
     def apply(self, x, key, step):
         u = rng.uniform(key, step, _shape(x, self.per_sample))
         return x + np.where(u < 0.5, -self.a, self.a)
@@ -166,39 +414,246 @@ class TwoPointNoise(Perturbation):
 
 @dataclass(frozen=True)
 class Constant(Perturbation):
-    """δ = value at every step (Appendix A.2 uses a fixed scalar δ)."""
+    """δ = value at every step (Appendix A.2 uses a fixed scalar δ); a scalar or a vector."""
 
-    value: float
+    value: object
+
+    def __post_init__(self):
+        v = np.asarray(self.value, dtype=float) if not isinstance(self.value, str) else None
+        if v is None or v.ndim > 1 or v.size == 0 or not np.all(np.isfinite(v)):
+            raise ValueError(f"Constant: value must be a finite number or a 1-D array of finite numbers, got {self.value!r}")
+        if v.ndim == 0:
+            object.__setattr__(self, "value", float(v))
+
+    @property
+    def law(self):
+        v = np.asarray(self.value, dtype=float)
+        if v.ndim == 0:
+            m = float(v)
+            return Law("constant", True, m == 0.0, m, m * m, m**4, False, bound=abs(m), support=(m, m))
+        return Law("constant", True, bool(np.all(v == 0)), None, None, None, False, bound=float(np.abs(v).max()))
 
     def apply(self, x, key, step):
         return x + self.value
 
 
+# ---------------------------------------------------------------------------
+# real mechanisms: low precision and faults
+# ---------------------------------------------------------------------------
+
+_ROUND_MODES = ("nearest", "stochastic")
+
+
+@dataclass(frozen=True)
+class Round(Perturbation):
+    """Round every entry to a low-precision float format and back: P(x) = fl(x).
+
+    ``format``: "bfloat16", "float16", "float8_e4m3fn" or "float8_e5m2" (each
+    with its own subnormals and overflow behaviour, :mod:`fbsgd.lowprec`).
+    ``mode``: "nearest" (ties to even; deterministic given x, so E[δ | x] ≠ 0)
+    or "stochastic" (rounds up with probability equal to the distance to the
+    lower neighbour over the gap: E[δ | x] = 0), drawing from its own stream.
+    In the normal range |δ| ≤ u|x| (nearest, u = 2^-(p+1)) or 2u|x| (stochastic).
+    """
+
+    format: str
+    mode: str = "nearest"
+
+    def __post_init__(self):
+        lowprec.format_of(self.format)
+        _choice("Round", "mode", self.mode, _ROUND_MODES)
+
+    @property
+    def _fmt(self):
+        return lowprec.format_of(self.format)
+
+    @property
+    def law(self):
+        f = self._fmt
+        scale = 1.0 if self.mode == "nearest" else 2.0
+        return Law("input_dependent", False, self.mode == "stochastic", per_sample=True,
+                   bound=scale * 0.5 * f.smallest_subnormal, relative_bound=scale * f.unit_roundoff)
+
+    def compiled(self):
+        f = self._fmt
+        return CompiledOp("round", (*f.args, self.mode == "stochastic"))
+
+    def apply(self, x, key, step):
+        return lowprec.round_array(np.asarray(x), self.format, self.mode, key, step)
+
+
+@dataclass(frozen=True)
+class BitFlip(Perturbation):
+    """Flip each bit of the float32 pattern of each entry independently with probability ``rate``.
+
+    ``field``: "any" (all 32 bits), "sign", "exponent" or "mantissa".  The flip
+    pattern is drawn from the perturbation's counter-based stream (geometric
+    skipping, :func:`fbsgd.lowprec.flip_bits`): reproducible and batch-invariant.
+    A flip can make an entry inf or NaN; that is a result, not an error.
+    """
+
+    rate: float
+    field: str = "any"
+
+    def __post_init__(self):
+        r = _finite("BitFlip", "rate", self.rate, min=0.0)
+        if r > 1:
+            raise ValueError(f"BitFlip: rate must be in [0, 1], got {self.rate!r}")
+        object.__setattr__(self, "rate", r)
+        _choice("BitFlip", "field", self.field, tuple(lowprec.FIELDS))
+
+    @property
+    def law(self):
+        return Law("input_dependent", self.rate == 0.0, self.rate == 0.0, per_sample=True,
+                   bound=0.0 if self.rate == 0.0 else None)
+
+    def compiled(self):
+        lo, n = lowprec.FIELDS[self.field]
+        return CompiledOp("bitflip", (self.rate, lo, n), True)
+
+    def apply(self, x, key, step):
+        return lowprec.flip_bits(np.asarray(x), self.rate, self.field, key, step)
+
+
+# ---------------------------------------------------------------------------
+# compressors
+# ---------------------------------------------------------------------------
+
+_SCOPES = ("per_sample", "batch")
+
+
+def _along(x: np.ndarray, scope: str) -> np.ndarray:
+    """The message as (groups, entries): rows are compressed independently."""
+    x = np.atleast_2d(x)
+    return x if scope == "per_sample" else x.T
+
+
 @dataclass(frozen=True)
 class TopK(Perturbation):
-    """Top-K compressor: keep the k entries of largest magnitude in each sample.
+    """Top-K compressor: keep the k entries of largest magnitude, zero the rest.
 
+    ``scope="per_sample"``: the k largest features of each sample;
+    ``scope="batch"``: for each feature, the k largest samples (the logistic
+    chain's messages are one number per sample, so only this scope acts there).
     Ties are broken towards the lower index, so the compressor is deterministic.
-    The induced perturbation is δ = C(x) - x.
     """
 
     k: int
+    scope: str = "per_sample"
 
     def __post_init__(self):
-        if int(self.k) != self.k or self.k < 1:
-            raise ValueError(f"TopK needs an integer k >= 1, got {self.k}")
+        object.__setattr__(self, "k", _integer("TopK", "k", self.k, min=1))
+        _choice("TopK", "scope", self.scope, _SCOPES)
+
+    @property
+    def law(self):
+        return Law("input_dependent", False, False, bound=0.0, relative_bound=1.0)
 
     def apply(self, x, key, step):
-        if self.k >= x.shape[1]:
+        m = _along(x, self.scope)
+        if self.k >= m.shape[1]:
             return x
-        order = np.argsort(-np.abs(x), axis=1, kind="stable")[:, : self.k]
-        out = np.zeros_like(x)
-        np.put_along_axis(out, order, np.take_along_axis(x, order, axis=1), axis=1)
-        return out
+        order = np.argsort(-np.abs(m), axis=1, kind="stable")[:, : self.k]
+        out = np.zeros_like(m)
+        np.put_along_axis(out, order, np.take_along_axis(m, order, axis=1), axis=1)
+        return out if self.scope == "per_sample" else out.T
 
 
 @dataclass(frozen=True)
-class Every(Perturbation):
+class RandK(Perturbation):
+    """Rand-K compressor: keep k entries chosen uniformly at random (without
+    replacement), scaled by n/k, so that E[C(x)] = x (unbiased).
+
+    The k kept entries of a row are those with the k smallest draws of the
+    perturbation's stream; ``scope`` as for :class:`TopK`.
+    """
+
+    k: int
+    scope: str = "per_sample"
+
+    def __post_init__(self):
+        object.__setattr__(self, "k", _integer("RandK", "k", self.k, min=1))
+        _choice("RandK", "scope", self.scope, _SCOPES)
+
+    @property
+    def law(self):
+        return Law("input_dependent", False, True, bound=0.0, relative_bound=None)
+
+    def apply(self, x, key, step):
+        m = _along(x, self.scope)
+        n = m.shape[1]
+        if self.k >= n:
+            return x
+        u = rng.uniform(key, step, m.shape)
+        keep = np.argsort(u, axis=1, kind="stable")[:, : self.k]
+        out = np.zeros_like(m)
+        np.put_along_axis(out, keep, np.take_along_axis(m, keep, axis=1) * (n / self.k), axis=1)
+        return out if self.scope == "per_sample" else out.T
+
+
+@dataclass(frozen=True)
+class ErrorFeedback(Perturbation):
+    """Error feedback around a compressor C (EF-SGD): send s = C(x + e), keep
+    e ← x + e − s.  The residual e is the perturbation's memory (zero at the
+    start), so Σ_t s_t + e_T = Σ_t x_t exactly."""
+
+    compressor: Perturbation
+
+    def __post_init__(self):
+        if not isinstance(self.compressor, Perturbation):
+            raise ValueError(f"ErrorFeedback: compressor must be a Perturbation, got {self.compressor!r}")
+
+    @property
+    def law(self):
+        return Law("input_dependent", False, False)
+
+    @property
+    def schedule(self):
+        return self.compressor.schedule
+
+    def transform(self, x, key, step, memory):
+        x = np.asarray(x, dtype=float)
+        e = np.zeros_like(x) if memory is None else memory
+        if e.shape != x.shape:
+            raise ValueError(f"ErrorFeedback: the message changed shape from {e.shape} to {x.shape}")
+        target = x + e
+        sent, _ = self.compressor.transform(target, rng.fold_key(key, 0), step, None)
+        return sent, target - sent
+
+
+# ---------------------------------------------------------------------------
+# schedules and composition
+# ---------------------------------------------------------------------------
+
+
+class _Gated(Perturbation):
+    """``inner`` acts when the gate's schedule says so; its memory is kept between active steps."""
+
+    inner: Perturbation
+    gate: Schedule
+
+    @property
+    def law(self):
+        return self.inner.law
+
+    @property
+    def schedule(self):
+        return self.gate & self.inner.schedule
+
+    def init_memory(self):
+        return self.inner.init_memory()
+
+    def compiled(self):
+        return self.inner.compiled()
+
+    def transform(self, x, key, step, memory):
+        if self.gate.active(step):
+            return self.inner.transform(x, key, step, memory)
+        return x, memory
+
+
+@dataclass(frozen=True)
+class Every(_Gated):
     """Intermittent perturbation: ``inner`` acts only when step % interval == offset."""
 
     interval: int
@@ -206,48 +661,80 @@ class Every(Perturbation):
     offset: int = 0
 
     def __post_init__(self):
-        if int(self.interval) != self.interval or self.interval < 1:
-            raise ValueError(f"Every needs an integer interval >= 1, got {self.interval}")
-        if not 0 <= self.offset < self.interval:
+        if not isinstance(self.inner, Perturbation):
+            raise ValueError(f"Every needs a Perturbation as inner, got {self.inner!r}")
+        object.__setattr__(self, "interval", _integer("Every", "interval", self.interval, min=1))
+        object.__setattr__(self, "offset", _integer("Every", "offset", self.offset, min=0))
+        if not self.offset < self.interval:
             raise ValueError(f"Every needs 0 <= offset < interval, got offset={self.offset}")
 
-    def active(self, step):
-        return step % self.interval == self.offset
-
-    def apply(self, x, key, step):
-        return self.inner.apply(x, key, step) if self.active(step) else x
+    @property
+    def gate(self):
+        return Schedule(first=self.offset, interval=self.interval)
 
 
 @dataclass(frozen=True)
-class AtSteps(Perturbation):
+class AtSteps(_Gated):
     """``inner`` acts exactly at the listed steps (a perturbation budget, Section 6.2)."""
 
     steps: frozenset
     inner: Perturbation
 
     def __init__(self, steps, inner):
-        object.__setattr__(self, "steps", frozenset(int(s) for s in steps))
+        clean = []
+        for s in steps:
+            if isinstance(s, (int, np.integer, float, np.floating)) and not isinstance(s, bool) and s < 0:
+                raise ValueError(f"AtSteps needs non-negative steps, got {s!r}")
+            clean.append(_integer("AtSteps", "steps", s, min=0))
+        if not isinstance(inner, Perturbation):
+            raise ValueError(f"AtSteps needs a Perturbation as inner, got {inner!r}")
+        object.__setattr__(self, "steps", frozenset(clean))
         object.__setattr__(self, "inner", inner)
-        if any(s < 0 for s in self.steps):
-            raise ValueError("AtSteps needs non-negative steps")
 
-    def active(self, step):
-        return step in self.steps
-
-    def apply(self, x, key, step):
-        return self.inner.apply(x, key, step) if self.active(step) else x
+    @property
+    def gate(self):
+        return Schedule.of_steps(self.steps)
 
 
 @dataclass(frozen=True)
 class Chain(Perturbation):
-    """Apply perturbations in turn; each gets its own sub-stream of the key."""
+    """Apply perturbations in turn; each gets its own sub-stream of the key and keeps its own memory."""
 
     parts: tuple = field(default_factory=tuple)
 
-    def apply(self, x, key, step):
+    def init_memory(self):
+        return tuple(p.init_memory() for p in self.parts)
+
+    def transform(self, x, key, step, memory):
+        memory = memory if memory is not None else self.init_memory()
+        out = []
         for j, p in enumerate(self.parts):
-            x = p.apply(x, rng.fold_key(key, j), step)
-        return x
+            x, m = p.transform(x, rng.fold_key(key, j), step, memory[j])
+            out.append(m)
+        return x, tuple(out)
+
+    @property
+    def schedule(self):
+        scheds = {p.schedule for p in self.parts}
+        if len(scheds) == 1:
+            return scheds.pop()
+        return Schedule.of_steps(set().union(*(set(s.steps_before(2**20)) for s in scheds)))
+
+    @property
+    def law(self):
+        """A sum of independent additive parts: means and variances add (fourth moment unknown)."""
+        laws = [p.law for p in self.parts]
+        if not laws:
+            return Identity().law
+        if len(laws) == 1:
+            return laws[0]
+        if not all(l.additive and l.mean is not None and l.second_moment is not None for l in laws):
+            return Law("input_dependent", False, all(l.zero_mean for l in laws))
+        mean = sum(l.mean for l in laws)
+        var = sum(l.second_moment - l.mean**2 for l in laws)
+        bounds = [l.bound for l in laws]
+        return Law("sum", True, all(l.zero_mean for l in laws), mean, var + mean**2, None,
+                   all(l.per_sample for l in laws), bound=None if None in bounds else sum(bounds))
 
 
 def chain(*parts: Perturbation) -> Chain:
@@ -265,7 +752,7 @@ def at_steps(steps, inner: Perturbation) -> AtSteps:
 def budget(Q: int, T: int, inner: Perturbation, start: int = 0) -> AtSteps:
     """Exactly Q occurrences of ``inner``, evenly spaced over the iterations start..T−1
     (every ⌊(T − start)/Q⌋ iterations, the first at ``start``): a budget Q_δ or Q_ε of Section 6.2."""
-    if int(Q) != Q or Q < 0:
+    if isinstance(Q, bool) or not isinstance(Q, (int, np.integer)) or Q < 0:
         raise ValueError(f"budget needs an integer Q >= 0, got {Q}")
     if int(T) != T or T < 1 or not 0 <= start < T:
         raise ValueError(f"budget needs T >= 1 and 0 <= start < T, got T={T}, start={start}")
@@ -275,6 +762,45 @@ def budget(Q: int, T: int, inner: Perturbation, start: int = 0) -> AtSteps:
         return AtSteps([], inner)
     gap = (T - start) // Q
     return AtSteps(range(start, start + Q * gap, gap), inner)
+
+
+# ---------------------------------------------------------------------------
+# what a perturbation actually does to given inputs
+# ---------------------------------------------------------------------------
+
+
+def measure(p: Perturbation, x: np.ndarray, seed: int = 0, steps: int = 1) -> dict:
+    """Empirical law of δ = P(x) − x on the inputs ``x`` over ``steps`` calls.
+
+    Returns the mean and second moment of the entries of δ, the relative size
+    ‖δ‖/‖x‖ (Frobenius, pooled over the steps), the correlation of δ with x
+    (state dependence), the fraction of non-finite outputs and the number of
+    steps at which the perturbation acted.  Only finite entries enter the moments.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        raise ValueError("measure: x must be a non-empty array of finite numbers")
+    steps = _integer("measure", "steps", steps, min=1)
+    state = p.init(seed)
+    deltas, acted = [], 0
+    for t in range(steps):
+        out, state = p(x, state)
+        acted += int(p.active(t))
+        deltas.append(np.asarray(out, dtype=float) - x)
+    d = np.stack(deltas)
+    finite = np.isfinite(d)
+    dx = np.broadcast_to(x, d.shape)[finite]
+    df = d[finite]
+    corr = float(np.corrcoef(df, dx)[0, 1]) if df.size > 1 and df.std() > 0 and dx.std() > 0 else 0.0
+    return dict(mean=float(df.mean()) if df.size else float("nan"),
+                second_moment=float(np.mean(df**2)) if df.size else float("nan"),
+                relative_size=float(np.sqrt(np.sum(df**2) / np.sum(dx**2))) if np.sum(dx**2) > 0 else float("nan"),
+                correlation=corr, nonfinite_fraction=float(1.0 - finite.mean()), active_steps=acted)
+
+
+# ---------------------------------------------------------------------------
+# where perturbations enter a chain
+# ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -291,6 +817,12 @@ class Plan:
     forward: Mapping[int, Perturbation] = field(default_factory=dict)
     backward: Mapping[int, Perturbation] = field(default_factory=dict)
 
+    def __post_init__(self):
+        for where, perts in (("forward", self.forward), ("backward", self.backward)):
+            for i, p in perts.items():
+                if not isinstance(p, Perturbation):
+                    raise ValueError(f"Plan: {where}[{i}] must be a Perturbation, got {p!r}")
+
     def validate(self, n_operators: int) -> None:
         for i in self.forward:
             if not 1 <= i <= n_operators:
@@ -299,17 +831,19 @@ class Plan:
             if not 2 <= i <= n_operators:
                 raise ValueError(f"backward perturbation at operator {i}: allowed 2..{n_operators}")
 
+    def places(self):
+        """((where, i), perturbation) for every placed perturbation."""
+        return [((w, i), p) for w, perts in (("forward", self.forward), ("backward", self.backward)) for i, p in perts.items()]
+
     def init(self, seed: int) -> dict:
-        state = {}
-        for where, perts in (("forward", self.forward), ("backward", self.backward)):
-            for i, p in perts.items():
-                state[(where, i)] = p.init(rng.derive_key("fbsgd.plan", seed, where, i))
-        return state
+        return {place: p.init(rng.derive_key("fbsgd.plan", seed, *place)) for place, p in self.places()}
 
     def perturb(self, where: str, i: int, x: np.ndarray, state: dict):
         """Apply the perturbation placed at (where, i), if any; return (x̃, state)."""
         p = (self.forward if where == "forward" else self.backward).get(i)
         if p is None:
             return x, state
+        if (where, i) not in state:
+            raise ValueError(f"Plan: no state for the perturbation at {where}[{i}]; pass the state returned by plan.init(seed)")
         x, s = p(x, state[(where, i)])
         return x, {**state, (where, i): s}

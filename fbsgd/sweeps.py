@@ -32,6 +32,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -41,12 +42,14 @@ import pandas as pd
 
 from . import __version__, rng
 from .engine import KernelParams, compile_plan, kernel, xi_key
+from .provenance import source_hash
 from .metrics import ewma
 from .perturbations import Plan, at_steps, every, nonzero_mean_uniform, zero_mean_uniform
 from .problems import LogisticRegression
 from .report import atomic_write_bytes
 
-__all__ = ["RunConfig", "SweepResult", "run_sweep", "engine_hash", "default_cache_dir", "stable_summary"]
+__all__ = ["RunConfig", "SweepResult", "run_sweep", "engine_hash", "default_cache_dir", "stable_summary",
+           "memory_needed", "check_memory", "machine_memory", "check_writable", "entry_key", "CacheWarning"]
 
 _PERTURBATIONS = ("none", "forward", "backward", "both")
 # the summaries are also computed with these EWMA factors (for the reproducibility notes)
@@ -102,11 +105,16 @@ class RunConfig:
         for f in dataclasses.fields(self):  # plain Python values, so keys are stable and JSON-able
             v = getattr(self, f.name)
             if isinstance(v, np.bool_):
-                object.__setattr__(self, f.name, bool(v))
+                v = bool(v)
             elif isinstance(v, np.integer):
-                object.__setattr__(self, f.name, int(v))
+                v = int(v)
             elif isinstance(v, np.floating):
-                object.__setattr__(self, f.name, float(v))
+                v = float(v)
+            if f.type == "float" and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)  # gamma=1 and gamma=1.0 are one configuration, with one key and one stream
+            elif f.type == "int" and isinstance(v, float) and v.is_integer():
+                v = int(v)  # T=200000.0 from a float column is T=200000
+            object.__setattr__(self, f.name, v)
 
         def need(ok, msg):
             if not ok:
@@ -203,20 +211,61 @@ def _data(d, M, data_seed):
     return AT64, AT64.astype(np.float32)
 
 
-_HASHED_SOURCES = ("engine.py", "sweeps.py", "rng.py", "perturbations.py", "problems.py", "regularizers.py")
-
-
-@lru_cache(maxsize=1)
 def engine_hash() -> str:
-    """Hash of everything that can change a run's result: the engine's source and the numerics stack."""
-    import numba
+    """Hash of everything that can change a run's result: the source of every fbsgd
+    module a sweep imports (derived from the imports, :func:`fbsgd.provenance.module_closure`)
+    and the versions of numpy, numba, llvmlite and scipy."""
+    return source_hash("fbsgd.sweeps")
 
-    h = hashlib.sha256()
-    here = Path(__file__).parent
-    for name in _HASHED_SOURCES:
-        h.update((here / name).read_bytes())
-    h.update(f"numpy={np.__version__} numba={numba.__version__}".encode())
-    return h.hexdigest()[:16]
+
+# bytes per metric point: each configuration of a chunk keeps its float64 gradient-norm
+# trace; the summaries then work on one configuration at a time with about five
+# temporaries of the same length (EWMA curves, step indices, masks)
+_TRACE_BYTES, _SUMMARY_BYTES = 8, 40
+
+
+def memory_needed(T: int, metric_every: int, chunk_size: int = 8, n_jobs: int = 1) -> int:
+    """Bytes a sweep holds at once: each of ``n_jobs`` workers runs a chunk of
+    ``chunk_size`` configurations whose traces have ⌈T / metric_every⌉ points."""
+    points = -(-int(T) // int(metric_every))
+    workers = max(1, int(n_jobs) if n_jobs and n_jobs > 0 else (os.cpu_count() or 1))
+    return workers * points * (int(chunk_size) * _TRACE_BYTES + _SUMMARY_BYTES)
+
+
+def machine_memory() -> int:
+    """Physical memory of this machine in bytes (0 if unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_memory(T: int, metric_every: int, chunk_size: int = 8, n_jobs: int = 1, fraction: float = 0.5) -> int:
+    """Raise MemoryError, before anything runs, when a sweep would need more than
+    ``fraction`` of the machine's memory; return the estimate in bytes."""
+    need, have = memory_needed(T, metric_every, chunk_size, n_jobs), machine_memory()
+    if have and need > fraction * have:
+        raise MemoryError(
+            f"a sweep with T = {T:,}, metric_every = {metric_every} and {chunk_size} configurations per worker "
+            f"x {max(1, n_jobs if n_jobs and n_jobs > 0 else os.cpu_count() or 1)} workers needs about "
+            f"{need / 2**30:.1f} GiB, more than {fraction:.0%} of this machine's {have / 2**30:.1f} GiB: "
+            f"lower T, raise metric_every, or lower n_jobs")
+    return need
+
+
+def check_writable(folder: str | os.PathLike, what: str) -> Path:
+    """Create ``folder`` if needed and prove it writable (a probe file written and removed),
+    else raise a ValueError that names ``what`` and the reason — before anything is computed."""
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".fbsgd-probe-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what} {str(folder)!r} is not a writable folder: {exc.strerror or exc}") from None
+    return folder
 
 
 def default_cache_dir() -> Path:
@@ -256,26 +305,50 @@ def _trace_grid(T: int, metric_every: int, points: int) -> np.ndarray:
 # -------------------------------------------------------------------------------------------------
 
 
+class CacheWarning(UserWarning):
+    """A cache entry did not belong to the configuration it was filed under; it is recomputed."""
+
+
+def entry_key(cfg: RunConfig, trace_points: int) -> str:
+    """The cache entry of a configuration: its key and every argument that shapes what is stored."""
+    return hashlib.sha256(f"{cfg.key()} trace_points={int(trace_points)}".encode()).hexdigest()[:32]
+
+
+def _identity(cfg: RunConfig, trace_points: int) -> dict:
+    """What an entry must have been computed for: stored in it, checked on load."""
+    return dict(computation=cfg.computation(), key=cfg.key(), source_hash=engine_hash(), trace_points=int(trace_points))
+
+
 def _cache_path(cache_dir: Path, key: str) -> Path:
     return cache_dir / key[:2] / f"{key}.npz"
 
 
-def _save(cache_dir: Path, key: str, summary: dict, traces: dict) -> None:
+def _save(cache_dir: Path, key: str, identity: dict, summary: dict, traces: dict) -> None:
     buf = io.BytesIO()
-    np.savez(buf, summary=np.array(json.dumps(summary)), **{f"trace_{k}": v for k, v in traces.items()})
+    np.savez(buf, identity=np.array(json.dumps(identity, sort_keys=True)), summary=np.array(json.dumps(summary)),
+             **{f"trace_{k}": v for k, v in traces.items()})
     atomic_write_bytes(_cache_path(cache_dir, key), buf.getvalue())
 
 
-def _load(cache_dir: Path, key: str):
+def _load(cache_dir: Path, key: str, identity: dict | None = None):
+    """(summary, traces) of a valid entry, else None.  An unreadable entry is a silent
+    miss; an entry computed for another configuration, code or trace grid is a miss
+    with one :class:`CacheWarning` naming the file.  Both are overwritten."""
     path = _cache_path(cache_dir, key)
     if not path.exists():
         return None
     try:
         with np.load(path) as z:
+            stored = json.loads(str(z["identity"])) if "identity" in z.files else None
             traces = {k[len("trace_"):]: z[k] for k in z.files if k.startswith("trace_")}
-            return json.loads(str(z["summary"])), traces
+            summary = json.loads(str(z["summary"]))
     except Exception:  # unreadable entry: treat as a miss and overwrite it
         return None
+    if identity is not None and stored != json.loads(json.dumps(identity, sort_keys=True)):
+        warnings.warn(f"fbsgd cache entry {path} was not computed for this configuration and code; recomputing it",
+                      CacheWarning, stacklevel=3)
+        return None
+    return summary, traces
 
 
 # -------------------------------------------------------------------------------------------------
@@ -284,6 +357,8 @@ def _load(cache_dir: Path, key: str):
 
 
 def _run_chunk(configs: list[RunConfig], keys: list[str], expected_hash: str, cache_dir: str | None, trace_points: int) -> list[tuple]:
+    """Run one chunk of configurations that share (T, d, M, data_seed, metric_every, precision);
+    ``keys`` are their cache entries.  Returns (key, summary, traces) per configuration."""
     if engine_hash() != expected_hash:
         raise RuntimeError(
             f"this worker runs a different fbsgd engine ({engine_hash()}) than the process that started the sweep "
@@ -336,7 +411,7 @@ def _run_chunk(configs: list[RunConfig], keys: list[str], expected_hash: str, ca
         tt, tv = checkpoints, smooth[checkpoints // k]
         traces = dict(t=tt, ewma=tv, loss_gap=gaps[i], grad_norm=norms[i][checkpoints // k])
         if cache_dir is not None:
-            _save(Path(cache_dir), keys[i], summary, traces)
+            _save(Path(cache_dir), keys[i], _identity(cfg, trace_points), summary, traces)
         out.append((keys[i], summary, traces))
     return out
 
@@ -381,18 +456,26 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
             raise TypeError(f"run_sweep takes RunConfig objects, got {type(c).__name__}")
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if n_jobs == 0 or isinstance(n_jobs, bool) or not (n_jobs is None or isinstance(n_jobs, int)):
+        raise ValueError(f"n_jobs must be a non-zero integer (-1: all cores) or None, got {n_jobs!r}")
     if cache_dir is True:
         cache_dir = default_cache_dir()
     cache = Path(cache_dir) if cache_dir else None
+    if cache is not None:
+        check_writable(cache, "the sweep cache folder (cache_dir, or $FBSGD_CACHE_DIR)")
+    for T, k in sorted({(c.T, c.metric_every) for c in configs}):
+        check_memory(T, k, min(chunk_size, len(configs)), n_jobs or 1)
 
     start = time.perf_counter()
     results: dict = {}
     todo: dict = {}
+    if not (isinstance(trace_points, int) and not isinstance(trace_points, bool) and trace_points >= 4):
+        raise ValueError(f"trace_points must be an integer >= 4, got {trace_points!r}")
     for c in configs:
-        key = c.key()
+        key = entry_key(c, trace_points)
         if key in results or key in todo:
             continue
-        hit = _load(cache, key) if cache is not None else None
+        hit = _load(cache, key, _identity(c, trace_points)) if cache is not None else None
         if hit is not None:
             results[key] = (hit[0], hit[1], True)
         else:
@@ -400,7 +483,8 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
     chunks = _chunks(list(todo.values()), chunk_size)
     if chunks:
         expected = engine_hash()
-        jobs = (delayed(_run_chunk)(ch, [c.key() for c in ch], expected, str(cache) if cache else None, trace_points) for ch in chunks)
+        jobs = (delayed(_run_chunk)(ch, [entry_key(c, trace_points) for c in ch], expected, str(cache) if cache else None, trace_points)
+                for ch in chunks)
         bar = tqdm(total=len(todo), desc="configurations", unit="run", disable=not progress)
         for chunk_out in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
             for key, summary, traces in chunk_out:
@@ -409,11 +493,10 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
         bar.close()
 
     rows, trace_rows = [], []
-    for i, c in enumerate(configs):
-        key = c.key()
-        summary, traces, cached = results[key]
-        rows.append({**dataclasses.asdict(c), **summary, "cached": cached, "config_id": key})
-        trace_rows.append(pd.DataFrame({"config_id": key, **traces}))
+    for c in configs:
+        summary, traces, cached = results[entry_key(c, trace_points)]
+        rows.append({**dataclasses.asdict(c), **summary, "cached": cached, "config_id": c.key()})
+        trace_rows.append(pd.DataFrame({"config_id": c.key(), **traces}))
     table = pd.DataFrame(rows)
     traces = pd.concat(trace_rows, ignore_index=True).drop_duplicates(["config_id", "t"])
     return SweepResult(table, traces, computed=len(todo), from_cache=sum(r[2] for r in results.values()),

@@ -40,12 +40,12 @@ def test_cache_hit_miss_and_invalidation(tmp_path, monkeypatch):
 
 def test_a_corrupt_cache_entry_is_recomputed(tmp_path):
     cfg = SMALL[1]
-    path = S._cache_path(tmp_path, cfg.key())
+    path = S._cache_path(tmp_path, S.entry_key(cfg, 600))
     path.parent.mkdir(parents=True)
     path.write_bytes(b"half a file")
     res = run_sweep([cfg], cache_dir=tmp_path, progress=False, n_jobs=1)
     assert res.computed == 1
-    assert S._load(tmp_path, cfg.key()) is not None
+    assert S._load(tmp_path, S.entry_key(cfg, 600)) is not None
 
 
 def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch):
