@@ -42,11 +42,12 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 from . import rng
-from .perturbations import AtSteps, Every, Plan, UniformNoise
+from .lowprec import _bits_to_f32, _f32_to_bits, round_scalar
+from .optimizers import DIVERGENCE_THRESHOLD
+from .perturbations import Plan
 
 __all__ = ["KernelParams", "compile_plan", "kernel", "sigmoid_fast", "sigmoid_fast32", "reference_run", "xi_key"]
 
-DIVERGENCE_THRESHOLD = 1e8
 
 # ----------------------------------------------------------------------------
 # A vectorizable sigmoid.  numba's math.exp calls libm (scalar, ~6 ns); this
@@ -100,13 +101,21 @@ def sigmoid_fast(z):
 
 
 class KernelParams:
-    """Arrays of length C, one entry per configuration (the SIMD lanes)."""
+    """Arrays of length C, one entry per configuration (the SIMD lanes).
 
+    Each perturbation place (``f_`` forward after f₁, ``b_`` backward after
+    ∂f₂/∂f₁) is described by the perturbation's own :class:`~fbsgd.perturbations.CompiledOp`
+    (``kind`` and up to four numbers ``a``–``d`` and a ``flag``) and its
+    :class:`~fbsgd.perturbations.Schedule` (``from``, ``int``, ``until``).
+    """
+
+    PLACE = (("kind", np.int64), ("a", np.float64), ("b", np.float64), ("c", np.float64), ("d", np.float64),
+             ("flag", np.int64), ("ps", np.int64), ("int", np.int64), ("from", np.int64), ("until", np.int64),
+             ("key", np.uint64))
     FIELDS = (
-        ("gamma", np.float64), ("rho", np.float64), ("reg", np.int64), ("noise_std", np.float64),
-        ("f_lo", np.float64), ("f_hi", np.float64), ("f_ps", np.int64), ("f_int", np.int64), ("f_from", np.int64), ("f_until", np.int64), ("f_key", np.uint64),
-        ("b_lo", np.float64), ("b_hi", np.float64), ("b_ps", np.int64), ("b_int", np.int64), ("b_from", np.int64), ("b_until", np.int64), ("b_key", np.uint64),
-        ("xi_key", np.uint64),
+        (("gamma", np.float64), ("rho", np.float64), ("reg", np.int64), ("noise_std", np.float64))
+        + tuple((f"f_{n}", t) for n, t in PLACE) + tuple((f"b_{n}", t) for n, t in PLACE)
+        + (("xi_key", np.uint64),)
     )
 
     def __init__(self, rows: list[dict]):
@@ -118,47 +127,47 @@ class KernelParams:
 
 
 _NEVER = 2**62  # "no last step"
+KINDS = {"none": 0, "uniform": 1, "round": 2, "bitflip": 3}
 
 
-def _uniform_of(p):
-    """(low, high, per_sample, interval, first, until) of a uniform perturbation acting at
-    the steps t = first, first + interval, ... < until."""
+def _place_row(p, key: int) -> dict:
+    """Kernel numbers of one placed perturbation, read from its protocol (compiled op and schedule)."""
+    off = dict(kind=0, a=0.0, b=0.0, c=0.0, d=0.0, flag=0, ps=0, int=1, **{"from": 0}, until=0, key=0)
     if p is None:
-        return 0.0, 0.0, 0, 1, 0, 0
-    if isinstance(p, UniformNoise):
-        return p.low, p.high, int(p.per_sample), 1, 0, _NEVER
-    if isinstance(p, Every) and isinstance(p.inner, UniformNoise):
-        u = p.inner
-        return u.low, u.high, int(u.per_sample), p.interval, p.offset, _NEVER
-    if isinstance(p, AtSteps) and isinstance(p.inner, UniformNoise):
-        steps = sorted(p.steps)
-        u = p.inner
-        if not steps:
-            return 0.0, 0.0, 0, 1, 0, 0
-        gaps = set(np.diff(steps).tolist())
-        if len(gaps) > 1:
-            raise NotImplementedError("the compiled engine takes AtSteps whose steps are evenly spaced")
-        interval = gaps.pop() if gaps else 1
-        return u.low, u.high, int(u.per_sample), int(interval), steps[0], steps[-1] + 1
-    raise NotImplementedError(
-        f"the compiled engine supports UniformNoise, optionally wrapped in Every or in evenly spaced AtSteps; got {p!r}. "
-        "Use fbsgd.passes.perturbed_passes for other perturbations."
-    )
+        return off
+    op, sched = p.compiled(), p.schedule
+    if not sched.regular:
+        raise NotImplementedError(
+            f"the compiled engine needs a schedule with a first step, an interval and a last step; {p!r} acts at "
+            "irregular steps. Use evenly spaced steps (every, budget) or fbsgd.passes.perturbed_passes")
+    if sched.empty or op.kind not in KINDS:
+        if op.kind not in KINDS:
+            raise NotImplementedError(f"the compiled engine has no kernel for operations of kind {op.kind!r} ({p!r})")
+        return off
+    nums = [float(v) for v in op.params[:4]] + [0.0] * (4 - min(4, len(op.params)))
+    flag = int(op.params[4]) if len(op.params) > 4 else 0
+    until = _NEVER if sched.last is None else sched.last + 1
+    return dict(kind=KINDS[op.kind], a=nums[0], b=nums[1], c=nums[2], d=nums[3], flag=flag, ps=int(op.per_sample),
+                int=sched.interval, **{"from": sched.first}, until=until, key=key)
 
 
 def compile_plan(plan: Plan, seed: int) -> dict:
-    """Kernel parameters of a core Plan: δ at operator 1 and ε at operator 2 of the logistic chain."""
+    """Kernel parameters of a core Plan: δ at operator 1 and ε at operator 2 of the logistic chain.
+
+    Reads each perturbation's protocol; anything the kernel cannot run raises
+    ``NotImplementedError`` naming the perturbation and what the engine supports.
+    """
     plan.validate(2)
     extra = set(plan.forward) - {1} | set(plan.backward) - {2}
     if extra:
         raise NotImplementedError(f"the logistic chain takes δ at operator 1 and ε at operator 2 only; got {sorted(extra)}")
     state = plan.init(seed)
-    f = _uniform_of(plan.forward.get(1))
-    b = _uniform_of(plan.backward.get(2))
-    fk = state[("forward", 1)].key if 1 in plan.forward else 0
-    bk = state[("backward", 2)].key if 2 in plan.backward else 0
-    return dict(f_lo=f[0], f_hi=f[1], f_ps=f[2], f_int=f[3], f_from=f[4], f_until=f[5], f_key=fk,
-                b_lo=b[0], b_hi=b[1], b_ps=b[2], b_int=b[3], b_from=b[4], b_until=b[5], b_key=bk)
+    row = {}
+    for prefix, where, i, perts in (("f", "forward", 1, plan.forward), ("b", "backward", 2, plan.backward)):
+        p = perts.get(i)
+        place = _place_row(p, state[(where, i)].key if p is not None else 0)
+        row.update({f"{prefix}_{k}": v for k, v in place.items()})
+    return row
 
 
 def xi_key(seed: int) -> int:
@@ -206,6 +215,58 @@ def uniform01_f32(key, step, index):
     return np.float32(z >> _S40) * _F32_U24
 
 
+# ----------------------------------------------------------------------------
+# Input-dependent perturbations on one tile of a message (one number per sample):
+# rounding to a low-precision format and bit flips, with the core's draws.
+# ----------------------------------------------------------------------------
+
+
+@njit(inline="always", cache=True)
+def _next_flip(key, t, j, p, total, denom):
+    """Position of the next flipped bit at or after ``p`` (``total``: none), as
+    :func:`fbsgd.lowprec.flip_bits_inplace` finds it with its j-th draw."""
+    u = rng.uniform01_scalar(key, t, j)
+    gap = np.floor(math.log1p(-u) / denom)
+    if gap >= total - p:
+        return total
+    return p + np.int64(gap)
+
+
+@njit(inline="always", cache=True)
+def _flip(v, bit):
+    """``v`` (float32 or float64) with one bit of its float32 pattern flipped, in v's type."""
+    x = np.float32(v)
+    return _bits_to_f32(_f32_to_bits(x) ^ np.int32(np.int64(1) << bit) if bit < 31 else _f32_to_bits(x) ^ np.int32(-2147483648))
+
+
+@njit(inline="always", cache=True)
+def perturb_tile(z, n, l0, M, t, kind, a, b, c, d, flag, key, cursor):
+    """Apply a rounding (kind 2) or bit-flip (kind 3) perturbation to entries l0..l0+n−1 of a
+    message of M entries, in place.  ``cursor`` carries the bit-flip stream across tiles."""
+    if kind == 2:  # Round: a = mantissa bits, b = emin, c = max finite, d = has inf, flag = stochastic
+        for i in range(n):
+            u = rng.uniform01_scalar(key, t, l0 + i) if flag != 0 else -1.0
+            z[i] = round_scalar(np.float64(z[i]), np.int64(a), np.int64(b), c, d != 0.0, u)
+    elif kind == 3:  # BitFlip: a = rate, b = lowest bit, c = number of bits
+        lo_bit, nb = np.int64(b), np.int64(c)
+        total = np.int64(M) * nb
+        if a >= 1.0:
+            for i in range(n):
+                for k in range(nb):
+                    z[i] = _flip(z[i], lo_bit + k)
+        elif a > 0.0:
+            denom = math.log1p(-a)
+            if l0 == 0:
+                cursor[0] = _next_flip(key, t, 0, 0, total, denom)
+                cursor[1] = 1
+            end = np.int64(l0 + n) * nb
+            while cursor[0] < end:
+                e = cursor[0] // nb
+                z[e - l0] = _flip(z[e - l0], cursor[0] - e * nb + lo_bit)
+                cursor[0] = _next_flip(key, t, cursor[1], cursor[0] + 1, total, denom)
+                cursor[1] += 1
+
+
 # The kernel is generated for the feature dimension d so that the products
 # a_lᵀw and Σ_l a_l ṽ_l are written out term by term (r0[i]*w0 + r1[i]*w1 + ...):
 # numba cannot vectorize a short inner loop over d, but it vectorizes the
@@ -214,14 +275,16 @@ def uniform01_f32(key, step, index):
 _KERNEL_TEMPLATE = """
 def run_block(AT, AT64, W, t0, t1, metric_every,
               gamma, rho, reg, noise_std,
-              f_lo, f_hi, f_ps, f_int, f_from, f_until, f_key,
-              b_lo, b_hi, b_ps, b_int, b_from, b_until, b_key,
+              f_kind, f_a, f_b, f_c, f_d, f_flag, f_ps, f_int, f_from, f_until, f_key,
+              b_kind, b_a, b_b, b_c, b_d, b_flag, b_ps, b_int, b_from, b_until, b_key,
               xi_key, trace, diverged_at):
     M = AT.shape[1]
     C = W.shape[0]
     inv_m = 1.0 / M
     z = np.empty(TILE, FLOAT)
     G = np.empty((C, D))
+    f_cursor = np.zeros((C, 2), np.int64)  # bit flips: next flipped position and draw count, per configuration
+    b_cursor = np.zeros((C, 2), np.int64)
     for t in range(t0, t1):
         if t % metric_every == 0:
             _metric(AT64, W, t, metric_every, rho, reg, trace, diverged_at)
@@ -236,18 +299,26 @@ def run_block(AT, AT64, W, t0, t1, metric_every,
                 # (4a): z_l = f1(a_l, w) = -a_l^T w
                 for i in range(n):
                     z[i] = -({a_dot_w})
-                # (5a): z~_l = z_l + delta_l   (draw number l, or draw 0 when shared by the batch)
-                if (f_lo[c] != 0.0 or f_hi[c] != 0.0) and f_from[c] <= t < f_until[c] and (t - f_from[c]) % f_int[c] == 0:
-                    lo, wd, key, ps = FLOAT(f_lo[c]), FLOAT(f_hi[c] - f_lo[c]), f_key[c], f_ps[c]
-                    for i in range(n):
-                        z[i] += lo + wd * UNIFORM(key, t, (l0 + i) * ps)
+                # (5a): z~_l = P(z_l), e.g. z_l + delta_l (draw number l, or draw 0 when shared by the batch)
+                if f_kind[c] != 0 and f_from[c] <= t < f_until[c] and (t - f_from[c]) % f_int[c] == 0:
+                    if f_kind[c] == 1:
+                        if f_a[c] != 0.0 or f_b[c] != 0.0:
+                            lo, wd, key, ps = FLOAT(f_a[c]), FLOAT(f_b[c] - f_a[c]), f_key[c], f_ps[c]
+                            for i in range(n):
+                                z[i] += lo + wd * UNIFORM(key, t, (l0 + i) * ps)
+                    else:
+                        perturb_tile(z, n, l0, M, t, f_kind[c], f_a[c], f_b[c], f_c[c], f_d[c], f_flag[c], f_key[c], f_cursor[c])
                 # (5b): v~_l = grad_1 f2(z~_l) + eps_l = sigma(z~_l) + eps_l
                 for i in range(n):
                     z[i] = SIGMOID(z[i])
-                if (b_lo[c] != 0.0 or b_hi[c] != 0.0) and b_from[c] <= t < b_until[c] and (t - b_from[c]) % b_int[c] == 0:
-                    lo, wd, key, ps = FLOAT(b_lo[c]), FLOAT(b_hi[c] - b_lo[c]), b_key[c], b_ps[c]
-                    for i in range(n):
-                        z[i] += lo + wd * UNIFORM(key, t, (l0 + i) * ps)
+                if b_kind[c] != 0 and b_from[c] <= t < b_until[c] and (t - b_from[c]) % b_int[c] == 0:
+                    if b_kind[c] == 1:
+                        if b_a[c] != 0.0 or b_b[c] != 0.0:
+                            lo, wd, key, ps = FLOAT(b_a[c]), FLOAT(b_b[c] - b_a[c]), b_key[c], b_ps[c]
+                            for i in range(n):
+                                z[i] += lo + wd * UNIFORM(key, t, (l0 + i) * ps)
+                    else:
+                        perturb_tile(z, n, l0, M, t, b_kind[c], b_a[c], b_b[c], b_c[c], b_d[c], b_flag[c], b_key[c], b_cursor[c])
                 # (5c): sum_l a_l v~_l over the tile, so that u~ = -(1/M) sum_l a_l v~_l
 {zero_acc}
                 for i in range(n):
@@ -333,7 +404,7 @@ import math
 import numpy as np
 from numba import njit
 from fbsgd import rng
-from fbsgd.engine import DIVERGENCE_THRESHOLD, TILE, _FM, sigmoid_fast, sigmoid_fast32, uniform01_f32
+from fbsgd.engine import DIVERGENCE_THRESHOLD, TILE, _FM, perturb_tile, sigmoid_fast, sigmoid_fast32, uniform01_f32
 
 D = {d}
 FLOAT = np.{precision}
@@ -398,22 +469,34 @@ def kernel(d: int, precision: str = "float32"):
 
 def reference_run(problem, plan: Plan, plan_seed: int, gamma: float, T: int, noise_std: float, noise_seed_key: int,
                   w0=None, metric_every: int = 1):
-    """One configuration through :func:`fbsgd.passes.perturbed_passes` in a Python loop.
+    """One configuration through the core: :func:`fbsgd.optimizers.train` with the perturbed
+    passes as estimator, the regularizer's gradient, and the sampling noise ξ as a transformation.
 
-    Returns (w_T, ‖∇f(w_t)‖ at t = 0, k, 2k, ..., diverged_at).  Same
+    Returns (w_T, ‖∇f(w_t)‖ at t = 0, k, 2k, ... < T, diverged_at or −1).  Same
     arithmetic as the float64 kernel up to floating-point rounding.
     """
-    from .passes import perturbed_passes
+    from .optimizers import SGD, AddNoise, PassGradient, train
 
-    w = np.zeros(problem.d) if w0 is None else np.array(w0, dtype=float)
-    state = plan.init(plan_seed)
-    trace = []
-    for t in range(T):
-        if t % metric_every == 0:
-            trace.append(float(np.linalg.norm(problem.gradient(w))))
-        p, state = perturbed_passes(problem.net, problem.data, w, plan, state)
-        grad = p.gradient() + problem.rho * problem.regularizer.gradient(w) + rng.normal(noise_seed_key, t, problem.d, noise_std)
-        w = w - gamma * grad
-        if not np.all(np.abs(w) <= DIVERGENCE_THRESHOLD):
-            return w, np.array(trace), t
-    return w, np.array(trace), -1
+    w0 = np.zeros(problem.d) if w0 is None else np.array(w0, dtype=float)
+    estimator = _SeededPasses(PassGradient(problem.net, plan), plan_seed)
+    run = train(estimator, w0, AddNoise(SGD(gamma), noise_std, noise_seed_key), T, problem.data,
+                regularizer_grad=lambda w: problem.rho * problem.regularizer.gradient(w),
+                metrics={"grad_norm": lambda w: float(np.linalg.norm(problem.gradient(w)))}, record_every=metric_every)
+    keep = run.t < T
+    norms = run["grad_norm"][keep]
+    if run.diverged:
+        norms = norms[run.t[keep] <= run.diverged_at]
+    return run.w, norms, run.diverged_at
+
+
+class _SeededPasses:
+    """The passes with the plan's streams keyed by ``plan_seed`` (as the sweeps key them)."""
+
+    def __init__(self, passes, plan_seed):
+        self.passes, self.plan_seed = passes, plan_seed
+
+    def init(self, seed):
+        return self.passes.init(self.plan_seed)
+
+    def __call__(self, w, x, state):
+        return self.passes(w, x, state)

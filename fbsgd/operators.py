@@ -35,6 +35,13 @@ __all__ = [
 ]
 
 
+def _sizes(owner, **sizes) -> None:
+    """Refuse sizes that are not integers >= 1, naming the argument."""
+    for name, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{type(owner).__name__} needs an integer {name} >= 1, got {v!r}")
+
+
 class Operator:
     """Base class.  Subclasses set ``in_dim``, ``out_dim``, ``weight_size``."""
 
@@ -69,6 +76,7 @@ class Linear(Operator):
     out_dim: int
 
     def __post_init__(self):
+        _sizes(self, in_dim=self.in_dim, out_dim=self.out_dim)
         self.weight_size = self.in_dim * self.out_dim
 
     def _W(self, w):
@@ -97,6 +105,7 @@ class _Elementwise(Operator):
     dim: int = 1
 
     def __post_init__(self):
+        _sizes(self, dim=self.dim)
         self.in_dim = self.out_dim = self.dim
         self.weight_size = 0
 
@@ -155,6 +164,9 @@ class SquaredNorm(Operator):
     coef: float = 0.5
 
     def __post_init__(self):
+        _sizes(self, in_dim=self.in_dim)
+        if not np.isfinite(self.coef):
+            raise ValueError(f"SquaredNorm needs a finite coef, got {self.coef!r}")
         self.out_dim = 1
         self.weight_size = 0
 
@@ -179,6 +191,7 @@ class Parameter(Operator):
     in_dim: int = 1
 
     def __post_init__(self):
+        _sizes(self, out_dim=self.out_dim, in_dim=self.in_dim)
         self.weight_size = self.out_dim
 
     def forward(self, y, w):
@@ -205,6 +218,7 @@ class LogisticScore(Operator):
     d: int
 
     def __post_init__(self):
+        _sizes(self, d=self.d)
         self.in_dim = self.d + 1
         self.out_dim = 1
         self.weight_size = self.d
@@ -237,6 +251,8 @@ class HadamardMix(Operator):
 
     def __post_init__(self):
         self.A = np.asarray(self.A, dtype=float)
+        if self.A.ndim != 2 or self.A.size == 0 or not np.all(np.isfinite(self.A)):
+            raise ValueError(f"HadamardMix needs a non-empty finite matrix A, got shape {self.A.shape}")
         self.out_dim, self.in_dim = self.A.shape
         self.weight_size = self.in_dim
 
@@ -260,6 +276,7 @@ class QuadraticReadout(Operator):
     in_dim: int = 2
 
     def __post_init__(self):
+        _sizes(self, in_dim=self.in_dim)
         self.out_dim = 1
         self.weight_size = self.in_dim
 

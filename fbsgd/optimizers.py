@@ -26,7 +26,17 @@ from . import rng
 from .passes import Composite, perturbed_passes
 from .perturbations import Plan
 
-__all__ = ["SGD", "HeavyBall", "Adam", "AdamState", "descend", "PassGradient", "Run", "train", "minibatch_indices"]
+__all__ = ["SGD", "HeavyBall", "Adam", "AdamState", "AddNoise", "descend", "PassGradient", "Run", "train",
+           "minibatch_indices", "DIVERGENCE_THRESHOLD", "diverged"]
+
+# The one divergence rule of fbsgd (this loop, the compiled engine, the sweeps):
+# a run has diverged once a weight is non-finite or exceeds this in magnitude.
+DIVERGENCE_THRESHOLD = 1e8
+
+
+def diverged(w, threshold: float = DIVERGENCE_THRESHOLD) -> bool:
+    """True when some weight is NaN, ±inf, or larger than ``threshold`` in magnitude."""
+    return not bool(np.all(np.abs(w) <= threshold))
 
 
 @dataclass(frozen=True)
@@ -100,6 +110,29 @@ class Adam:
         return self.lr * mu_hat / (np.sqrt(nu_hat) + self.eps), AdamState(t, mu, nu)
 
 
+@dataclass(frozen=True)
+class AddNoise:
+    """Sampling noise as a transformation (as ``optax.add_noise``): g ← g + ξ_t,
+    ξ_t ~ N(0, std² I) drawn from the counter stream ``key`` at step t, then ``inner``.
+
+    The Section 7 runs add ξ_t to the full-batch gradient to mimic sampling
+    (eq. 5d); the compiled engine draws the same ξ_t.
+    """
+
+    inner: object
+    std: float
+    key: int
+
+    def init(self, w):
+        return (0, self.inner.init(w))
+
+    def update(self, g, state, w):
+        t, inner_state = state
+        g = g + rng.normal(self.key, t, np.shape(w), self.std)
+        step, inner_state = self.inner.update(g, inner_state, w)
+        return step, (t + 1, inner_state)
+
+
 def descend(
     net: Composite,
     x: np.ndarray,
@@ -109,14 +142,15 @@ def descend(
     plan: Plan | None = None,
     seed: int = 0,
     regularizer_grad: Callable[[np.ndarray], np.ndarray] | None = None,
-    stop_above: float = 1e12,
+    stop_above: float = DIVERGENCE_THRESHOLD,
 ) -> np.ndarray:
     """Full-batch (perturbed) gradient descent; returns the iterates, shape (≤steps+1, d).
 
     :func:`train` with the passes as estimator and every iterate recorded.
 
-    The loop stops early (returning the iterates so far) once ‖w‖ exceeds
-    ``stop_above``, so a diverging example never overflows.
+    The loop stops early (returning the iterates so far) once the run has
+    diverged (:func:`diverged` with threshold ``stop_above``), so a diverging
+    example never overflows.
     """
     out = [np.array(w0, dtype=float)]
     train(PassGradient(net, plan or Plan()), w0, optimizer, steps, x, seed=seed, regularizer_grad=regularizer_grad,
@@ -159,13 +193,15 @@ def minibatch_indices(key: int, step: int, n_samples: int, batch_size: int) -> n
 @dataclass
 class Run:
     """What :func:`train` records: the iterations ``t`` at which the metrics
-    were evaluated, one array per metric, the final weight, and whether the
-    run was stopped because the weights blew up (later entries are NaN)."""
+    were evaluated, one array per metric, the final weight, whether the run
+    was stopped because the weights blew up (later entries are NaN), and the
+    iteration whose update did so (−1 if none)."""
 
     t: np.ndarray
     metrics: dict
     w: np.ndarray
     diverged: bool
+    diverged_at: int = -1
 
     def __getitem__(self, name):
         return self.metrics[name]
@@ -183,7 +219,7 @@ def train(
     metrics: dict | None = None,
     record_every: int = 1,
     callback: Callable | None = None,
-    stop_above: float = 1e12,
+    stop_above: float = DIVERGENCE_THRESHOLD,
 ) -> Run:
     """Run ``steps`` iterations of ``w ← w − optimizer.update(g, ...)`` with
     ``g = estimator(w, batch)`` (+ the exact regularizer gradient).
@@ -200,8 +236,9 @@ def train(
       and at t = steps.
     * ``callback(t, w, g, step)`` is called after each update (for
       diagnostics such as the angle between a step and the true gradient).
-    * The loop stops once the weights are non-finite or ‖w‖ > ``stop_above``;
-      the metrics not yet recorded are NaN and ``diverged`` is True.
+    * The loop stops once the run has diverged (:func:`diverged`: a weight is
+      non-finite or larger than ``stop_above`` in magnitude); the metrics not
+      yet recorded are NaN, ``diverged`` is True and ``diverged_at`` the iteration.
     """
     if steps < 0 or record_every < 1:
         raise ValueError("need steps >= 0 and record_every >= 1")
@@ -213,7 +250,7 @@ def train(
     est_state = estimator.init(seed)
     w = np.array(w0, dtype=float)
     opt_state = optimizer.init(w)
-    diverged = False
+    blew_up = -1
     j = 0
     for t in range(steps + 1):
         if j < len(record) and record[j] == t:
@@ -230,7 +267,7 @@ def train(
         w = w - step
         if callback is not None:
             callback(t, w, g, step)
-        if not np.all(np.isfinite(w)) or np.linalg.norm(w) > stop_above:
-            diverged = True
+        if diverged(w, stop_above):
+            blew_up = t
             break
-    return Run(np.array(record), values, w, diverged)
+    return Run(np.array(record), values, w, blew_up >= 0, blew_up)

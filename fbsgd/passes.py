@@ -83,6 +83,12 @@ class Passes:
         return np.concatenate(self.us[1:], axis=1)
 
 
+def _finite_input(name: str, a: np.ndarray) -> None:
+    if not np.isfinite(a).all():
+        bad = int(np.size(a) - np.isfinite(a).sum())
+        raise ValueError(f"perturbed_passes: {name} has {bad} non-finite entries (NaN or inf); the passes need finite inputs")
+
+
 def perturbed_passes(net: Composite, x: np.ndarray, w: np.ndarray, plan: Plan | None = None, state: dict | None = None):
     """One perturbed forward/backward/gradient pass, eq. (5a)-(5c).
 
@@ -91,8 +97,11 @@ def perturbed_passes(net: Composite, x: np.ndarray, w: np.ndarray, plan: Plan | 
     plan = plan if plan is not None else Plan()
     plan.validate(len(net))
     state = state if state is not None else {}
+    w = np.asarray(w, dtype=float)
     ws, N = net.split(w), len(net)
     x = np.atleast_2d(np.asarray(x, dtype=float))
+    _finite_input("w (the weights)", w)
+    _finite_input("x (the data)", x)
 
     ys = [x]
     for i in range(1, N + 1):  # forward pass

@@ -489,7 +489,9 @@ class BitFlip(Perturbation):
     ``field``: "any" (all 32 bits), "sign", "exponent" or "mantissa".  The flip
     pattern is drawn from the perturbation's counter-based stream (geometric
     skipping, :func:`fbsgd.lowprec.flip_bits`): reproducible and batch-invariant.
-    A flip can make an entry inf or NaN; that is a result, not an error.
+    A flip can make an entry inf or NaN; that is a result, not an error.  In a
+    float64 pass an entry hit by a flip becomes its float32 value with the bit
+    flipped; entries not hit are left exactly as they were.
     """
 
     rate: float
@@ -512,7 +514,16 @@ class BitFlip(Perturbation):
         return CompiledOp("bitflip", (self.rate, lo, n), True)
 
     def apply(self, x, key, step):
-        return lowprec.flip_bits(np.asarray(x), self.rate, self.field, key, step)
+        x = np.asarray(x)
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        flipped = lowprec.flip_bits(x32, self.rate, self.field, key, step)
+        if x.dtype == np.float32:
+            return flipped
+        # only the entries hit by a flip change (a float64 message is not rounded to float32 elsewhere)
+        hit = flipped.view(np.uint32) != x32.view(np.uint32)
+        out = np.array(x, dtype=float)
+        out[hit] = flipped[hit]
+        return out
 
 
 # ---------------------------------------------------------------------------

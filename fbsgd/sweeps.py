@@ -44,7 +44,7 @@ from . import __version__, rng
 from .engine import KernelParams, compile_plan, kernel, xi_key
 from .provenance import source_hash
 from .metrics import ewma
-from .perturbations import Plan, at_steps, every, nonzero_mean_uniform, zero_mean_uniform
+from .perturbations import Perturbation, Plan, at_steps, every, nonzero_mean_uniform, zero_mean_uniform
 from .problems import LogisticRegression
 from .report import atomic_write_bytes
 
@@ -71,6 +71,12 @@ class RunConfig:
     drawn from the run's own stream.  ``start`` and ``budget``: perturbations
     act at t = start, start + Δt, ... and, if ``budget`` > 0, only that many
     times (a budget Q of Section 6.2).
+
+    ``forward`` and ``backward``: any perturbation object the compiled engine
+    can run (``Round``, ``BitFlip``, ``UniformNoise``, with ``every`` or
+    ``budget`` schedules, or a user's own kind whose ``compiled()`` says what
+    to compute), placed after f₁ and after ∂f₂/∂f₁.  They stand beside the
+    σ-described uniform noise of the paper and may not share its place.
     """
 
     figure: str = ""
@@ -96,8 +102,11 @@ class RunConfig:
     w0_std: float = 0.0
     start: int = 0
     budget: int = 0
+    forward: object = None
+    backward: object = None
 
     LABELS = ("figure", "panel")
+    OBJECTS = ("forward", "backward")
     # fields that do not change the random draws (a run with smaller T is a prefix)
     NOT_IN_STREAMS = ("T", "ewma", "metric_every", "precision")
 
@@ -138,15 +147,51 @@ class RunConfig:
         need(self.start < self.T, f"start must be < T, got start={self.start}, T={self.T}")
         need(self.budget == 0 or self.start + (self.budget - 1) * self.interval < self.T,
              f"budget {self.budget} with interval {self.interval} from start {self.start} does not fit in T = {self.T}")
+        for name, paper_place in (("forward", ("forward", "both")), ("backward", ("backward", "both"))):
+            p = getattr(self, name)
+            if p is None:
+                continue
+            need(isinstance(p, Perturbation), f"{name} must be a perturbation object (fbsgd.perturbations), got {p!r}")
+            sigma = self.sigma_f if name == "forward" else self.sigma_b
+            need(not (self.perturbation in paper_place and sigma > 0),
+                 f"give either perturbation={self.perturbation!r} with sigma > 0 or {name}=..., not both at one place")
+            try:
+                compile_plan(Plan(**{name: {1 if name == "forward" else 2: p}}), 0)
+            except NotImplementedError as exc:
+                raise ValueError(f"RunConfig: {name}: {exc}") from None
 
     @classmethod
     def from_row(cls, row) -> "RunConfig":
-        """The configuration of one row of a sweep table (extra columns are ignored)."""
-        return cls(**{k: (row[k].item() if hasattr(row[k], "item") else row[k]) for k in cls.__dataclass_fields__})
+        """The configuration of one row of a sweep table (extra columns are ignored).
+
+        A row with a ``forward`` or ``backward`` perturbation object holds only its
+        description; pass the object again: ``RunConfig.from_row(row).replace(forward=p)``
+        is not possible, so such rows raise a ValueError that says so."""
+        vals = {}
+        for k in cls.__dataclass_fields__:
+            if k not in row:
+                continue
+            v = row[k]
+            v = v.item() if hasattr(v, "item") else v
+            if k in cls.OBJECTS:
+                if isinstance(v, str) and v:
+                    raise ValueError(f"the row's {k} perturbation {v} cannot be rebuilt from its description; "
+                                     f"make the RunConfig with the perturbation object")
+                v = None
+            vals[k] = v
+        return cls(**vals)
+
+    def fields(self) -> dict:
+        """Every field, with the perturbation objects as their descriptions (a table row)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for k in self.OBJECTS:
+            out[k] = repr(out[k]) if out[k] is not None else None
+        return out
 
     # -- identity ---------------------------------------------------------------------------------
     def computation(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in self.LABELS}
+        """The fields that shape the result (labels left out, unset objects left out)."""
+        return {k: v for k, v in self.fields().items() if k not in self.LABELS and not (k in self.OBJECTS and v is None)}
 
     def key(self) -> str:
         """Content hash of the computation and the engine's source: the cache key."""
@@ -175,6 +220,10 @@ class RunConfig:
             forward[1] = place(self.sigma_f)
         if self.perturbation in ("backward", "both") and self.sigma_b > 0:
             backward[2] = place(self.sigma_b)
+        if self.forward is not None:
+            forward[1] = self.forward
+        if self.backward is not None:
+            backward[2] = self.backward
         return Plan(forward=forward, backward=backward)
 
     def kernel_row(self) -> dict:
@@ -495,7 +544,7 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
     rows, trace_rows = [], []
     for c in configs:
         summary, traces, cached = results[entry_key(c, trace_points)]
-        rows.append({**dataclasses.asdict(c), **summary, "cached": cached, "config_id": c.key()})
+        rows.append({**c.fields(), **summary, "cached": cached, "config_id": c.key()})
         trace_rows.append(pd.DataFrame({"config_id": c.key(), **traces}))
     table = pd.DataFrame(rows)
     traces = pd.concat(trace_rows, ignore_index=True).drop_duplicates(["config_id", "t"])

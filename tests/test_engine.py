@@ -135,3 +135,60 @@ def test_compile_plan_rejects_what_the_kernel_cannot_do():
         E.compile_plan(P.Plan(forward={1: P.GaussianNoise(1.0)}), 0)
     with pytest.raises(NotImplementedError, match="TopK"):
         E.compile_plan(P.Plan(backward={2: P.TopK(1)}), 0)
+
+
+# --- the mechanisms of the protocol, in the kernel and in the core ---------------------------------
+
+from fbsgd import perturbations as P  # noqa: E402
+
+MECHANISMS = [
+    dict(forward={1: P.Round("bfloat16")}),
+    dict(forward={1: P.Round("float8_e4m3fn", "stochastic")}),
+    dict(backward={2: P.Round("float16")}),
+    dict(backward={2: P.Round("float8_e5m2", "stochastic")}),
+    dict(forward={1: P.Round("bfloat16", "stochastic")}, backward={2: P.Round("float8_e4m3fn")}),
+    dict(forward={1: P.BitFlip(2e-3, "mantissa")}),
+    dict(backward={2: P.BitFlip(5e-3, "mantissa")}),
+    dict(forward={1: P.every(3, P.BitFlip(1e-3, "any"))}),
+    dict(backward={2: P.BitFlip(1.0, "sign")}),
+    dict(forward={1: P.budget(4, 30, P.BitFlip(1e-3, "exponent"))}),
+    dict(forward={1: P.every(2, P.Round("float8_e5m2"))}, backward={2: P.zero_mean_uniform(1.0, 10)}),
+]
+
+
+def _kernel_vs_core(plan, precision, T=30, gamma=0.5, M=300, seed=7):
+    cfg = RunConfig(T=T, gamma=gamma, M=M, precision=precision)
+    prob = cfg.problem()
+    AT64 = np.ascontiguousarray(prob.signed_features.T)
+    AT = AT64.astype(np.float32) if precision == "float32" else AT64
+    row = E.compile_plan(P.Plan(**plan), seed)
+    row.update(gamma=gamma, rho=prob.rho, reg=0, noise_std=cfg.noise_std, xi_key=E.xi_key(seed))
+    params = E.KernelParams([row])
+    W = np.zeros((1, cfg.d))
+    trace = np.full((1, T), np.nan)
+    div = np.full(1, -1, np.int64)
+    E.kernel(cfg.d, precision)(AT, AT64, W, 0, T, 1, *params.arrays(), trace, div)
+    w_ref, norms_ref, div_ref = E.reference_run(prob, P.Plan(**plan), seed, gamma, T, cfg.noise_std, E.xi_key(seed))
+    return W[0], trace[0], int(div[0]), w_ref, norms_ref, div_ref
+
+
+@pytest.mark.parametrize("plan", MECHANISMS, ids=lambda p: repr(p)[:70])
+def test_engine_runs_every_mechanism_as_the_core_does(plan):
+    w, trace, div, w_ref, norms_ref, div_ref = _kernel_vs_core(plan, "float64")
+    assert div == div_ref
+    if div < 0:
+        np.testing.assert_allclose(w, w_ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(trace, norms_ref, rtol=1e-10)
+    w32, trace32, div32, *_ = _kernel_vs_core(plan, "float32")
+    if div < 0 and div32 < 0:
+        # float32 pass: the message itself is rounded to float32 before the mechanism acts
+        np.testing.assert_allclose(trace32, norms_ref, rtol=2e-2, atol=1e-4)
+
+
+def test_perturbations_the_engine_cannot_run_are_refused_by_name():
+    with pytest.raises(NotImplementedError, match="cannot run TopK"):
+        E.compile_plan(P.Plan(forward={1: P.TopK(5, scope="batch")}), 0)
+    with pytest.raises(NotImplementedError, match="irregular steps"):
+        E.compile_plan(P.Plan(forward={1: P.at_steps([1, 2, 10], P.Round("bfloat16"))}), 0)
+    with pytest.raises(NotImplementedError, match="cannot run GaussianNoise"):
+        E.compile_plan(P.Plan(backward={2: P.GaussianNoise(1.0)}), 0)

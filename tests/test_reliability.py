@@ -57,7 +57,7 @@ def test_an_edit_to_what_the_kernel_calls_runs_new_machine_code(tmp_path):
     original = _probe(tmp_path, kernels, tmp_path / "cache0")
     assert original["diverged"] == 0
 
-    lowered = _edited_copy(tmp_path, "engine.py", "DIVERGENCE_THRESHOLD = 1e8", "DIVERGENCE_THRESHOLD = 1e-3")
+    lowered = _edited_copy(tmp_path, "optimizers.py", "DIVERGENCE_THRESHOLD = 1e8", "DIVERGENCE_THRESHOLD = 1e-3")
     edited = _probe(tmp_path, kernels, tmp_path / "cache1", lowered)
     assert edited["hash"] != original["hash"]
     assert edited["diverged"] == 12  # every run leaves |w_j| <= 1e-3 at once
@@ -145,3 +145,55 @@ def test_memory_is_estimated_before_a_sweep_starts():
     with pytest.raises(MemoryError, match="GiB"):
         S.check_memory(2**31 - 1, 10, 8, 2)
     assert S.check_memory(200_000, 10, 8, 2) < 2**30
+
+
+# --- the core API refuses bad input with errors that name the argument ---------------------------
+
+from fbsgd import perturbations as P  # noqa: E402
+from fbsgd.operators import Linear, Tanh  # noqa: E402
+from fbsgd.passes import perturbed_passes  # noqa: E402
+from fbsgd.problems import LogisticRegression  # noqa: E402
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: P.Constant(float("nan")), "Constant: value must be a finite number"),
+    (lambda: P.TwoPointNoise(float("nan")), "TwoPointNoise needs a finite number for a"),
+    (lambda: P.GaussianNoise(std=float("inf")), "GaussianNoise needs a finite number for std"),
+    (lambda: P.UniformNoise(0.0, float("inf")), "UniformNoise needs a finite number for high"),
+    (lambda: P.zero_mean_uniform(1.0, dim=0), "zero_mean_uniform needs an integer dim >= 1, got 0"),
+    (lambda: P.zero_mean_uniform(1.0, dim=-5), "zero_mean_uniform needs an integer dim >= 1, got -5"),
+    (lambda: P.TopK("a"), "TopK needs an integer k >= 1, got 'a'"),
+    (lambda: P.RandK(0), "RandK needs an integer k >= 1"),
+    (lambda: P.TopK(2, scope="rows"), "TopK: scope must be one of"),
+    (lambda: P.at_steps([1.5, 2.7], P.Constant(1.0)), "AtSteps needs an integer steps >= 0, got 1.5"),
+    (lambda: P.Round("float7"), "must be one of"),
+    (lambda: P.Round("bfloat16", mode="up"), "Round: mode must be one of"),
+    (lambda: P.BitFlip(1.5), "BitFlip: rate must be in \\[0, 1\\]"),
+    (lambda: P.BitFlip(0.1, field="fraction"), "BitFlip: field must be one of"),
+    (lambda: P.ErrorFeedback("topk"), "ErrorFeedback: compressor must be a Perturbation"),
+    (lambda: P.Plan(forward={1: 0.5}), "Plan: forward\\[1\\] must be a Perturbation"),
+    (lambda: Linear(-1, 3), "Linear needs an integer in_dim >= 1, got -1"),
+    (lambda: Tanh(0), "Tanh needs an integer dim >= 1"),
+])
+def test_constructors_refuse_bad_arguments_by_name(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_non_finite_data_or_weights_are_refused_by_the_passes():
+    prob = LogisticRegression.generate(d=3, M=10)
+    w = np.zeros(3)
+    w[1] = np.nan
+    with pytest.raises(ValueError, match="w \\(the weights\\) has 1 non-finite"):
+        perturbed_passes(prob.net, prob.data, w)
+    x = prob.data.copy()
+    x[2, 0] = np.inf
+    with pytest.raises(ValueError, match="x \\(the data\\) has 1 non-finite"):
+        perturbed_passes(prob.net, x, np.zeros(3))
+
+
+def test_a_missing_state_is_a_clear_error():
+    prob = LogisticRegression.generate(d=3, M=10)
+    plan = P.Plan(forward={1: P.zero_mean_uniform(1.0, 3)})
+    with pytest.raises(ValueError, match="no state for the perturbation at forward\\[1\\]; pass the state returned by plan.init"):
+        perturbed_passes(prob.net, prob.data, np.zeros(3), plan, {})

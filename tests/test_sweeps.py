@@ -161,3 +161,24 @@ def test_a_table_row_gives_back_its_configuration():
     row = pd.Series({**cfg.__dict__, "stable_grad_norm": 1.0, "T": np.int64(50), "gamma": np.float64(0.05)})
     back = RunConfig.from_row(row)
     assert back == cfg and back.key() == cfg.key()
+
+
+def test_a_sweep_runs_perturbation_objects_and_keeps_the_paper_configurations_unchanged(tmp_path):
+    from fbsgd import perturbations as P
+
+    plain = RunConfig(T=300, gamma=0.1)
+    assert "forward" not in plain.computation()  # unset objects do not change keys or streams
+    cfgs = [RunConfig(T=300, gamma=0.1, forward=P.Round("float8_e4m3fn")),
+            RunConfig(T=300, gamma=0.1, backward=P.every(2, P.BitFlip(1e-3, "mantissa"))),
+            plain]
+    res = run_sweep(cfgs, cache_dir=tmp_path, progress=False, n_jobs=1)
+    assert res.table.forward.iloc[0] == "Round(format='float8_e4m3fn', mode='nearest')"
+    assert len(set(res.table.config_id)) == 3
+    assert len(set(res.table.stable_grad_norm)) == 3
+    with pytest.raises(ValueError, match="cannot be rebuilt"):
+        RunConfig.from_row(res.table.iloc[0])
+    assert RunConfig.from_row(res.table.iloc[2]) == plain
+    with pytest.raises(ValueError, match="forward: the compiled engine cannot run TopK"):
+        RunConfig(forward=P.TopK(3, scope="batch"))
+    with pytest.raises(ValueError, match="not both at one place"):
+        RunConfig(perturbation="forward", sigma_f=1.0, forward=P.Round("bfloat16"))
