@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from fbsgd import engine as E
+from fbsgd import perturbations as P
 from fbsgd.experiments import book_grid
 from fbsgd.sweeps import RunConfig, run_sweep
 
@@ -57,6 +58,12 @@ def kernel_breakdown(T_short=2000, T_long=22000, C=16):
         "intermittent forward, Δt = 100": dict(perturbation="forward", sigma_f=1.0, interval=100),
         "no perturbation, metric every iteration": dict(metric_every=1),
         "no perturbation, float64 pass": dict(precision="float64"),
+        "forward Round bfloat16, nearest": dict(forward=P.Round("bfloat16")),
+        "forward Round float8_e4m3fn, stochastic": dict(forward=P.Round("float8_e4m3fn", "stochastic")),
+        "backward Round float16, nearest": dict(backward=P.Round("float16")),
+        "backward Round bfloat16, stochastic": dict(backward=P.Round("bfloat16", "stochastic")),
+        "forward BitFlip 1e-4, mantissa": dict(forward=P.BitFlip(1e-4, "mantissa")),
+        "backward BitFlip 1e-3, mantissa": dict(backward=P.BitFlip(1e-3, "mantissa")),
     }
     for name, kw in kinds.items():
         run_sweep([RunConfig(T=40, gamma=0.05, **kw)], n_jobs=1, cache_dir=False, progress=False)  # compile outside the timing

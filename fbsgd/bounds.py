@@ -243,27 +243,43 @@ def _iid_moments(d: int, m1: float, m2: float, m4: float) -> Moments:
 
 
 def perturbation_moments(p: pert.Perturbation, dim: int) -> Moments:
-    """Exact moments of an additive perturbation on a ``dim``-vector.
+    """Exact moments of an additive perturbation on a ``dim``-vector, read off its law.
 
-    Supports ``UniformNoise``, ``GaussianNoise``, ``TwoPointNoise`` (entries
-    independent, per sample) and ``Constant`` (scalar or vector value).
+    ``p.law`` gives the mean, second and fourth moment of one entry; the
+    entries of an additive per-sample law are independent, so the moments of
+    the vector follow (:func:`_iid_moments`).  This covers ``UniformNoise``,
+    ``GaussianNoise``, ``TwoPointNoise``, ``Identity`` and any wrapper of them
+    (``Every``, ``AtSteps``, a one-part ``Chain``): the moments are those of δ
+    at a step where the perturbation acts.  A constant law (``Constant``,
+    scalar or vector value) is deterministic: ‖δ‖² = ‖value‖².
+
+    A law without the three moments (input-dependent kinds, sums of several
+    parts) raises NotImplementedError; a law shared by the batch
+    (``per_sample=False``) raises ValueError.
     """
-    if isinstance(p, (pert.UniformNoise, pert.GaussianNoise, pert.TwoPointNoise)) and not p.per_sample:
-        raise ValueError("moments per sample need a per_sample perturbation")
-    if isinstance(p, pert.UniformNoise):
-        a, b = p.low, p.high
-        m4 = a**4 if a == b else (b**5 - a**5) / (5 * (b - a))
-        return _iid_moments(dim, p.mean, p.second_moment, m4)
-    if isinstance(p, pert.GaussianNoise):
-        m, s = p.mean, p.std
-        return _iid_moments(dim, m, m**2 + s**2, m**4 + 6 * m**2 * s**2 + 3 * s**4)
-    if isinstance(p, pert.TwoPointNoise):
-        return _iid_moments(dim, 0.0, p.a**2, p.a**4)
-    if isinstance(p, pert.Constant):
-        v = np.broadcast_to(np.asarray(p.value, dtype=float), (dim,))
+    try:
+        law = p.law
+    except NotImplementedError as e:
+        raise NotImplementedError(f"no closed-form moments for {type(p).__name__}: {e}") from None
+    if not law.additive:
+        raise NotImplementedError(f"no closed-form moments for {type(p).__name__}: its law depends on the input")
+    if law.family == "constant":
+        if law.mean is not None:
+            value = law.mean
+        else:  # a vector value: the law carries no moments, the object carries the vector
+            value = getattr(p, "value", None)
+            if value is None:
+                raise NotImplementedError(f"no closed-form moments for {type(p).__name__}: "
+                                          "its constant law gives neither a scalar mean nor a value")
+        v = np.broadcast_to(np.asarray(value, dtype=float), (dim,))
         n2 = float(v @ v)
         return Moments(n2, n2, n2**2)
-    raise NotImplementedError(f"no closed-form moments for {type(p).__name__}")
+    if law.mean is None or law.second_moment is None or law.fourth_moment is None:
+        raise NotImplementedError(f"no closed-form moments for {type(p).__name__}: its law ({law.family}) "
+                                  "does not give the mean, second and fourth moments")
+    if not law.per_sample:
+        raise ValueError("moments per sample need a per_sample perturbation")
+    return _iid_moments(dim, law.mean, law.second_moment, law.fourth_moment)
 
 
 # ---------------------------------------------------------------------------

@@ -21,18 +21,26 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
-from .perturbations import Every, Plan, UniformNoise
+from .perturbations import Plan
 
 __all__ = ["averaged_bias", "small_step_limit", "smoothed_sigmoid"]
 
 
 def _uniform_interval(p):
+    """(lo, hi, Δt) of a perturbation whose law is U(lo, hi) and which acts every Δt
+    steps forever (Δt = 1: at every step), read off ``p.law`` and ``p.schedule``;
+    None when nothing is placed.  Over a long horizon such a perturbation acts at a
+    fraction 1/Δt of the steps (the offset of the first step does not matter)."""
     if p is None:
         return None
-    if isinstance(p, Every) and isinstance(p.inner, UniformNoise):
-        return p.inner.low, p.inner.high, p.interval
-    if isinstance(p, UniformNoise):
-        return p.low, p.high, 1
+    try:
+        law, schedule = p.law, p.schedule
+    except NotImplementedError:  # a perturbation that does not describe itself
+        law = schedule = None
+    if (law is not None and law.family == "uniform" and law.support is not None
+            and schedule.regular and schedule.last is None):
+        lo, hi = law.support
+        return lo, hi, schedule.interval
     raise NotImplementedError(f"closed-form limits exist for (intermittent) uniform noise only, got {p!r}")
 
 

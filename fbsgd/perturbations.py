@@ -430,8 +430,9 @@ class Constant(Perturbation):
         v = np.asarray(self.value, dtype=float)
         if v.ndim == 0:
             m = float(v)
-            return Law("constant", True, m == 0.0, m, m * m, m**4, False, bound=abs(m), support=(m, m))
-        return Law("constant", True, bool(np.all(v == 0)), None, None, None, False, bound=float(np.abs(v).max()))
+            # per_sample: a constant is trivially an independent (zero-variance) draw per entry
+            return Law("constant", True, m == 0.0, m, m * m, m**4, True, bound=abs(m), support=(m, m))
+        return Law("constant", True, bool(np.all(v == 0)), None, None, None, True, bound=float(np.abs(v).max()))
 
     def apply(self, x, key, step):
         return x + self.value

@@ -152,14 +152,23 @@ class GradientError:
 
 
 def _check_iid(p) -> None:
-    """Every row of a batch must be an independent draw of the same law."""
-    if isinstance(p, (_pert.Every, _pert.AtSteps)):
+    """Every row of a batch must be an independent draw of the same law.
+
+    Asked of the perturbation itself: it must act at every step (its
+    ``schedule`` is :meth:`Schedule.always`; a chain's schedule joins its
+    parts'), and a random law must draw per sample (``law.per_sample``; a
+    chain's law aggregates its parts').  A deterministic law (a constant, or a
+    law of zero variance) is the same independent "draw" in every row.
+    """
+    if p.schedule != _pert.Schedule.always():
         raise ValueError(f"{type(p).__name__} switches with the step; gradient_error measures one step's law, "
                          "pass the inner perturbation instead")
-    if isinstance(p, _pert.Chain):
-        for q in p.parts:
-            _check_iid(q)
-    if getattr(p, "per_sample", True) is False:
+    try:
+        law = p.law
+    except NotImplementedError:  # a perturbation that does not describe its law: nothing to check
+        return
+    deterministic = law.family == "constant" or law.variance == 0
+    if not law.per_sample and not deterministic:
         raise ValueError(f"{p!r} draws one value for the whole batch; gradient_error needs per_sample=True")
 
 

@@ -49,7 +49,7 @@ from scipy.special import expit
 from . import bounds as B
 from .limits import smoothed_sigmoid
 from .metrics import fit_line
-from .perturbations import AtSteps, Every, UniformNoise
+from .perturbations import UniformNoise
 from .sweeps import RunConfig
 
 __all__ = [
@@ -178,16 +178,12 @@ def _placed(cfg: RunConfig):
 
 def active_steps(cfg: RunConfig) -> np.ndarray:
     """Iterations t in 0..T−1 at which the configuration's perturbations act,
-    read off the core objects of ``cfg.plan()`` (their ``active`` predicate)."""
+    read off the core objects of ``cfg.plan()`` (their ``schedule``)."""
     placed = _placed(cfg)
     if not placed:
         return np.zeros(0, dtype=np.int64)
     p = placed[0]  # forward and backward share one schedule in a RunConfig
-    if isinstance(p, AtSteps):
-        return np.array(sorted(s for s in p.steps if s < cfg.T), dtype=np.int64)
-    if isinstance(p, Every):
-        return np.arange(p.offset, cfg.T, p.interval, dtype=np.int64)
-    return np.arange(cfg.T, dtype=np.int64)
+    return p.schedule.steps_before(cfg.T)
 
 
 def decaying_size(sigma0: float, T: int, T_ref: int, exponent: float, log_power: float = 0.0) -> float:
@@ -533,14 +529,16 @@ def estimate_constants(problem, noise_std: float, w0: np.ndarray | None = None, 
 
 
 def uniform_ranges(cfg: RunConfig):
-    """(forward (lo, hi) or None, backward (lo, hi) or None, per_sample) of a configuration."""
+    """(forward (lo, hi) or None, backward (lo, hi) or None, per_sample) of a configuration:
+    the support of each placed perturbation's law (at the steps where it acts)."""
     def rng_of(p):
         if p is None:
             return None
-        inner = p.inner if isinstance(p, (Every, AtSteps)) else p
-        if not isinstance(inner, UniformNoise):
-            raise NotImplementedError(f"moments are implemented for uniform perturbations, got {inner!r}")
-        return (inner.low, inner.high)
+        law = p.law
+        if law.family != "uniform" or law.support is None:
+            raise NotImplementedError(f"moments are implemented for uniform perturbations, got {p!r}")
+        lo, hi = law.support
+        return (lo, hi)
 
     plan = cfg.plan()
     return rng_of(plan.forward.get(1)), rng_of(plan.backward.get(2)), cfg.mode == "per_sample"

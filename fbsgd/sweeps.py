@@ -44,7 +44,7 @@ from . import __version__, rng
 from .engine import KernelParams, compile_plan, kernel, xi_key
 from .provenance import source_hash
 from .metrics import ewma
-from .perturbations import Perturbation, Plan, at_steps, every, nonzero_mean_uniform, zero_mean_uniform
+from .perturbations import Plan, at_steps, every, nonzero_mean_uniform, zero_mean_uniform
 from .problems import LogisticRegression
 from .report import atomic_write_bytes
 
@@ -151,13 +151,12 @@ class RunConfig:
             p = getattr(self, name)
             if p is None:
                 continue
-            need(isinstance(p, Perturbation), f"{name} must be a perturbation object (fbsgd.perturbations), got {p!r}")
             sigma = self.sigma_f if name == "forward" else self.sigma_b
             need(not (self.perturbation in paper_place and sigma > 0),
                  f"give either perturbation={self.perturbation!r} with sigma > 0 or {name}=..., not both at one place")
-            try:
+            try:  # Plan refuses what is not a perturbation; compile_plan what the engine cannot run
                 compile_plan(Plan(**{name: {1 if name == "forward" else 2: p}}), 0)
-            except NotImplementedError as exc:
+            except (NotImplementedError, ValueError) as exc:
                 raise ValueError(f"RunConfig: {name}: {exc}") from None
 
     @classmethod

@@ -148,3 +148,34 @@ def test_elementwise_constants_known_maxima():
     assert k.C_grad == pytest.approx(1 - math.tanh(1.0) ** 2) and k.L_f == k.C_grad
     t = math.tanh(1.0)
     assert k.C_hess == pytest.approx(2 * t * (1 - t**2))  # |tanh''| is decreasing on [1, 2]
+
+
+# the moments are read off the perturbation's law (fbsgd.perturbations' protocol)
+
+def test_moments_pin_the_closed_forms_of_each_law():
+    a, b, d = -0.3, 0.7, 7
+    assert B.perturbation_moments(P.UniformNoise(a, b), d) == B._iid_moments(
+        d, 0.5 * (a + b), (a**2 + a * b + b**2) / 3.0, (b**5 - a**5) / (5 * (b - a)))
+    assert B.perturbation_moments(P.UniformNoise(0.2, 0.2), d) == B._iid_moments(d, 0.2, 0.2**2 * 3 / 3.0, 0.2**4)
+    m, s = 0.11, 0.37
+    assert B.perturbation_moments(P.GaussianNoise(s, m), d) == B._iid_moments(
+        d, m, m**2 + s**2, m**4 + 6 * m**2 * s**2 + 3 * s**4)
+    assert B.perturbation_moments(P.TwoPointNoise(0.31), d) == B._iid_moments(d, 0.0, 0.31**2, 0.31**4)
+    v = np.broadcast_to(np.asarray(0.1), (d,))  # a scalar constant: ‖δ‖² summed as before
+    assert B.perturbation_moments(P.Constant(0.1), d) == (float(v @ v), float(v @ v), float(v @ v) ** 2)
+    assert B.perturbation_moments(P.Identity(), d) == (0.0, 0.0, 0.0)
+
+
+def test_moments_of_a_wrapper_are_those_of_its_law_where_it_acts():
+    u = P.UniformNoise(0.0, 1.0)
+    for p in (P.every(3, u), P.every(4, u, offset=2), P.at_steps([1, 5, 6], u), P.budget(3, 30, u), P.chain(u)):
+        assert B.perturbation_moments(p, 5) == B.perturbation_moments(u, 5)
+
+
+def test_moments_refuse_what_the_law_does_not_give():
+    with pytest.raises(ValueError, match="moments per sample need a per_sample perturbation"):
+        B.perturbation_moments(P.every(2, P.UniformNoise(-1.0, 1.0, per_sample=False)), 3)
+    for p in (P.chain(P.UniformNoise(0.0, 1.0), P.GaussianNoise(0.1)),  # a sum: E δ⁴ unknown
+              P.TopK(1), P.ErrorFeedback(P.TopK(1)), P.every(2, P.Constant(np.array([1.0, 2.0])))):
+        with pytest.raises(NotImplementedError, match=f"no closed-form moments for {type(p).__name__}"):
+            B.perturbation_moments(p, 2)

@@ -236,3 +236,33 @@ def test_printed_33a_fails_for_a_linear_chain_and_the_derivation_holds():
     kw = dict(delta_mean_sq={1: mom.mean_sq}, delta_fourth={1: mom.fourth})
     assert B.bias_bound(2, K, **kw) == 0.0 < ge.bias_sq
     assert B.bias_bound(2, K, variant="derivation", **kw) >= ge.bias_sq_ci()[1]
+
+
+# which perturbations gradient_error measures: read off their schedule and law
+
+@pytest.mark.parametrize("p", [P.every(2, P.UniformNoise(-1.0, 1.0)), P.at_steps([0, 1, 2], P.UniformNoise(-1.0, 1.0)),
+                               P.budget(3, 30, P.GaussianNoise(1.0)),
+                               P.chain(P.GaussianNoise(0.1), P.every(3, P.UniformNoise(-1.0, 1.0)))])
+def test_gradient_error_refuses_a_perturbation_that_switches_with_the_step(p):
+    net, w, _, x = _small_linear()
+    with pytest.raises(ValueError, match="switches with the step; gradient_error measures one step's law"):
+        gradient_error(net, w, x, P.Plan(forward={1: p}), 64)
+
+
+@pytest.mark.parametrize("p", [P.UniformNoise(-1.0, 1.0, per_sample=False), P.GaussianNoise(1.0, per_sample=False),
+                               P.chain(P.TwoPointNoise(0.5, per_sample=False))])
+def test_gradient_error_refuses_a_draw_shared_by_the_batch(p):
+    net, w, _, x = _small_linear()
+    with pytest.raises(ValueError, match="draws one value for the whole batch; gradient_error needs per_sample=True"):
+        gradient_error(net, w, x, P.Plan(backward={2: p}), 64)
+
+
+def test_gradient_error_accepts_per_sample_and_deterministic_laws():
+    from fbsgd.propagation import _check_iid
+    for p in (P.UniformNoise(-1.0, 1.0), P.every(1, P.GaussianNoise(1.0)), P.Constant(0.3), P.Constant(np.ones(4)),
+              P.chain(P.UniformNoise(-1.0, 1.0), P.GaussianNoise(0.1)), P.chain(P.Constant(0.1), P.Constant(0.2)),
+              P.Round("bfloat16", "stochastic"), P.Identity()):
+        _check_iid(p)
+    net, w, _, x = _small_linear()  # a constant ε is the same "draw" in every row: the error is all bias
+    ge = gradient_error(net, w, x, P.Plan(backward={3: P.Constant(0.5)}), 64)
+    assert ge.mse > 0 and ge.bias_sq == pytest.approx(ge.mse, rel=1e-9)

@@ -376,3 +376,35 @@ def test_assumption3_moments_bound_the_exact_ones(small):
     assert mse_b == pytest.approx(3 * K3.C_grad**2 * hi * hi / 3)
     assert bias_b == 0.0
     assert B.c_e_eps(2, 2, K3) == pytest.approx(3 * K3.C_grad**2)
+
+
+# -------------------------------------------------------------------------------------------------
+# schedules and supports are read off the core objects (fbsgd.perturbations' protocol)
+# -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fields", [dict(), dict(interval=7), dict(start=5, interval=10), dict(start=3, interval=4, budget=5),
+                                    dict(interval=3, budget=4), dict(start=45, interval=3)])
+def test_active_steps_are_the_schedule_of_the_placed_perturbation(fields):
+    cfg = RunConfig(T=50, perturbation="both", sigma_f=0.5, sigma_b=1.0, **fields)
+    for p in (cfg.plan().forward[1], cfg.plan().backward[2]):
+        acting = [t for t in range(cfg.T) if p.active(t)]
+        np.testing.assert_array_equal(R.active_steps(cfg), acting)
+        assert R.active_steps(cfg).dtype == np.int64 and len(acting) == p.schedule.count(cfg.T)
+
+
+def test_uniform_ranges_are_the_supports_of_the_laws():
+    cfg = RunConfig(perturbation="both", mean="nonzero", sigma_f=0.5, sigma_b=0.7, interval=3, mode="shared")
+    hf, hb = 0.5 / math.sqrt(cfg.d), 0.7 / math.sqrt(cfg.d)
+    assert R.uniform_ranges(cfg) == ((0.0, hf), (0.0, hb), False)
+    assert R.uniform_ranges(RunConfig(perturbation="backward", sigma_b=0.7)) == (None, (-hb, hb), True)
+
+
+def test_uniform_ranges_refuse_a_law_that_is_not_uniform():
+    class Config:  # any object with plan() and mode will do
+        mode = "per_sample"
+
+        def plan(self):
+            return P.Plan(forward={1: P.every(2, P.GaussianNoise(1.0))})
+
+    with pytest.raises(NotImplementedError, match="moments are implemented for uniform perturbations, got Every"):
+        R.uniform_ranges(Config())
