@@ -6,7 +6,8 @@ Modules follow the paper's concepts:
 =====================  =====================================================================
 ``operators``          the operators f_i of eq. (1b) with their Jacobian products
 ``passes``             the composite F and the passes of eqs. (4) and (5)
-``perturbations``      δ and ε as composable objects with their own random streams
+``perturbations``      δ and ε as composable objects that describe themselves (law, schedule)
+``lowprec``            rounding to bfloat16 / float16 / float8 and bit flips, with integer bit operations
 ``rng``                the counter-based random streams behind every draw
 ``regularizers``       R(w) of Section 7
 ``problems``           the logistic regression of Section 7, linear networks
@@ -17,6 +18,7 @@ Modules follow the paper's concepts:
 ``rates``              Sections 5–6: schedules, budgets, power-law fits, bound evaluation
 ``engine``             the compiled Section 7 kernel (numba), all configurations in lockstep
 ``sweeps``             Section 7 configurations, content cache, tidy tables
+``provenance``         what a result depends on: the source of the modules a run imports, the stack
 ``limits``             γ → 0 predictions of the Section 7 floors and plateaus
 ``experiments``        the Section 7 grids, figures' specs and verdicts
 ``forward_gradients``  forward-mode gradient estimates as perturbed backward passes
