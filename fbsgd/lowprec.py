@@ -229,6 +229,20 @@ def round_scalar(x, man_bits, emin, max_finite, has_inf, u):
         return x
     man_bits = np.int64(man_bits)
     emin = np.int64(emin)
+    if (a >> 52) - 1023 >= emin:
+        # fast paths in the format's normal range, where the quantum is 2**-man_bits ulps of x
+        drop = 52 - man_bits
+        low = (np.int64(1) << drop) - 1
+        if u < 0.0:  # nearest: add half a quantum (minus one, plus the lowest kept bit: ties to even), clear
+            r = (a + (low >> 1) + ((a >> drop) & 1)) & ~low
+            if _bits_to_f64(r) > max_finite:
+                return _bits_to_f64(sign | (_INF_BITS if has_inf else _QNAN_BITS))
+            return _bits_to_f64(sign | r)
+        if a <= _f64_to_bits(np.float64(max_finite)):  # stochastic: up iff u < rem / 2**drop (exact in float64)
+            r = a & ~low
+            if u < np.float64(a & low) * _bits_to_f64((1023 - drop) << 52):
+                r += low + 1
+            return _bits_to_f64(sign | r)
     m, e = _split(a)
     if m < _HIDDEN:  # float64 subnormal: normalise so that e is the exponent of the leading bit
         while m < _HIDDEN:
