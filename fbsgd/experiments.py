@@ -13,18 +13,25 @@ standard error, next to the γ → 0 prediction of :mod:`fbsgd.limits`.
 """
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from . import params as P
+from . import rates as R
 from .limits import small_step_limit
 from .metrics import fit_line
-from .sweeps import RunConfig
+from .sweeps import RunConfig, check_memory, default_cache_dir
 
 __all__ = [
     "section7_spec",
+    "section7_rules",
+    "horizon_rules",
+    "sweep_rules",
+    "memory_problem",
+    "cache_dir_problem",
     "common",
     "frequent_configs",
     "nonzero_mean_configs",
@@ -63,8 +70,71 @@ def section7_spec() -> dict:
         precision=P.Str(choices=("float32", "float64")),
         data_seed=P.Int(min=0),
         n_jobs=P.Int(min=-64, max=256),
-        output_dir=P.Str(),
+        output_dir=P.Dir(),
     )
+
+
+# -- checks, before anything runs, for the chapters that call run_sweep --------------------------
+
+N_JOBS_MESSAGE = "parameter 'n_jobs' must not be 0 (use -1 for all cores, or a positive count), got 0"
+
+
+def memory_problem(name: str, T: int, metric_every: int, n_jobs: int) -> str | None:
+    """The problem, naming parameter ``name``, if a sweep of horizon T sampled every
+    ``metric_every`` iterations on ``n_jobs`` workers needs too much memory (:func:`fbsgd.sweeps.check_memory`)."""
+    try:
+        check_memory(T, metric_every, n_jobs=n_jobs)
+    except MemoryError as exc:
+        return f"parameter {name!r} is too large for this machine's memory: {exc}"
+    return None
+
+
+def cache_dir_problem() -> str | None:
+    """The problem if the sweep cache folder (:func:`fbsgd.sweeps.default_cache_dir`) cannot be written."""
+    path = default_cache_dir()
+    reason = P.unwritable(path)
+    if reason is None:
+        return None
+    env = os.environ.get("FBSGD_CACHE_DIR")
+    if env:
+        return f"environment variable FBSGD_CACHE_DIR must name a writable folder for the sweep cache, got {env!r}: {reason}"
+    return (f"the sweep cache folder {str(path)!r} is not writable ({reason}); "
+            f"set the environment variable FBSGD_CACHE_DIR to a writable folder")
+
+
+def sweep_rules(memory) -> list[P.Rule]:
+    """Rules of every chapter that runs sweeps: n_jobs != 0 (joblib refuses it only when the
+    sweep starts), a writable cache folder, and ``memory`` (a rule test: the parameters it
+    needs by name -> None or a problem, typically from :func:`memory_problem`)."""
+    return [P.rule(lambda n_jobs: n_jobs != 0, N_JOBS_MESSAGE), P.rule(cache_dir_problem), P.rule(memory)]
+
+
+def section7_rules(finest_metric_every: int | None = None) -> list[P.Rule]:
+    """Rules of the Section 7 chapters (parameters of :func:`section7_spec`): T >= 2 * metric_every,
+    and :func:`sweep_rules` with the memory of the runs of horizon T; ``finest_metric_every``: a
+    smaller metric interval that the chapter also runs with (the reproducibility notes use 1)."""
+    def memory(T, metric_every, n_jobs):
+        return memory_problem("T", T, min(metric_every, finest_metric_every or metric_every), n_jobs)
+
+    return [P.rule(lambda T, metric_every: T >= 2 * metric_every,
+                   "parameter 'T' must be at least 2 * metric_every, got T={T}, metric_every={metric_every}"),
+            *sweep_rules(memory)]
+
+
+def horizon_rules() -> list[P.Rule]:
+    """Rules of the chapters that sweep horizons T_min..T_max (convergence, budgets): T_max > T_min,
+    and :func:`sweep_rules` with the memory of the longest runs (T_max, at the finer metric interval
+    of the two geometries; budgets also: spike_T)."""
+    spike_every = RunConfig.__dataclass_fields__["metric_every"].default
+
+    def memory(T_max, c_nonconvex, n_jobs, spike_T=None):
+        every = min(R.geometry_fields("nonconvex", T_max, c_nonconvex, 0.0)["metric_every"], R.PL_METRIC_EVERY)
+        return (memory_problem("T_max", T_max, every, n_jobs)
+                or (memory_problem("spike_T", 10 * spike_T, 10 * spike_every, n_jobs) if spike_T else None))
+
+    return [P.rule(lambda T_min, T_max: T_max > T_min,
+                   "parameter 'T_max' must be larger than 'T_min', got T_min={T_min}, T_max={T_max}"),
+            *sweep_rules(memory)]
 
 
 def common(p: dict) -> dict:

@@ -5,21 +5,30 @@ defaults; a default of ``None`` means "depends on the scale".  The next cell
 calls :func:`resolve`, which
 
 * rejects names that the chapter does not know (papermill only warns),
-* checks types and ranges,
+* checks types and ranges (a list may also be given as the string of a
+  Python list, ``"[0.9, 1.1]"``, which is what ``papermill -p`` passes),
+* checks that a :class:`Dir` parameter names a folder that can be created
+  and written (it creates the folder and writes and deletes a probe file),
 * replaces ``None`` by the paper-scale or quick-scale default, the scale
   being the ``scale`` parameter or else the environment variable
   ``FBSGD_SCALE`` (``paper`` when unset),
+* checks the chapter's cross-parameter and environment rules (:func:`rule`),
 
-and raises one :class:`ParameterError` that lists every problem.
+and raises one :class:`ParameterError` that lists every problem, before
+anything is computed.
 """
 from __future__ import annotations
 
+import ast
 import difflib
+import inspect
 import math
 import os
 import types
+import uuid
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 __all__ = [
     "ParameterError",
@@ -30,6 +39,10 @@ __all__ = [
     "IntList",
     "FloatList",
     "StrList",
+    "Dir",
+    "Rule",
+    "rule",
+    "unwritable",
     "resolve",
     "current_scale",
     "SCALES",
@@ -139,6 +152,11 @@ class _List(_Param):
     item = None
 
     def check(self, v):
+        if isinstance(v, str):  # papermill -p passes "[0.9, 1.1]" as a string
+            try:
+                v = ast.literal_eval(v.strip())
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                return False, v
         if not isinstance(v, (list, tuple)) or len(v) < self.min_len:
             return False, v
         if self.max_len is not None and len(v) > self.max_len:
@@ -178,23 +196,114 @@ class StrList(_List):
         return f"a list of {n} {what}"
 
 
+class Dir(Str):
+    """A folder that the chapter writes to: a string naming a folder that
+    exists or can be created, and in which a file can be written."""
+
+    def problem(self, name: str, v) -> str | None:
+        reason = unwritable(v)
+        return None if reason is None else f"parameter {name!r} must be a writable folder, got {v!r}: {reason}"
+
+
+def unwritable(path) -> str | None:
+    """Why ``path`` cannot be used as an output folder, or None if it can.
+
+    Creates the folder (with its parents) if needed, then writes and deletes a
+    probe file in it, so that the answer is the operating system's."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        return "it exists and is not a folder"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create it ({_os_reason(exc, path)})"
+    probe = path / f".fbsgd-write-probe-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return f"cannot write in it ({_os_reason(exc, probe)})"
+    return None
+
+
+def _os_reason(exc: OSError, path) -> str:
+    if not exc.strerror:
+        return str(exc)
+    return f"{exc.strerror}: {str(exc.filename or path)!r}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A check on several parameters (or on the environment), run by :func:`resolve`.
+
+    ``test`` takes, by name, the resolved parameters it needs (a parameter with
+    a default in its signature is optional: passed only if the chapter declares
+    it).  With a ``message``, ``test`` returns whether all is well and the
+    message, formatted with those parameters (``"got T={T}"``), is the problem;
+    without one, ``test`` returns ``None`` when all is well or the problem as text.
+    A rule is skipped when one of its parameters already has a problem of its own.
+    """
+
+    test: Callable
+    message: str | None = None
+
+    def names(self) -> tuple[list[str], list[str]]:
+        required, optional = [], []
+        for p in inspect.signature(self.test).parameters.values():
+            (required if p.default is inspect.Parameter.empty else optional).append(p.name)
+        return required, optional
+
+    def problem(self, values: dict, failed: set) -> str | None:
+        required, optional = self.names()
+        missing = [n for n in required if n not in values]
+        if missing:
+            raise TypeError(f"rule {self.test!r} needs parameters {missing} that the chapter does not declare")
+        names = required + [n for n in optional if n in values]
+        if failed.intersection(names):
+            return None
+        args = {n: values[n] for n in names}
+        try:
+            result = self.test(**args)
+        except ParameterError as exc:
+            return str(exc)
+        if self.message is None:
+            return result or None
+        return None if result else self.message.format(**args)
+
+
+def rule(test: Callable, message: str | None = None) -> Rule:
+    """A cross-parameter or environment check for ``resolve(..., rules=[...])``; see :class:`Rule`.
+    For example::
+
+        rule(lambda T_min, T_max: T_max > T_min,
+             "parameter 'T_max' must be larger than 'T_min', got T_min={T_min}, T_max={T_max}")
+    """
+    return Rule(test, message)
+
+
+def _is_parameter_like(name: str, value) -> bool:
+    """A global that may be a (mistyped) parameter: any data that is not underscore-prefixed,
+    not one of IPython's names, and not a module, class or function."""
+    if name.startswith("_") or name in _IPYTHON_NAMES:
+        return False
+    return not (isinstance(value, (types.ModuleType, type)) or callable(value))
+
+
 def _user_names(namespace: dict) -> set[str]:
-    """Globals that look like parameters: plain data, not underscore-prefixed."""
-    data = (int, float, str, bool, list, tuple, type(None))
-    return {
-        k
-        for k, v in namespace.items()
-        if not k.startswith("_") and k not in _IPYTHON_NAMES and isinstance(v, data) and not isinstance(v, types.ModuleType)
-    }
+    """Globals that look like parameters (see :func:`_is_parameter_like`)."""
+    return {k for k, v in namespace.items() if _is_parameter_like(k, v)}
 
 
-def resolve(namespace: dict, **spec: _Param) -> dict:
+def resolve(namespace: dict, rules=(), **spec: _Param) -> dict:
     """Check and complete the parameters found in ``namespace`` (a notebook's globals).
 
     ``spec`` maps each allowed name to its declaration.  ``scale`` is always
-    allowed.  Resolved values are written back into ``namespace`` and returned.
+    allowed.  ``rules`` are :class:`Rule` checks on several parameters or on the
+    environment, run on the resolved values.  Every problem goes into one
+    :class:`ParameterError`; otherwise the resolved values are written back
+    into ``namespace`` and returned.
     """
-    problems = []
+    problems, failed = [], set()
     allowed = set(spec) | {"scale"}
     for name in sorted(_user_names(namespace) - allowed):
         hint = difflib.get_close_matches(name, allowed, n=1)
@@ -205,6 +314,7 @@ def resolve(namespace: dict, **spec: _Param) -> dict:
     except ParameterError as exc:
         problems.append(str(exc))
         scale = "paper"
+        failed.add("scale")
 
     resolved = {"scale": scale}
     for name, decl in spec.items():
@@ -215,9 +325,20 @@ def resolve(namespace: dict, **spec: _Param) -> dict:
                 continue
             v = decl.default(scale)
         ok, value = decl.check(v)
-        if not ok:
-            problems.append(f"parameter {name!r} must be {decl.describe()}, got {v!r}")
+        problem = None if ok else f"parameter {name!r} must be {decl.describe()}, got {v!r}"
+        if problem and isinstance(decl, _List) and isinstance(v, str):
+            problem += f' (a list is written as in Python: -p {name} "[x, y]", or as YAML: -y "{name}: [x, y]")'
+        if problem is None and hasattr(decl, "problem"):
+            problem = decl.problem(name, value)
+        if problem is not None:
+            problems.append(problem)
+            failed.add(name)
         resolved[name] = value
+
+    for r in rules:
+        problem = r.problem(resolved, failed)
+        if problem:
+            problems.append(problem)
 
     if problems:
         allowed_list = ", ".join(sorted(allowed))
