@@ -44,11 +44,10 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.extending import intrinsic
+from numba import njit
 
 from . import rng
+from .vecmath import bits_to_f32, bits_to_f64, f32_to_bits, f64_to_bits
 
 __all__ = [
     "Format",
@@ -146,23 +145,8 @@ def format_of(name: str) -> Format:
 # ----------------------------------------------------------------------------
 
 
-def _bitcast(from_type, to_type, ir_type):
-    """An intrinsic reinterpreting the bits of a ``from_type`` value as ``to_type``."""
-
-    @intrinsic
-    def cast(typingctx, x):
-        def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], ir_type)
-
-        return to_type(from_type), codegen
-
-    return cast
-
-
-_f64_to_bits = _bitcast(types.float64, types.int64, ir.IntType(64))
-_bits_to_f64 = _bitcast(types.int64, types.float64, ir.DoubleType())
-_f32_to_bits = _bitcast(types.float32, types.int32, ir.IntType(32))
-_bits_to_f32 = _bitcast(types.int32, types.float32, ir.FloatType())
+_f64_to_bits, _bits_to_f64 = f64_to_bits, bits_to_f64
+_f32_to_bits, _bits_to_f32 = f32_to_bits, bits_to_f32
 
 _ABS_MASK = np.int64(0x7FFFFFFFFFFFFFFF)
 _SIGN_MASK = np.int64(-0x8000000000000000)

@@ -34,6 +34,7 @@ __all__ = [
     "uniform",
     "normal",
     "uniform01_scalar",
+    "uniform01_f32",
     "normal_scalar",
 ]
 
@@ -77,6 +78,19 @@ def uniform01_scalar(key, step, index):
     ctr = (np.uint64(step) << _S32) + np.uint64(index) + np.uint64(1)
     z = _mix(np.uint64(key) + ctr * _GOLDEN)
     return np.float64(z >> _S11) * _TWO_M53
+
+
+_F32_U24 = np.float32(1.0 / 16777216.0)  # 2**-24
+_S40 = np.uint64(40)
+
+
+@njit(inline="always", cache=True)
+def uniform01_f32(key, step, index):
+    """The draw of :func:`uniform01_scalar` rounded down to 24 bits, as a float32 in [0, 1)
+    (the stream the float32 kernel reads)."""
+    ctr = (np.uint64(step) << _S32) + np.uint64(index) + np.uint64(1)
+    z = _mix(np.uint64(key) + ctr * _GOLDEN)
+    return np.float32(z >> _S40) * _F32_U24
 
 
 @njit(inline="always", cache=True)

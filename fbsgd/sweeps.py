@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__, rng
-from .engine import KernelParams, compile_plan, kernel, xi_key
+from .engine import compile_plan, kernel, kernel_params, xi_key
 from .provenance import source_hash
 from .metrics import ewma
 from .perturbations import Plan, at_steps, every, nonzero_mean_uniform, zero_mean_uniform
@@ -226,9 +226,11 @@ class RunConfig:
         return Plan(forward=forward, backward=backward)
 
     def kernel_row(self) -> dict:
+        """The kernel's numbers for this run (the fields of :data:`fbsgd.kernel.PARAMS`)."""
         row = compile_plan(self.plan(), self.stream_seed())
         row.update(gamma=self.gamma, rho=self.rho, reg=_REGULARIZERS.index(self.regularizer),
-                   noise_std=self.noise_std, xi_key=xi_key(self.stream_seed()))
+                   noise_std=self.noise_std, xi_key=xi_key(self.stream_seed()),
+                   f_star=_optimum(self.d, self.M, self.rho, self.regularizer, self.data_seed))
         return row
 
     def initial_weights(self) -> np.ndarray:
@@ -416,7 +418,7 @@ def _run_chunk(configs: list[RunConfig], keys: list[str], expected_hash: str, ca
     AT64, AT32 = _data(c0.d, c0.M, c0.data_seed)
     AT = AT32 if c0.precision == "float32" else AT64
     run = kernel(c0.d, c0.precision)
-    params = KernelParams([c.kernel_row() for c in configs])
+    params = kernel_params([c.kernel_row() for c in configs])
     C, T, k = len(configs), c0.T, c0.metric_every
     W = np.array([c.initial_weights() for c in configs])
     norms = np.full((C, -(-T // k)), np.nan)
@@ -426,14 +428,7 @@ def _run_chunk(configs: list[RunConfig], keys: list[str], expected_hash: str, ca
     checkpoints = _trace_grid(T, k, trace_points)
     gaps = np.full((C, checkpoints.size), np.nan)
     start = time.perf_counter()
-    t_done = 0
-    for j, t_next in enumerate(checkpoints):  # run to each checkpoint, record f(w_t) − f*
-        run(AT, AT64, W, t_done, t_next, k, *params.arrays(), norms, diverged_at)
-        t_done = t_next
-        for i in range(C):
-            if diverged_at[i] < 0:
-                gaps[i, j] = problems[i].loss(W[i]) - optima[i]
-    run(AT, AT64, W, t_done, T, k, *params.arrays(), norms, diverged_at)
+    run(AT, AT64, W, 0, T, k, params, norms, checkpoints, gaps, diverged_at)  # f(w_t) − f* at the checkpoints too
     runtime = (time.perf_counter() - start) / C
     out = []
     for i, cfg in enumerate(configs):

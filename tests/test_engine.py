@@ -64,10 +64,11 @@ def test_engine_float64_matches_core_passes(case):
 def test_engine_final_weights_match_core_passes():
     cfg = RunConfig(T=40, gamma=0.3, metric_every=1, precision="float64", M=200, perturbation="both", sigma_f=1.0, sigma_b=1.0)
     AT64 = np.ascontiguousarray(cfg.problem().signed_features.T)
-    params = E.KernelParams([cfg.kernel_row()])
+    params = E.kernel_params([cfg.kernel_row()])
     W = np.zeros((1, cfg.d))
     trace = np.full((1, cfg.T), np.nan)
-    E.kernel(cfg.d, "float64")(AT64, AT64, W, 0, cfg.T, 1, *params.arrays(), trace, np.full(1, -1, np.int64))
+    E.kernel(cfg.d, "float64")(AT64, AT64, W, 0, cfg.T, 1, params, trace, np.zeros(0, np.int64), np.zeros((1, 0)),
+                        np.full(1, -1, np.int64))
     w_ref, _, _ = E.reference_run(cfg.problem(), cfg.plan(), cfg.stream_seed(), cfg.gamma, cfg.T, cfg.noise_std, E.xi_key(cfg.stream_seed()))
     np.testing.assert_allclose(W[0], w_ref, rtol=1e-11, atol=1e-13)
 
@@ -162,12 +163,12 @@ def _kernel_vs_core(plan, precision, T=30, gamma=0.5, M=300, seed=7):
     AT64 = np.ascontiguousarray(prob.signed_features.T)
     AT = AT64.astype(np.float32) if precision == "float32" else AT64
     row = E.compile_plan(P.Plan(**plan), seed)
-    row.update(gamma=gamma, rho=prob.rho, reg=0, noise_std=cfg.noise_std, xi_key=E.xi_key(seed))
-    params = E.KernelParams([row])
+    row.update(gamma=gamma, rho=prob.rho, reg=0, noise_std=cfg.noise_std, xi_key=E.xi_key(seed), f_star=0.0)
+    params = E.kernel_params([row])
     W = np.zeros((1, cfg.d))
     trace = np.full((1, T), np.nan)
     div = np.full(1, -1, np.int64)
-    E.kernel(cfg.d, precision)(AT, AT64, W, 0, T, 1, *params.arrays(), trace, div)
+    E.kernel(cfg.d, precision)(AT, AT64, W, 0, T, 1, params, trace, np.zeros(0, np.int64), np.zeros((1, 0)), div)
     w_ref, norms_ref, div_ref = E.reference_run(prob, P.Plan(**plan), seed, gamma, T, cfg.noise_std, E.xi_key(seed))
     return W[0], trace[0], int(div[0]), w_ref, norms_ref, div_ref
 

@@ -63,7 +63,7 @@ def test_an_edit_to_what_the_kernel_calls_runs_new_machine_code(tmp_path):
     assert edited["diverged"] == 12  # every run leaves |w_j| <= 1e-3 at once
 
     shutil.rmtree(lowered)
-    flat = _edited_copy(tmp_path, "engine.py", "    return _F32_ONE / (_F32_ONE + _exp32(-z))",
+    flat = _edited_copy(tmp_path, "vecmath.py", "    return _F32_ONE / (_F32_ONE + _exp32(-z))",
                         "    return np.float32(0.5) + np.float32(0.0) * z")
     edited = _probe(tmp_path, kernels, tmp_path / "cache2", flat)
     assert edited["diverged"] == 0
