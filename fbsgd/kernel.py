@@ -13,7 +13,9 @@ L1) every configuration does, in the pass precision FLOAT:
 and, once per iteration, w ← w − γ(ũ + ρ∇R(w) + ξ_t) in float64 (5d,
 :func:`update`).  The exact gradient norm ‖∇f(w_t)‖ (the metric) comes from
 the same z, with σ(z) of the clean pass summed in float64 (:func:`accumulate64`;
-products of two float32 numbers are exact in float64); the loss gap
+products of two float32 numbers are exact in float64), or, for a configuration
+that asks for it (``metric64``), from a separate float64 pass
+(:func:`clean_sums64`, the reference the reproducibility notes compare with); the loss gap
 f(w_t) − f* at the requested checkpoints is a float64 pass (:func:`loss_gap`).
 
 Perturbations arrive as the numbers of their protocol (:mod:`fbsgd.engine`):
@@ -51,7 +53,7 @@ PLACE_FIELDS = (("kind", np.int64), ("a", np.float64), ("b", np.float64), ("c", 
                 ("flag", np.int64), ("ps", np.int64), ("interval", np.int64), ("first", np.int64),
                 ("until", np.int64), ("key", np.uint64))
 PARAMS = np.dtype([("gamma", np.float64), ("rho", np.float64), ("reg", np.int64), ("noise_std", np.float64),
-                   ("xi_key", np.uint64), ("f_star", np.float64)]
+                   ("xi_key", np.uint64), ("f_star", np.float64), ("metric64", np.int64)]
                   + [(f"f_{n}", t) for n, t in PLACE_FIELDS] + [(f"b_{n}", t) for n, t in PLACE_FIELDS])
 
 
@@ -211,6 +213,24 @@ def update(w, G, p, t, M):
     return bad
 
 
+@njit(fastmath=FASTMATH, cache=True)
+def clean_sums64(AT64, w, out):
+    """The metric's sums in a separate float64 pass: out[j] = Σ_l a_lj σ(−a_lᵀw)."""
+    M = AT64.shape[1]
+    z = np.zeros(M)
+    for j in range(w.size):
+        row, wj = AT64[j], w[j]
+        for i in range(M):
+            z[i] -= row[i] * wj
+    for i in range(M):
+        z[i] = sigmoid_fast(z[i])
+    for j in range(w.size):
+        row, acc = AT64[j], 0.0
+        for i in range(M):
+            acc += row[i] * z[i]
+        out[j] = acc
+
+
 @njit(cache=True)
 def loss_gap(AT64, w, rho, reg, f_star):
     """f(w) − f* in float64: (1/M) Σ_l softplus(−a_lᵀw) + ρR(w) − f*."""
@@ -287,6 +307,8 @@ def run_block(AT, AT64, W, t0, t1, metric_every, P, norms, gap_at, gaps, diverge
             if diverged_at[c] >= 0:
                 continue
             if metric:
+                if P[c].metric64 != 0:  # the reference: the metric from its own float64 pass
+                    clean_sums64(AT64, W[c], Gm[c])
                 norms[c, t // metric_every] = gradient_norm(Gm[c], W[c], P[c].rho, P[c].reg, M)
             if update(W[c], G[c], P[c], t, M):
                 diverged_at[c] = t

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["atomic_write_bytes", "save_table", "download_link", "verdict", "parameter_table"]
+__all__ = ["atomic_write_bytes", "save_table", "download_link", "publish", "verdict", "parameter_table"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -34,6 +34,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def save_table(df: pd.DataFrame, output_dir: str | os.PathLike, name: str) -> Path:
     """Write ``df`` as ``<output_dir>/<name>.csv`` atomically; return the path."""
     return atomic_write_bytes(Path(output_dir) / f"{name}.csv", df.to_csv(index=False).encode())
+
+
+def publish(df: pd.DataFrame, output_dir: str | os.PathLike, name: str, label: str | None = None):
+    """Write ``df`` to ``<output_dir>/<name>.csv`` and return the link that downloads it from the
+    page: the one call a chapter makes per table (``display(publish(table, output_dir, "x"))``)."""
+    save_table(df, output_dir, name)
+    return download_link(df, f"{name}.csv", label)
 
 
 class _HTML:

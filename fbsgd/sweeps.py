@@ -57,6 +57,8 @@ ALT_EWMAS = (0.9, 0.99, 0.999)
 _MEANS = ("zero", "nonzero")
 _MODES = ("per_sample", "shared")
 _REGULARIZERS = ("nonconvex", "l2")
+# the exact gradient norm from the pass's own z (σ summed in float64), or from a separate float64 pass
+_METRICS = ("pass", "float64")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,10 @@ class RunConfig:
     drawn from the run's own stream.  ``start`` and ``budget``: perturbations
     act at t = start, start + Δt, ... and, if ``budget`` > 0, only that many
     times (a budget Q of Section 6.2).
+
+    ``metric``: the exact gradient norm is computed from the pass's own z with
+    σ summed in float64 ("pass", the default), or from a separate float64
+    pass ("float64", slower: the reference for the reproducibility notes).
 
     ``forward`` and ``backward``: any perturbation object the compiled engine
     can run (``Round``, ``BitFlip``, ``UniformNoise``, with ``every`` or
@@ -99,6 +105,7 @@ class RunConfig:
     ewma: float = 0.99
     metric_every: int = 10
     precision: str = "float32"
+    metric: str = "pass"
     w0_std: float = 0.0
     start: int = 0
     budget: int = 0
@@ -108,7 +115,7 @@ class RunConfig:
     LABELS = ("figure", "panel")
     OBJECTS = ("forward", "backward")
     # fields that do not change the random draws (a run with smaller T is a prefix)
-    NOT_IN_STREAMS = ("T", "ewma", "metric_every", "precision")
+    NOT_IN_STREAMS = ("T", "ewma", "metric_every", "precision", "metric")
 
     def __post_init__(self):
         for f in dataclasses.fields(self):  # plain Python values, so keys are stable and JSON-able
@@ -134,6 +141,7 @@ class RunConfig:
         need(self.mean in _MEANS, f"mean must be one of {_MEANS}, got {self.mean!r}")
         need(self.mode in _MODES, f"mode must be one of {_MODES}, got {self.mode!r}")
         need(self.precision in ("float32", "float64"), f"precision must be 'float32' or 'float64', got {self.precision!r}")
+        need(self.metric in _METRICS, f"metric must be one of {_METRICS}, got {self.metric!r}")
         for name in ("rho", "sigma_f", "sigma_b", "noise_std", "w0_std"):
             v = getattr(self, name)
             need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{name} must be a finite number >= 0, got {v!r}")
@@ -230,7 +238,8 @@ class RunConfig:
         row = compile_plan(self.plan(), self.stream_seed())
         row.update(gamma=self.gamma, rho=self.rho, reg=_REGULARIZERS.index(self.regularizer),
                    noise_std=self.noise_std, xi_key=xi_key(self.stream_seed()),
-                   f_star=_optimum(self.d, self.M, self.rho, self.regularizer, self.data_seed))
+                   f_star=_optimum(self.d, self.M, self.rho, self.regularizer, self.data_seed),
+                   metric64=int(self.metric == "float64"))
         return row
 
     def initial_weights(self) -> np.ndarray:

@@ -163,7 +163,7 @@ def _kernel_vs_core(plan, precision, T=30, gamma=0.5, M=300, seed=7):
     AT64 = np.ascontiguousarray(prob.signed_features.T)
     AT = AT64.astype(np.float32) if precision == "float32" else AT64
     row = E.compile_plan(P.Plan(**plan), seed)
-    row.update(gamma=gamma, rho=prob.rho, reg=0, noise_std=cfg.noise_std, xi_key=E.xi_key(seed), f_star=0.0)
+    row.update(gamma=gamma, rho=prob.rho, reg=0, noise_std=cfg.noise_std, xi_key=E.xi_key(seed), f_star=0.0, metric64=0)
     params = E.kernel_params([row])
     W = np.zeros((1, cfg.d))
     trace = np.full((1, T), np.nan)
@@ -193,3 +193,21 @@ def test_perturbations_the_engine_cannot_run_are_refused_by_name():
         E.compile_plan(P.Plan(forward={1: P.at_steps([1, 2, 10], P.Round("bfloat16"))}), 0)
     with pytest.raises(NotImplementedError, match="cannot run GaussianNoise"):
         E.compile_plan(P.Plan(backward={2: P.GaussianNoise(1.0)}), 0)
+
+
+def test_the_metric_in_the_pass_agrees_with_a_separate_float64_pass():
+    """The in-pass metric (float32 z, σ summed in float64) against the float64 reference pass."""
+    cfgs = [RunConfig(T=3000, gamma=g, seed=s, perturbation=p, sigma_f=1.0, sigma_b=1.0, metric=m)
+            for g in (0.03, 0.3) for s in (0, 1) for p in ("none", "both") for m in ("pass", "float64")]
+    t = run_sweep(cfgs, cache_dir=False, progress=False, n_jobs=1).table
+    a, b = t[t.metric == "pass"].reset_index(), t[t.metric == "float64"].reset_index()
+    np.testing.assert_array_equal(a.final_weight_norm, b.final_weight_norm)  # the metric does not touch the run
+    rel = np.abs(a.stable_grad_norm - b.stable_grad_norm) / b.stable_grad_norm
+    assert rel.max() < 1e-4
+    assert rel.max() > 0  # they are two computations
+    ref = RunConfig(T=20, gamma=0.5, M=300, precision="float64", metric="float64", perturbation="both", sigma_f=1.0, sigma_b=1.0,
+                    metric_every=1)
+    res = run_sweep([ref], cache_dir=False, progress=False, n_jobs=1, trace_points=10_000)
+    _, norms_ref, _ = E.reference_run(ref.problem(), ref.plan(), ref.stream_seed(), ref.gamma, ref.T, ref.noise_std,
+                                      E.xi_key(ref.stream_seed()), metric_every=1)
+    np.testing.assert_allclose(res.traces.sort_values("t").grad_norm.to_numpy(), norms_ref, rtol=1e-11)
