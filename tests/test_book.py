@@ -21,10 +21,30 @@ def test_whole_book_builds_without_warnings(tmp_path):
     html = tmp_path / "_build" / "html"
     assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax must be bundled for offline reading"
     pages = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
-    assert len(pages) >= 11
+    assert len(pages) >= 13
     for page in pages:
         text = (html / "chapters" / f"{page}.html").read_text()
         assert "mathjax/tex-chtml.js" in text and "cdn.jsdelivr" not in text
         assert "<img" in text or "<table" in text, f"{page}: neither a figure nor a table was rendered"
         assert "highlight-ipythontb" not in text and "output traceback" not in text, f"{page}: an error output was rendered"
-        assert "Verdict" in text
+        assert "fbsgd-verdict" in text, f"{page}: no verdict rendered"
+    _check_ledger(html)
+
+
+def _check_ledger(html):
+    """The claims ledger links every promised claim, and every link lands on the verdict it names."""
+    import re
+
+    from fbsgd import claims, verdicts
+
+    ledger = (html / "chapters" / "ledger.html").read_text()
+    links = re.findall(r'href="(\w+)\.html#(claim-[\w-]+)"', ledger)
+    promised = {verdicts.anchor(c.id) for ch in claims.chapters() if ch not in ("ledger", "errata")
+                for c in verdicts.promised(ch)}
+    assert promised <= {a for _, a in links}, f"claims missing from the ledger: {sorted(promised - {a for _, a in links})}"
+    pages = {}
+    for page, anchor in links:
+        pages.setdefault(page, (html / "chapters" / f"{page}.html").read_text())
+        assert f'id="{anchor}"' in pages[page], f"the ledger links {page}.html#{anchor}, which does not exist"
+    complete = re.search(r'id="claim-ledger-complete"[^>]*>\s*<b[^>]*>(.)', ledger)
+    assert complete and complete.group(1) == "✔", "the ledger's completeness verdict must hold"

@@ -46,7 +46,7 @@ def test_one_parameters_cell_with_typed_commented_defaults_then_a_check(path):
 
 def _first_integer_parameter(path):
     described = inspect_notebook(str(path))
-    return next(name for name, p in described.items() if p["inferred_type_name"] == "int")
+    return next((name for name, p in described.items() if p["inferred_type_name"] == "int"), None)
 
 
 BAD = {
@@ -54,7 +54,8 @@ BAD = {
     "scale": lambda path: ({"scale": "huge"}, "parameter 'scale' must be one of"),
     "output_dir": lambda path: ({"output_dir": 5}, "parameter 'output_dir' must be a string, got 5"),
     "integer": lambda path: ({_first_integer_parameter(path): "zero"},
-                             f"parameter '{_first_integer_parameter(path)}' must be an integer"),
+                             f"parameter '{_first_integer_parameter(path)}' must be an integer")
+    if _first_integer_parameter(path) else ({"results_dir": 5}, "parameter 'results_dir' must be a string, got 5"),
 }
 
 
@@ -82,8 +83,24 @@ def test_chapter_runs_at_quick_scale(path, tmp_path, monkeypatch):
                         cwd=str(path.parent), kernel_name="python3", progress_bar=False)
     executed = nbformat.read(out, as_version=4)
     texts = [o.get("data", {}).get("text/plain", "") for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])]
-    assert any(t.startswith(("✔", "✘", "◐")) for t in texts), "every chapter ends in computed verdicts"
+    assert any(t.startswith(("✔", "✘", "◐", "?")) for t in texts), "every chapter ends in computed verdicts"
     assert list((tmp_path / "results").glob("*.csv")), "every chapter writes its tables to output_dir"
+    _check_promised_claims(path.stem, tmp_path / "results")
+
+
+def _check_promised_claims(chapter, results):
+    """Every claim the chapter promises (fbsgd/claims/<chapter>.py) was judged, with one of the four outcomes."""
+    from fbsgd import claims, verdicts
+
+    if chapter not in claims.chapters():
+        return
+    table = verdicts.load_results(results)
+    table = table[table.chapter == chapter]
+    promised = [c.id for c in verdicts.promised(chapter)]
+    missing = sorted(set(promised) - set(table.claim_id))
+    assert not missing, f"{chapter}: promised claims not judged: {missing}"
+    assert set(table.outcome) <= set(verdicts.OUTCOMES), f"{chapter}: unknown outcomes {set(table.outcome)}"
+    assert table.rule.str.len().min() > 0 and table.evidence.str.len().min() > 0
 
 
 # -- the parameters cell is fully visible to papermill ------------------------------------------

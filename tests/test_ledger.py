@@ -1,0 +1,46 @@
+"""The claims ledger and errata on synthetic verdict tables."""
+import pandas as pd
+import pytest
+
+from fbsgd import ledger as L
+from fbsgd import verdicts as V
+
+
+def _rows(specs):
+    out = []
+    for cid, chapter, ref, outcome, source, erratum in specs:
+        c = V.Claim(cid, chapter, ref, source, f"claim {cid}")
+        out.append(V.Verdict(c, outcome, "rule", "evidence", 1.0, "x", erratum).record())
+    return pd.DataFrame(out)
+
+
+@pytest.mark.parametrize("ref,section", [("Section 7.2.1, Figure 4", "Section 7"), ("Appendix A.3, Figure 9", "Appendix A"),
+                                         ("A.2, eq. (55)", "Appendix A"), ("related work: forward gradients", "Related work"),
+                                         ("the book's claims ledger", "Book"), ("Section 4, Lemma 1", "Section 4")])
+def test_section_of(ref, section):
+    assert L.section_of(ref) == section
+
+
+def test_ledger_orders_by_section_then_chapter_and_counts_marks():
+    t = _rows([("b.x", "b", "Section 7.2.1", "holds", "paper", ""), ("a.y", "a", "Appendix A.2", "fails", "book", "the condition"),
+               ("c.z", "c", "Section 4, Lemma 1", "partial", "paper", ""), ("a.w", "a", "Section 4, eq. (21)", "unresolved", "paper", "")])
+    led = L.ledger_table(t, ["c", "a", "b"])
+    assert list(led.claim_id) == ["c.z", "a.w", "b.x", "a.y"]
+    counts = L.mark_counts(led).set_index("outcome")
+    assert counts.loc["holds", "claims"] == 1 and counts.loc["does not hold", "book"] == 1 and counts.claims.sum() == 4
+    assert list(L.errata_table(led).claim_id) == ["a.y"]
+    assert 'href="a.html#claim-a-y"' in L.link(led.iloc[3])
+
+
+def test_completeness_fails_when_a_chapter_is_missing(monkeypatch):
+    from fbsgd import claims
+
+    monkeypatch.setattr(claims, "chapters", lambda: ["p", "q", "ledger"])
+    monkeypatch.setattr(L, "promised", lambda ch: [V.Claim(f"{ch}.{i}", ch, "Section 1", "paper", "c") for i in range(2)])
+    claim = V.Claim("ledger.complete", "ledger", "-", "book", "complete")
+    full = _rows([(f"{ch}.{i}", ch, "Section 1", "holds", "paper", "") for ch in "pq" for i in range(2)])
+    assert L.completeness(full, claim).outcome == "holds"
+    part = full[full.chapter == "p"]
+    v = L.completeness(part, claim)
+    assert v.outcome == "fails" and "q" in v.evidence and v.key_number == 2
+    assert L.completeness(pd.DataFrame(columns=V.RECORD_COLUMNS), claim).outcome == "fails"
