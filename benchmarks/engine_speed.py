@@ -10,7 +10,11 @@ T = 200,000) from the engine's speed on a random sample of that grid.
 
 Run:  .venv/bin/python benchmarks/engine_speed.py [--sample 64] [--T 20000] [--naive-T 300]
 The last line is machine-readable:
-  speedup_vs_naive=<x> us_per_config_iteration=<z> full_grid_minutes=<y>
+  speedup_vs_naive=<x> us_per_config_iteration=<z> heavy_us_per_config_iteration=<h> full_grid_minutes=<y>
+
+"heavy" is the peers' workload: forward and backward per-sample perturbations,
+the exact gradient norm at every step, float32, 128 configurations on 2 workers,
+timed as a long-minus-short difference so that fixed costs cancel.
 """
 from __future__ import annotations
 
@@ -57,6 +61,7 @@ def kernel_breakdown(T_short=2000, T_long=22000, C=16):
         "forward + backward": dict(perturbation="both", sigma_f=1.0, sigma_b=1.0),
         "intermittent forward, Δt = 100": dict(perturbation="forward", sigma_f=1.0, interval=100),
         "no perturbation, metric every iteration": dict(metric_every=1),
+        "no perturbation, metric every iteration, separate float64 pass": dict(metric_every=1, metric="float64"),
         "no perturbation, float64 pass": dict(precision="float64"),
         "forward Round bfloat16, nearest": dict(forward=P.Round("bfloat16")),
         "forward Round float8_e4m3fn, stochastic": dict(forward=P.Round("float8_e4m3fn", "stochastic")),
@@ -73,6 +78,38 @@ def kernel_breakdown(T_short=2000, T_long=22000, C=16):
             wall[T] = run_sweep(cfgs, n_jobs=1, cache_dir=False, progress=False).wall_s
         rows[name] = (wall[T_long] - wall[T_short]) / (C * (T_long - T_short)) * 1e6
     return rows
+
+
+def plain_loops_ratio(T_short=1000, T_long=6000, C=16):
+    """Single-core cost of the kernel with plain loops over the features against the kernel whose
+    dot products are specialised to d (the generated form kept only because it is faster)."""
+    cfgs = [RunConfig(T=20, gamma=0.05, seed=s, perturbation="both", sigma_f=1.0, sigma_b=1.0) for s in range(C)]
+    c0 = cfgs[0]
+    AT64 = np.ascontiguousarray(c0.problem().signed_features.T)
+    AT = AT64.astype(np.float32)
+    params = E.kernel_params([c.kernel_row() for c in cfgs])
+    out = {}
+    for specialise in (True, False):
+        run = E.kernel(c0.d, "float32", specialise=specialise)
+        wall = {}
+        for T in (10, T_short, T_long):
+            W = np.zeros((C, c0.d))
+            norms = np.full((C, -(-T // 10)), np.nan)
+            start = time.perf_counter()
+            run(AT, AT64, W, 0, T, 10, params, norms, np.zeros(0, np.int64), np.zeros((C, 0)), np.full(C, -1, np.int64))
+            wall[T] = time.perf_counter() - start
+        out[specialise] = (wall[T_long] - wall[T_short]) / (C * (T_long - T_short)) * 1e6
+    return out[True], out[False]
+
+
+def heavy_us(n_jobs=2, C=128, T_short=1000, T_long=6000):
+    """Wall µs per configuration-iteration of the heavy workload on ``n_jobs`` workers."""
+    kw = dict(perturbation="both", sigma_f=1.0, sigma_b=1.0, metric_every=1)
+    wall = {}
+    for T in (T_short, T_long):
+        cfgs = [RunConfig(T=T, gamma=0.05, seed=s, **kw) for s in range(C)]
+        wall[T] = run_sweep(cfgs, n_jobs=n_jobs, cache_dir=False, progress=False).wall_s
+    return (wall[T_long] - wall[T_short]) / (C * (T_long - T_short)) * 1e6
 
 
 def main():
@@ -105,11 +142,20 @@ def main():
     print(f"engine (lockstep kernel, {args.n_jobs} workers, sample of {len(timed)} from the grid, T = {args.T}): {eng:9.3f} µs wall per configuration-iteration")
     print(f"projected full grid (Figures 3–8): {len(grid)} × {grid[0].T:,} iterations × {eng:.3f} µs = {full_minutes:.2f} minutes")
 
+    heavy = heavy_us(args.n_jobs)
+    print(f"heavy workload (forward + backward per sample, gradient norm every step, float32, 128 configurations, "
+          f"{args.n_jobs} workers): {heavy:.3f} µs wall per configuration-iteration")
+
+    spec, plain = plain_loops_ratio()
+    print(f"kernel with dot products specialised to d: {spec:.2f} µs, with plain loops: {plain:.2f} µs "
+          f"(one core, forward + backward; specialised form {plain / spec:.2f}× faster)")
+
     print("\nwhere the time goes (one core, µs per configuration-iteration):")
     for name, us in kernel_breakdown().items():
         print(f"  {name:45s} {us:6.2f}")
 
-    print(f"\nspeedup_vs_naive={nai / eng:.1f} us_per_config_iteration={eng:.3f} full_grid_minutes={full_minutes:.2f}")
+    print(f"\nspeedup_vs_naive={nai / eng:.1f} us_per_config_iteration={eng:.3f} "
+          f"heavy_us_per_config_iteration={heavy:.3f} full_grid_minutes={full_minutes:.2f}")
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def _specialised(d: int) -> str:
         store=lines("    G[c, {j}] += a{j}"))
 
 
-def kernel(d: int, precision: str = "float32"):
+def kernel(d: int, precision: str = "float32", specialise: bool = True):
     """The compiled :func:`fbsgd.kernel.run_block` for d features and the given precision of the pass.
 
     The kernel's source (with its dot products specialised to d,
@@ -196,17 +196,18 @@ def kernel(d: int, precision: str = "float32"):
     (:func:`fbsgd.provenance.source_hash`) and imported from there, so numba's
     on-disk cache makes every later process start without compiling, and an
     edit anywhere the kernel reaches can never run old machine code.
+    ``specialise=False`` keeps the plain loops over the features (for the benchmark).
     """
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d must be an integer >= 1, got {d!r}")
-    key = (int(d), precision)
+    key = (int(d), precision, bool(specialise))
     if key in _KERNELS:
         return _KERNELS[key]
     from .provenance import source_hash
     from .report import atomic_write_bytes
 
-    source = kernel_source(precision) + _specialised(int(d))
-    name = f"fbsgd_kernel_d{int(d)}_{precision}_{source_hash('fbsgd.engine')}"
+    source = kernel_source(precision) + (_specialised(int(d)) if specialise else "")
+    name = f"fbsgd_kernel_d{int(d) if specialise else 'any'}_{precision}_{source_hash('fbsgd.engine')}"
     path = kernel_dir() / f"{name}.py"
     if not path.exists() or path.read_text() != source:
         atomic_write_bytes(path, source.encode())
