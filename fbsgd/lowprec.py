@@ -85,7 +85,7 @@ class Format:
 
     @property
     def unit_roundoff(self) -> float:
-        """``u = 2**-(man_bits+1)``: bound on |fl(x) - x| / |x| for round to nearest in the normal range."""
+        """``u = 2**-(man_bits+1)``: bound on ``|fl(x) - x| / |x|`` for round to nearest in the normal range."""
         return 2.0 ** -(self.man_bits + 1)
 
     @property
@@ -104,7 +104,7 @@ class Format:
         return 2.0 ** (self.emin - self.man_bits)
 
     def error_bound(self, x):
-        """Bound on the round-to-nearest error: ``u|x| + smallest_subnormal/2`` (for |x| <= max_finite)."""
+        """Bound on the round-to-nearest error: ``u|x| + smallest_subnormal/2`` (for ``|x| <= max_finite``)."""
         return self.unit_roundoff * np.abs(x) + 0.5 * self.smallest_subnormal
 
     @property
@@ -197,7 +197,7 @@ def round_scalar(x, man_bits, emin, max_finite, has_inf, u):
     ``u < 0``: round to nearest, ties to even; overflow gives ±inf, or NaN if
     not ``has_inf`` (as ml_dtypes).  ``0 <= u < 1``: stochastic rounding, up to
     the larger-magnitude neighbour iff ``u < (|x| - lo) / (hi - lo)`` (exact
-    integer comparison); |x| above ``max_finite`` is rounded as in nearest
+    integer comparison); ``|x|`` above ``max_finite`` is rounded as in nearest
     mode.  Signs, ±0 and NaN are preserved; ±inf stays ±inf, or becomes NaN if
     not ``has_inf``.  The result is a float64 holding a format value.
     """

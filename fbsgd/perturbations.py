@@ -16,18 +16,17 @@ The protocol
 Everything the rest of fbsgd needs to know about a perturbation it asks the
 object, never its class:
 
-``p.law``        a :class:`Law`: what δ = P(x) − x is when the perturbation
-                 acts — its family, mean, second and fourth moments where
-                 known, whether E[δ | x] = 0, whether δ is additive (its law
-                 independent of x) or depends on the input (rounding,
-                 compression, bit flips), and a deterministic bound
-                 |δ| ≤ bound + relative_bound·|x| where one exists.
-``p.schedule``   a :class:`Schedule`: at which steps it acts (first step,
-                 interval, last step, or an explicit set), ``count(T)``.
-``p.compiled()`` a :class:`CompiledOp` telling the compiled engine what to
-                 compute, or a ``NotImplementedError`` that says why not.
-``p.init(seed)`` a :class:`PerturbationState` (stream key, step, memory);
-``p(x, state)``  returns ``(P(x), new_state)``: a pure function of (state, x).
+* ``p.law``: a :class:`Law`, what δ = P(x) − x is when the perturbation
+  acts: its family, mean, second and fourth moments where known, whether
+  E[δ | x] = 0, whether δ is additive (its law independent of x) or depends
+  on the input (rounding, compression, bit flips), and a deterministic bound
+  ``|δ| ≤ bound + relative_bound·|x|`` where one exists;
+* ``p.schedule``: a :class:`Schedule`, at which steps it acts (first step,
+  interval, last step, or an explicit set), ``count(T)``;
+* ``p.compiled()``: a :class:`CompiledOp` telling the compiled engine what to
+  compute, or a ``NotImplementedError`` that says why not;
+* ``p.init(seed)``: a :class:`PerturbationState` (stream key, step, memory);
+  ``p(x, state)`` returns ``(P(x), new_state)``, a pure function of (state, x).
 
 A kind without memory implements ``apply(x, key, step)``; a kind with memory
 (error feedback keeps a residual) implements ``transform(x, key, step, memory)
@@ -36,12 +35,12 @@ A kind without memory implements ``apply(x, key, step)``; a kind with memory
 
 Kinds
 -----
-``UniformNoise``, ``GaussianNoise``, ``TwoPointNoise``, ``Constant``   additive
-``Round``        rounding to bfloat16 / float16 / float8 (nearest or stochastic)
-``BitFlip``      independent bit flips in the float32 pattern of each entry
-``TopK``, ``RandK``   compressors (per sample or across the batch)
-``ErrorFeedback``     EF-SGD around a compressor (memory: the residual)
-``Every``, ``AtSteps`` (``budget``), ``Chain``   composition
+* additive: ``UniformNoise``, ``GaussianNoise``, ``TwoPointNoise``, ``Constant``;
+* ``Round``: rounding to bfloat16 / float16 / float8 (nearest or stochastic);
+* ``BitFlip``: independent bit flips in the float32 pattern of each entry;
+* ``TopK``, ``RandK``: compressors (per sample or across the batch);
+* ``ErrorFeedback``: EF-SGD around a compressor (memory: the residual);
+* composition: ``Every``, ``AtSteps`` (``budget``), ``Chain``.
 """
 from __future__ import annotations
 
@@ -120,14 +119,14 @@ def _choice(owner: str, name: str, v, allowed) -> str:
 class Law:
     """The law of one entry of δ = P(x) − x at a step where the perturbation acts.
 
-    ``family``          "identity", "uniform", "gaussian", "two_point", "constant",
-                        "sum" (a chain of additive kinds), or "input_dependent"
-    ``additive``        δ is drawn independently of x (its law does not depend on x)
-    ``zero_mean``       E[δ | x] = 0 for every input x (unbiased)
-    ``mean``, ``second_moment``, ``fourth_moment``   E δ, E δ², E δ⁴ of one entry, when known
-    ``per_sample``      independent draws per entry; False: one draw per feature shared by the batch
-    ``bound``, ``relative_bound``   |δ| ≤ bound + relative_bound·|x| surely (bound None: no such bound)
-    ``support``         (low, high) of δ for the uniform family (closed forms use it)
+    * ``family``: "identity", "uniform", "gaussian", "two_point", "constant",
+      "sum" (a chain of additive kinds), or "input_dependent";
+    * ``additive``: δ is drawn independently of x (its law does not depend on x);
+    * ``zero_mean``: E[δ | x] = 0 for every input x (unbiased);
+    * ``mean``, ``second_moment``, ``fourth_moment``: E δ, E δ², E δ⁴ of one entry, when known;
+    * ``per_sample``: independent draws per entry; False: one draw per feature shared by the batch;
+    * ``bound``, ``relative_bound``: ``|δ| ≤ bound + relative_bound·|x|`` surely (bound None: no such bound);
+    * ``support``: (low, high) of δ for the uniform family (closed forms use it).
     """
 
     family: str
@@ -454,7 +453,7 @@ class Round(Perturbation):
     ``mode``: "nearest" (ties to even; deterministic given x, so E[δ | x] ≠ 0)
     or "stochastic" (rounds up with probability equal to the distance to the
     lower neighbour over the gap: E[δ | x] = 0), drawing from its own stream.
-    In the normal range |δ| ≤ u|x| (nearest, u = 2^-(p+1)) or 2u|x| (stochastic).
+    In the normal range ``|δ| ≤ u|x|`` (nearest, u = 2^-(p+1)) or ``2u|x|`` (stochastic).
     """
 
     format: str

@@ -29,6 +29,12 @@ def test_whole_book_builds_without_warnings(tmp_path):
         assert "highlight-ipythontb" not in text and "output traceback" not in text, f"{page}: an error output was rendered"
         assert "fbsgd-verdict" in text, f"{page}: no verdict rendered"
     _check_ledger(html)
+    status = (html / "chapters" / "status.html").read_text()
+    for page in pages:
+        assert f"chapters/{page}" in status, f"the status page does not list {page}"
+    assert "sweep engine hash" in status and "git commit" in status
+    api = (html / "chapters" / "api.html").read_text()
+    assert "fbsgd.perturbations.Round" in api and "fbsgd.sweeps.run_sweep" in api
 
 
 def _check_ledger(html):
