@@ -44,3 +44,14 @@ def test_completeness_fails_when_a_chapter_is_missing(monkeypatch):
     v = L.completeness(part, claim)
     assert v.outcome == "fails" and "q" in v.evidence and v.key_number == 2
     assert L.completeness(pd.DataFrame(columns=V.RECORD_COLUMNS), claim).outcome == "fails"
+
+
+def test_tables_page_lists_every_csv_with_its_size(tmp_path):
+    from fbsgd import tables as Tb
+
+    pd.DataFrame({"a": [1, 2, 3]}).to_csv(tmp_path / "one.csv", index=False)
+    pd.DataFrame({"a": [1], "b": [2]}).to_csv(tmp_path / "two.csv", index=False)
+    t = Tb.listing(tmp_path)
+    assert list(t.table) == ["one.csv", "two.csv"] and list(t.rows) == [3, 1] and list(t.columns) == [1, 2]
+    page = Tb.html_listing(t, tmp_path)
+    assert page.count('download="') == 2 and "KiB" in page
