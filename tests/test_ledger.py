@@ -52,6 +52,6 @@ def test_tables_page_lists_every_csv_with_its_size(tmp_path):
     pd.DataFrame({"a": [1, 2, 3]}).to_csv(tmp_path / "one.csv", index=False)
     pd.DataFrame({"a": [1], "b": [2]}).to_csv(tmp_path / "two.csv", index=False)
     t = Tb.listing(tmp_path)
-    assert list(t.table) == ["one.csv", "two.csv"] and list(t.rows) == [3, 1] and list(t.columns) == [1, 2]
+    assert list(t.table) == ["one.csv", "two.csv"] and list(t.rows) == [3, 1] and list(t["columns"]) == [1, 2]
     page = Tb.html_listing(t, tmp_path)
     assert page.count('download="') == 2 and "KiB" in page
