@@ -27,6 +27,14 @@ __all__ = [
     "spectral_radius",
     "topk_step_size_scan",
     "fate",
+    "PAPER_SETTINGS",
+    "SCAN_GAMMAS",
+    "a1_table",
+    "a2_table",
+    "worked_first_step",
+    "a3_curves",
+    "a3_scan",
+    "a3_paper_runs",
 ]
 
 # --- A.1: zero-mean forward noise biases the slope of a sigmoid ---------------
@@ -159,3 +167,94 @@ def topk_step_size_scan(A, gammas, steps: int, beta: float = 0.0, w1=(1.0, 1.0),
             final_top1=top1[-1], top1=early(top1),
         ))
     return pd.DataFrame(rows)
+
+
+# --- the chapter's tables: one runner per example ------------------------------
+
+PAPER_SETTINGS = {"plain": (PAPER_A_PLAIN, 0.1, 0.0), "momentum": (PAPER_A_MOMENTUM, 0.05, 0.9)}  # A, γ, β of Figure 9
+SCAN_GAMMAS = np.geomspace(1e-3, 0.2, 17)  # step sizes of the A.3 scan (both settings)
+SCAN_MIN_STEPS = 2000  # the scan runs at least this many iterations
+
+
+def a1_table(sizes, draws: int, seed: int = 0):
+    """A.1: closed-form and Monte Carlo slope bias per (law, a); one row each."""
+    import pandas as pd
+
+    from .perturbations import TwoPointNoise, UniformNoise
+
+    rows = []
+    for i, a in enumerate(sizes):
+        for law, p, exact in (("two-point", TwoPointNoise(a), two_point_slope_bias(a)),
+                              ("uniform", UniformNoise(-a, a), uniform_slope_bias(a))):
+            est, se = monte_carlo_slope_bias(p, draws, seed=seed * 1000 + i)
+            rows.append(dict(law=law, a=float(a), closed_form=float(exact), monte_carlo=est, standard_error=se))
+    t = pd.DataFrame(rows)
+    t["abs_error"] = (t.monte_carlo - t.closed_form).abs()
+    return t
+
+
+def a2_table(x0: float, delta: float, gammas, steps: int):
+    """A.2: per step size, the core-pass run against the closed form of (55).
+
+    Returns (table, runs) with runs[γ] the iterates; columns gamma, contraction
+    |1 − 2γ|, distance_to_minus_delta after ``steps``, max_abs_run_minus_closed_form
+    (relative, over the run), paper_condition (γ < 1/2), converges (|1 − 2γ| < 1)."""
+    import pandas as pd
+
+    rows, runs = [], {}
+    for g in gammas:
+        run = quadratic_forward_run(x0, delta, g, steps)
+        exact = quadratic_forward_closed_form(x0, delta, g, steps)[: len(run)]
+        runs[g] = run
+        c = float(quadratic_forward_contraction(g))
+        rows.append(dict(gamma=float(g), contraction=c, distance_to_minus_delta=float(abs(run[-1] + delta)),
+                         max_abs_run_minus_closed_form=float(np.max(np.abs(run - exact) / np.maximum(1, np.abs(exact)))),
+                         paper_condition=bool(0 < g < 0.5), converges=bool(c < 1), steps=len(run) - 1))
+    return pd.DataFrame(rows), runs
+
+
+def worked_first_step(s: float):
+    """A.3, plain setting: y₁, u₁ and w₁ after one uncompressed step from (s, s),
+    next to the appendix's values (−2s, 4s), (10s, 10s), (0, 0)."""
+    import pandas as pd
+
+    from .passes import passes
+
+    first = passes(topk_net(PAPER_A_PLAIN), np.ones((1, 2)), np.array([s, s, 0.0, 0.0]))
+    w_next = topk_run(PAPER_A_PLAIN, 0.1, 1, w1=(s, s), compress=False)[1, :2]
+    return pd.DataFrame({
+        "quantity": ["y1", "u1", "w1 after one step"],
+        "computed": [first.ys[1][0], first.us[1][0], w_next],
+        "paper": [np.array([-2 * s, 4 * s]), np.array([10 * s, 10 * s]), np.zeros(2)],
+    })
+
+
+def a3_curves(steps: int, s: float, offset: float):
+    """A.3 (Figure 9): ‖w₁⁽ᵗ⁾‖ per setting and curve (uncompressed from (s, s), Top-1 from (s, s),
+    uncompressed from (s, s + offset)), as a tidy table setting, curve, t, norm_w1."""
+    import pandas as pd
+
+    frames = []
+    for name, (A, g, b) in PAPER_SETTINGS.items():
+        for curve, w1, compress in (("no compression, (s, s)", (s, s), False), ("Top-1, (s, s)", (s, s), True),
+                                    (f"no compression, (s, s + {offset:g})", (s, s + offset), False)):
+            norms = np.linalg.norm(topk_run(A, g, steps, beta=b, w1=w1, compress=compress)[:, :2], axis=1)
+            frames.append(pd.DataFrame(dict(setting=name, curve=curve, gamma=g, beta=b, t=np.arange(len(norms)), norm_w1=norms)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def a3_scan(steps: int, s: float, offset: float, gammas=SCAN_GAMMAS):
+    """:func:`topk_step_size_scan` for both settings over ``gammas``, with at least
+    SCAN_MIN_STEPS iterations; one row per (setting, γ)."""
+    import pandas as pd
+
+    return pd.concat([topk_step_size_scan(A, gammas, max(steps, SCAN_MIN_STEPS), beta=b, w1=(s, s), offset=offset)
+                      .assign(setting=name) for name, (A, _, b) in PAPER_SETTINGS.items()], ignore_index=True)
+
+
+def a3_paper_runs(steps: int, s: float, offset: float):
+    """The same scan at each setting's own step size of Figure 9 (one row per setting)."""
+    import pandas as pd
+
+    return pd.concat([topk_step_size_scan(A, [g], max(steps, SCAN_MIN_STEPS), beta=b, w1=(s, s), offset=offset)
+                      .assign(setting=name) for name, (A, g, b) in PAPER_SETTINGS.items()], ignore_index=True)
