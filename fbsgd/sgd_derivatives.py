@@ -1,6 +1,7 @@
 """Derivatives of SGD (SGD′) on a parametric least-squares problem.
 
-The problem (Iutzeler, Pauwels, Vaiter, 2024; their experiments) is
+The problem (Iutzeler, Pauwels, Vaiter, 2024, "Derivatives of Stochastic Gradient Descent in
+Parametric Optimization", NeurIPS; the experiments of their poster, "the poster" below) is
 
     x*(θ) = argmin_x F(x, θ) = (1/m) Σ_ξ φ(a_ξᵀx − b(θ)_ξ),      φ(r) = r²/2 + β ln cosh r,
 
@@ -298,17 +299,32 @@ def _kernel(A, b, db, beta, x_star, D_star, h_star, etas, key, x0, D0, ck, out):
             j += 1
         if k == K:
             break
+        # one step of SGD and SGD′, written as loops (no temporaries: this is the hot loop)
         eta = etas[k]
         s = _index(key, k, m)
-        a = A[s]
-        r = a @ x - b[s]
+        r = -b[s]
+        aa = 0.0
+        for i in range(d):
+            r += A[s, i] * x[i]
+            aa += A[s, i] * A[s, i]
         h = _phi2(r, beta)
-        c[:] = a @ D - db[s]
-        e = abs(eta * (h_star[s] - h)) * np.sqrt(a @ a) * np.sqrt(c @ c)  # ‖e_{k+1}‖ of this step
+        cc = 0.0
+        for q in range(p):
+            acc = -db[s, q]
+            for i in range(d):
+                acc += A[s, i] * D[i, q]
+            c[q] = acc
+            cc += acc * acc
+        e = abs(eta * (h_star[s] - h)) * np.sqrt(aa) * np.sqrt(cc)  # ‖e_{k+1}‖ of this step
         if e > e_max:
             e_max = e
-        x -= eta * _phi1(r, beta) * a
-        D -= eta * h * np.outer(a, c)
+        g = eta * _phi1(r, beta)
+        eh = eta * h
+        for i in range(d):
+            x[i] -= g * A[s, i]
+            ai = eh * A[s, i]
+            for q in range(p):
+                D[i, q] -= ai * c[q]
     return e_max
 
 
@@ -438,14 +454,22 @@ def stationary_error(problem: ParametricLeastSquares, eta: float, which: str = "
 
 @njit(cache=True)
 def _moments(A, G, Q0, etas, ck, out):
+    """The recursions of :func:`expected_error` on P = E[M Mᵀ] (d×d) and on U = E[M] Gᵀ (d×m)
+    instead of E[M] itself: U_{k+1} = (I − η Σ) U_k, so a step costs O(m d²), not O(m d p)."""
     m, d = A.shape
     Sigma = A.T @ A / m
-    Q = Q0.copy()
     P = Q0 @ Q0.T
-    N = np.zeros((d, d))
+    U = Q0 @ G.T  # column ξ: E[M_k] g_ξ
+    gg = np.empty(m)
     for s in range(m):
-        N += (G[s] @ G[s]) * np.outer(A[s], A[s])
-    N /= m
+        gg[s] = G[s] @ G[s]
+    N = (A.T * gg) @ A / m  # E[‖g_ξ‖² a aᵀ]
+    TP = np.empty((d, d))
+    SP = np.empty((d, d))
+    X = np.empty((d, d))
+    SU = np.empty((d, m))
+    wts = np.empty(m)
+    sdot = np.empty(m)
     j = 0
     for k in range(etas.shape[0] + 1):
         if j < ck.shape[0] and ck[j] == k:
@@ -454,15 +478,44 @@ def _moments(A, G, Q0, etas, ck, out):
         if k == etas.shape[0]:
             break
         eta = etas[k]
-        # T(P) = P − η(ΣP + PΣ) + η² E[(aᵀPa) a aᵀ]
-        wts = np.sum((A @ P) * A, axis=1)
-        TP = P - eta * (Sigma @ P + P @ Sigma) + eta * eta * (A.T * wts) @ A / m
-        # X = E[(I − η a aᵀ) Q g aᵀ]
-        U = Q @ G.T  # column ξ: Q g_ξ
-        sdot = np.sum(A * U.T, axis=1)  # a_ξᵀ Q g_ξ
-        X = (U @ A - eta * (A.T * sdot) @ A) / m
-        P = TP - eta * (X + X.T) + eta * eta * N
-        Q = Q - eta * Sigma @ Q
+        # w_ξ = a_ξᵀ P a_ξ and s_ξ = a_ξᵀ U[:, ξ]
+        for s in range(m):
+            acc = 0.0
+            acc2 = 0.0
+            for a in range(d):
+                acc2 += A[s, a] * U[a, s]
+                for b in range(d):
+                    acc += A[s, a] * P[a, b] * A[s, b]
+            wts[s] = acc
+            sdot[s] = acc2
+        for a in range(d):
+            for b in range(d):
+                acc = 0.0
+                for c in range(d):
+                    acc += Sigma[a, c] * P[c, b]
+                SP[a, b] = acc
+        # X = (1/m) Σ_ξ [U[:, ξ] a_ξᵀ − η s_ξ a_ξ a_ξᵀ];  T(P) = P − η(ΣP + PΣ) + η² E[(aᵀPa) a aᵀ]
+        for a in range(d):
+            for b in range(d):
+                x = 0.0
+                t = 0.0
+                for s in range(m):
+                    x += (U[a, s] - eta * sdot[s] * A[s, a]) * A[s, b]
+                    t += wts[s] * A[s, a] * A[s, b]
+                X[a, b] = x / m
+                TP[a, b] = P[a, b] - eta * (SP[a, b] + SP[b, a]) + eta * eta * t / m
+        for a in range(d):
+            for b in range(d):
+                P[a, b] = TP[a, b] - eta * (X[a, b] + X[b, a]) + eta * eta * N[a, b]
+        for a in range(d):
+            for s in range(m):
+                acc = 0.0
+                for c in range(d):
+                    acc += Sigma[a, c] * U[c, s]
+                SU[a, s] = acc
+        for a in range(d):
+            for s in range(m):
+                U[a, s] -= eta * SU[a, s]
     return out
 
 

@@ -3,6 +3,8 @@ tests with tolerances from the closed-form variance), and the training loop."""
 import numpy as np
 import pytest
 
+from fbsgd import fg_measurements as FM
+from fbsgd import fg_problems as FP
 from fbsgd import forward_gradients as FG
 from fbsgd.optimizers import SGD, PassGradient, descend, minibatch_indices, train
 from fbsgd.passes import passes
@@ -17,17 +19,17 @@ def _beale(p):
 
 
 def _small_mlp():
-    data = FG.teacher_classification(M=40, d=3, teacher_hidden=3, data_seed=2)
-    net = FG.mlp_classifier(3, 5)
+    data = FP.teacher_classification(M=40, d=3, teacher_hidden=3, data_seed=2)
+    net = FP.mlp_classifier(3, 5)
     w = net.init_weight(np.random.default_rng(3))
     return net, data, w
 
 
 @pytest.mark.parametrize("op,y", [
-    (FG.Beale(), np.random.default_rng(0).uniform(-1, 2, (B, 2))),
-    (FG.LogisticMargin(), np.column_stack([np.random.default_rng(1).standard_normal(B), [1.0, -1.0, 1.0, -1.0]])),
-    (FG.CarryLabel(__import__("fbsgd.operators", fromlist=["Linear"]).Linear(3, 2)), np.random.default_rng(2).standard_normal((B, 4))),
-    (FG.CarryLabel(__import__("fbsgd.operators", fromlist=["Tanh"]).Tanh(3)), np.random.default_rng(3).standard_normal((B, 4))),
+    (FP.Beale(), np.random.default_rng(0).uniform(-1, 2, (B, 2))),
+    (FP.LogisticMargin(), np.column_stack([np.random.default_rng(1).standard_normal(B), [1.0, -1.0, 1.0, -1.0]])),
+    (FP.CarryLabel(__import__("fbsgd.operators", fromlist=["Linear"]).Linear(3, 2)), np.random.default_rng(2).standard_normal((B, 4))),
+    (FP.CarryLabel(__import__("fbsgd.operators", fromlist=["Tanh"]).Tanh(3)), np.random.default_rng(3).standard_normal((B, 4))),
 ], ids=["beale", "margin", "carry-linear", "carry-tanh"])
 def test_new_operators_match_finite_differences(op, y):
     r = np.random.default_rng(5)
@@ -44,13 +46,13 @@ def test_new_operators_match_finite_differences(op, y):
 
 
 def test_beale_values_and_gradient_against_an_independent_formula():
-    net, x = FG.beale_problem()
-    assert net.value(x, FG.BEALE_MINIMUM)[0] == pytest.approx(0.0, abs=1e-14)
+    net, x = FP.beale_problem()
+    assert net.value(x, FP.BEALE_MINIMUM)[0] == pytest.approx(0.0, abs=1e-14)
     p = np.array([1.5, -0.1])
     assert net.value(x, p)[0] == pytest.approx(_beale(p), rel=1e-14)
     h = 1e-6
     fd = np.array([(_beale(p + h * e) - _beale(p - h * e)) / (2 * h) for e in np.eye(2)])
-    np.testing.assert_allclose(FG.beale_gradient(p), fd, rtol=1e-7)
+    np.testing.assert_allclose(FP.beale_gradient(p), fd, rtol=1e-7)
     np.testing.assert_allclose(FG.directional_derivatives(net, x, p, np.eye(2), "loop"), fd, rtol=1e-7)
 
 
@@ -102,18 +104,18 @@ def test_forward_gradient_is_unbiased():
 
 
 def test_forward_gradient_variance_is_n_plus_one_times_squared_gradient():
-    net, x = FG.beale_problem()
+    net, x = FP.beale_problem()
     p = np.array([1.5, -0.1])
-    u = FG.beale_gradient(p)
+    u = FP.beale_gradient(p)
     N = 20_000
     G = _estimator_draws(net, x, p, N, seed=3)
     sq = np.sum((G - u) ** 2, axis=1) / (u @ u)
     assert abs(sq.mean() - 3.0) < 5 * sq.std() / np.sqrt(N)
     # the chapter's vectorized measurement agrees with the closed form too
-    rows = FG.monte_carlo_errors(net, x, p, [1, 10], repeats=4000, seed=1)
-    for r in rows:
-        assert abs(r["mse"] - r["closed_form_mse"]) < 5 * r["mse_se"]
-    vr = FG.variance_ratio(net, x, p, 4, 5000, seed=2)
+    rows = FM.monte_carlo_errors(net, x, p, [1, 10], repeats=4000, seed=1)
+    for r in rows.itertuples():
+        assert abs(r.mse - r.closed_form_mse) < 5 * r.mse_se
+    vr = FM.variance_ratio(net, x, p, 4, 5000, seed=2)
     assert abs(vr["variance"] - 0.75) < 5 * vr["variance_se"]
 
 
@@ -130,7 +132,7 @@ def test_estimator_is_a_pure_function_of_seed_and_step():
 def test_one_step_ratios_on_the_quadratic_match_the_closed_form():
     for n, c in [(10, 0.5), (50, 1.4)]:
         gamma = 2 * c / (n + 2)
-        r = FG.one_step_ratios(n, gamma, 300, range(4))
+        r = FM.one_step_ratios(n, gamma, 300, range(4))
         rho = 1 - 2 * gamma + gamma**2 * (n + 2)
         assert abs(r.mean() - rho) < 5 * r.std() / np.sqrt(r.size)
 
@@ -138,13 +140,13 @@ def test_one_step_ratios_on_the_quadratic_match_the_closed_form():
 @pytest.mark.parametrize("estimator", ["backprop", "forward"])
 def test_linearized_floor_matches_the_isotropic_closed_form(estimator):
     n, h, s, gamma = 6, 0.7, 0.3, 0.05
-    got = FG.linearized_floor(h * np.eye(n), s * np.eye(n), gamma, estimator)
+    got = FM.linearized_floor(h * np.eye(n), s * np.eye(n), gamma, estimator)
     if estimator == "backprop":
         sigma = gamma**2 * s / (1 - (1 - gamma * h) ** 2)
     else:  # σ = σ − 2γhσ + γ²[(n+2)h²σ + (n+2)s]
         sigma = gamma * (n + 2) * s / (2 * h - gamma * (n + 2) * h**2)
     assert got == pytest.approx(0.5 * h * n * sigma, rel=1e-10)
-    assert FG.linearized_floor(h * np.eye(n), s * np.eye(n), 3.0, estimator) == float("inf")
+    assert FM.linearized_floor(h * np.eye(n), s * np.eye(n), 3.0, estimator) == float("inf")
 
 
 def test_train_and_descend_are_full_batch_gradient_descent():
@@ -179,6 +181,6 @@ def test_slowdown_reads_curves():
     t = np.arange(0, 101, 10.0)
     fast = 1 / (1 + t)
     slow = 1 / (1 + t / 4)
-    assert 3.5 < FG.slowdown(t, fast, slow) < 4.5
-    assert 0.2 < FG.slowdown(t, slow, fast) < 0.3
-    assert FG.slowdown(t, fast, np.full_like(t, 2.0)) == float("inf")
+    assert 3.5 < FM.slowdown(t, fast, slow) < 4.5
+    assert 0.2 < FM.slowdown(t, slow, fast) < 0.3
+    assert FM.slowdown(t, fast, np.full_like(t, 2.0)) == float("inf")

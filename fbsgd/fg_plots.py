@@ -1,0 +1,106 @@
+"""Figures of the forward-gradient chapter."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .fg_problems import BEALE_MINIMUM, beale_problem
+from .figures import band
+
+__all__ = ["beale_figure", "variance_figure", "curve_panels"]
+
+
+def beale_figure(point, u, arrows: pd.DataFrame, mc: pd.DataFrame):
+    """Left: the Beale landscape with the exact gradient and the averages of ``arrows``;
+    right: RMS error of an average of K forward gradients against K (from :func:`beale_study`)."""
+    net, _ = beale_problem()
+    w = np.asarray(point, dtype=float)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    ax = axes[0]
+    X, Y = np.meshgrid(np.linspace(-0.5, 4.0, 300), np.linspace(-1.5, 1.5, 300))
+    Z = net.op(2).forward(np.column_stack([X.ravel(), Y.ravel()]), None).reshape(X.shape)
+    ax.contourf(X, Y, np.log10(1 + Z), levels=30, cmap="Greys", alpha=0.55)
+    ax.contour(X, Y, np.log10(1 + Z), levels=15, colors="grey", linewidths=0.4)
+    ax.plot(*BEALE_MINIMUM, "*", color="gold", mec="k", ms=15, label="minimum (3, 0.5)")
+    scale = 0.6 / np.linalg.norm(u)
+    reds = plt.cm.Reds(np.linspace(0.45, 0.95, len(arrows)))
+    for r, c in zip(arrows.itertuples(), reds):
+        g = np.array([r.g_x, r.g_y])
+        ax.annotate("", xy=w + scale * g, xytext=w, arrowprops=dict(arrowstyle="-|>", color=c, lw=2))
+        ax.plot([], [], color=c, lw=2, label=f"mean of K = {r.K} forward gradients")
+    ax.annotate("", xy=w + scale * u, xytext=w, arrowprops=dict(arrowstyle="-|>", color="C0", lw=2.5))
+    ax.plot([], [], color="C0", lw=2.5, label=r"true gradient $\nabla f$ (backward pass)")
+    ax.plot(*w, "o", color="k", ms=4)
+    ax.set_xlabel("$x$")
+    ax.set_ylabel("$y$")
+    ax.set_title(f"Beale function at ({w[0]:g}, {w[1]:g}); arrows ×{scale:.2f}", fontsize=10)
+    ax.legend(fontsize=7.5, loc="lower right")
+    ax = axes[1]
+    ax.errorbar(mc.K, mc.rms, yerr=0.5 * mc.mse_se / mc.rms, fmt="o", ms=4,
+                label=r"measured $\sqrt{\mathbb{E}\|\bar g_K - \nabla f\|^2}$")
+    ax.loglog(mc.K, mc.closed_form_rms, "-", color="k", lw=1, label=r"closed form $\sqrt{(n+1)/K}\,\|\nabla f\|$")
+    ax.loglog(mc.K, mc.grand_mean_error, "s", ms=4, color="C3", mfc="none", label="error of the grand mean of all draws")
+    ax.loglog(mc.K, mc.grand_mean_rms, ":", color="C3", lw=1, label="its expected size if unbiased")
+    ax.set_xlabel("number $K$ of forward gradients averaged")
+    ax.set_ylabel("error")
+    ax.legend(fontsize=7.5)
+    fig.tight_layout()
+    return fig
+
+
+def variance_figure(var: pd.DataFrame, stab: pd.DataFrame):
+    """Left: relative variance against n with the closed form (n+1)/K; right: the rescaled
+    contraction per step (1 − ρ̂)(n+2)/4 against c with the parabola c(1 − c)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    for i, (K, g) in enumerate(var[var.model == "logistic regression"].groupby("K")):
+        ax.errorbar(g.n, g.variance, yerr=2 * g.variance_se, fmt="o", ms=4, color=f"C{i}", label=f"logistic regression, K = {K}")
+        grid = np.array([g.n.min(), g.n.max()])
+        ax.loglog(grid, (grid + 1) / K, "-", lw=1, color=f"C{i}")
+    mp = var[var.model == "perceptron"]
+    ax.errorbar(mp.n, mp.variance, yerr=2 * mp.variance_se, fmt="D", ms=5, color="k", mfc="none",
+                label=f"perceptron (n = {int(mp.n.iloc[0])}), K = {list(mp.K)}")
+    ax.set_xlabel("number of weights $n$")
+    ax.set_ylabel(r"$\mathbb{E}\|\bar g_K - \nabla\ell\|^2 \,/\, \|\nabla\ell\|^2$")
+    ax.set_title("lines: closed form $(n+1)/K$", fontsize=10)
+    ax.legend(fontsize=7.5)
+    ax = axes[1]
+    cc = np.linspace(0, stab.c.max() * 1.05, 200)
+    ax.plot(cc, cc * (1 - cc), "k-", lw=1, label=r"closed form $c(1-c)$")
+    for i, (n, g) in enumerate(stab.groupby("n")):
+        ax.errorbar(g.c, (1 - g.rho) * (n + 2) / 4, yerr=2 * g.rho_se * (n + 2) / 4, fmt="o", ms=4, color=f"C{i}", label=f"$n = {n}$")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvline(1, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel(r"step size $\gamma$ in units of $2/(n+2)$")
+    ax.set_ylabel(r"contraction per step $(1-\hat\rho)\,(n+2)/4$")
+    ax.set_title(r"SGD with forward gradients on $\frac{1}{2}\|w\|^2$", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def curve_panels(curves: pd.DataFrame, title_fmt: str, log_y: dict):
+    """One row per model, one panel per learning rate: the loss of each estimator over the
+    seeds (line: geometric mean if ``log_y[model]``, else median; band: range)."""
+    models = list(dict.fromkeys(curves.model))
+    cols = max(curves[curves.model == m].lr.nunique() for m in models)
+    fig, axes = plt.subplots(len(models), cols, figsize=(3.1 * cols, 3.0 * len(models)), squeeze=False)
+    for r, model in enumerate(models):
+        cur = curves[curves.model == model]
+        for c, (lr, g) in enumerate(cur.groupby("lr")):
+            ax = axes[r, c]
+            for i, (est, h) in enumerate(g.groupby("estimator", sort=False)):
+                Y = np.array([s.loss.to_numpy() for _, s in h.groupby("seed")])
+                t = h[h.seed == h.seed.iloc[0]].t.to_numpy()
+                band(ax, t, Y, label=est, colour=f"C{i}", log=log_y[model])
+            if log_y[model]:
+                ax.set_yscale("log")
+            ax.set_title(title_fmt.format(model=model, lr=lr), fontsize=9)
+            ax.set_xlabel("iteration")
+        axes[r, 0].set_ylabel("excess loss $\\ell - \\ell^\\star$" if log_y[model] else "training loss")
+        for c in range(cur.lr.nunique(), cols):
+            axes[r, c].axis("off")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

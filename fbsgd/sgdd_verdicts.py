@@ -1,0 +1,223 @@
+"""The verdict rules of the chapter on derivatives of SGD: tables in, :class:`fbsgd.verdicts.Verdict` out.
+
+Each ``judge_*`` function applies one rule, with its thresholds named below, to the tables of
+:mod:`fbsgd.sgdd_studies` and records the verdict in the chapter's ledger (and returns it).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .verdicts import Ledger, Verdict, outcome_of_cases
+
+__all__ = ["FD_TOL", "KERNEL_RTOL", "PLATEAU_SLOPE_TOL", "EXACT_RTOL", "RATE_SE", "VISIBLE_SE", "X_DROP_MAX",
+           "D_DROP_MIN", "EXPONENT_TOL", "PL_SLOPE_MAX", "three_way", "judge_unrolled_derivative",
+           "judge_solution_jacobian", "judge_plateau_linear", "judge_ols_exact_plateau", "judge_ols_below_bound",
+           "judge_decreasing_rate", "judge_log2_not_tight", "judge_interpolation_rate", "judge_interpolation_exact",
+           "judge_simple_interpolation", "judge_ols_error_zero", "judge_error_term_orders", "judge_pl_condition_edge"]
+
+FD_TOL = 1e-6  # largest |SGD′ − finite differences| (and |∂θx* − finite differences|)
+KERNEL_RTOL = 1e-9  # compiled kernel vs numpy reference, relative to 1 + ‖D_K − D*‖
+PLATEAU_SLOPE_TOL = 0.15  # |log–log slope of the plateau against η − 1|
+EXACT_RTOL = 0.1  # relative gap to the exact expectation / exact factor per step
+RATE_SE = 2.0  # the decreasing-step slope may exceed the bound's local slope by this many s.e.
+VISIBLE_SE = 2.0  # s.e. by which a slope must be on one side of the midpoint between −1 and the bound's slope
+X_DROP_MAX = 1e-6  # simple interpolation: iterate error end/start below this (linear convergence)
+D_DROP_MIN = 1e-3  # simple interpolation: Jacobian error end/start above this (a plateau)
+EXPONENT_TOL = {0.5: 0.1, -0.5: 0.1, 1.0: 0.15, 2.0: 0.3, 3.0: 0.3}  # |fitted − predicted exponent|, by prediction
+PL_SLOPE_MAX = -0.4  # the bias must decay at least like (k + k₀)^(−0.4)
+
+
+def three_way(flags_hold, flags_fail) -> str:
+    """Outcome of a claim about every case when each case holds, fails, or is undecided (neither):
+    holds if all hold, fails if all fail, partial if some hold and the others fail, else unresolved."""
+    h, f = np.asarray(flags_hold, bool), np.asarray(flags_fail, bool)
+    if not h.size:
+        return "unresolved"
+    if h.all():
+        return "holds"
+    if f.all():
+        return "fails"
+    return "partial" if (h | f).all() else "unresolved"
+
+
+def judge_unrolled_derivative(ledger: Ledger, fd: pd.DataFrame) -> Verdict:
+    r = fd.iloc[0]
+    gap_ok = r.fd_gap < FD_TOL
+    kernel_ok = abs(r.kernel_error - r.reference_error) < KERNEL_RTOL * (1 + r.reference_error)
+    return ledger.judge(
+        "unrolled_derivative", "holds" if gap_ok and kernel_ok else ("partial" if gap_ok or kernel_ok else "fails"),
+        rule=f"max |D_K − central differences of x_K(θ)| < {FD_TOL:g}, and |kernel − reference| on ‖D_K − D*‖ < "
+             f"{KERNEL_RTOL:g}·(1 + ‖D_K − D*‖) (partial: one of the two)",
+        evidence=f"setting {r.setting}, β = {r.beta:g}, K = {int(r.iters)}: max |D_K − finite differences| = {r.fd_gap:.1e} "
+                 f"over {int(r.d)}×{int(r.p)} entries; compiled kernel {r.kernel_error:.9f} and numpy reference "
+                 f"{r.reference_error:.9f} on ‖D_K − D*‖.",
+        key_number=float(r.fd_gap), key_label="max |SGD′ − finite differences|")
+
+
+def judge_solution_jacobian(ledger: Ledger, fd: pd.DataFrame) -> Verdict:
+    r = fd.iloc[0]
+    return ledger.judge(
+        "solution_jacobian", "holds" if r.star_gap < FD_TOL else "fails",
+        rule=f"max |∂θx* − central differences of x*(θ)| < {FD_TOL:g}",
+        evidence=f"setting {r.setting}, β = {r.beta:g}: max |∂θx* − finite differences of x*(θ)| = {r.star_gap:.1e}.",
+        key_number=float(r.star_gap), key_label="max |∂θx* − finite differences|")
+
+
+def judge_plateau_linear(ledger: Ledger, slopes: pd.DataFrame, fractions, iters: int, n_seeds: int) -> Verdict:
+    ok = (np.abs(slopes.slope - 1) < PLATEAU_SLOPE_TOL).to_numpy()
+    return ledger.judge(
+        "plateau_linear", outcome_of_cases(ok),
+        rule=f"|log–log slope of the plateau against η − 1| < {PLATEAU_SLOPE_TOL:g} for every (setting, β) with a "
+             f"plateau (σ_D > 0) (partial: some)",
+        evidence="fitted exponent of the plateau against η: " + "; ".join(
+            f"{r.setting}, β={r.beta:g}: {r.slope:.3f} ± {r.slope_se:.3f}" for r in slopes.itertuples())
+        + f". Steps η = c/L with c ∈ {list(fractions)}, {iters:,} iterations, {n_seeds} seeds.",
+        key_number=float(slopes.slope.iloc[int(np.argmax(np.abs(slopes.slope - 1)))]) if len(slopes) else None,
+        key_label="exponent farthest from 1")
+
+
+def _ols(slopes):
+    return slopes[slopes.beta == 0]
+
+
+def judge_ols_exact_plateau(ledger: Ledger, slopes: pd.DataFrame) -> Verdict:
+    ols = _ols(slopes)
+    ok = (ols.max_rel_to_exact < EXACT_RTOL).to_numpy()
+    return ledger.judge(
+        "ols_exact_plateau", outcome_of_cases(ok),
+        rule=f"for β = 0, every plateau within {EXACT_RTOL:.0%} of the exact expectation over the same window, in every "
+             f"setting with a plateau (unresolved without a β = 0 run)",
+        evidence=("largest relative gap between the measured plateau and the exact expectation: " + ", ".join(
+            f"{r.setting} {100 * r.max_rel_to_exact:.1f}%" for r in ols.itertuples()) + ".") if len(ols)
+        else "no β = 0 run with a plateau in this configuration.",
+        key_number=float(ols.max_rel_to_exact.max()) if len(ols) else None, key_label="largest relative gap")
+
+
+def judge_ols_below_bound(ledger: Ledger, slopes: pd.DataFrame) -> Verdict:
+    ols = _ols(slopes)
+    ok = (ols.max_ratio_to_bound < 1).to_numpy()
+    return ledger.judge(
+        "ols_below_bound", outcome_of_cases(ok),
+        rule="for β = 0, every plateau / (4σ²η/μ) < 1, in every setting with a plateau (unresolved without a β = 0 run)",
+        evidence=("largest plateau / bound ratio: " + ", ".join(f"{r.setting} {r.max_ratio_to_bound:.3f}" for r in ols.itertuples())
+                  + " (the bound is conservative by the inverse of this factor).") if len(ols)
+        else "no β = 0 run with a plateau in this configuration.",
+        key_number=float(ols.max_ratio_to_bound.max()) if len(ols) else None, key_label="largest plateau / bound")
+
+
+def judge_decreasing_rate(ledger: Ledger, decr: pd.DataFrame) -> Verdict:
+    ok = (decr.slope <= decr.bound_local_slope + RATE_SE * decr.slope_se).to_numpy()
+    ex = decr[decr.beta == 0]
+    return ledger.judge(
+        "decreasing_rate", outcome_of_cases(ok),
+        rule=f"fitted slope of log error against log(k + k0) ≤ the local slope of log²(k+k0)/(k+k0) over the same window "
+             f"+ {RATE_SE:g} s.e., for every β (partial: some)",
+        evidence="fitted slope over the fitting window: " + "; ".join(
+            f"β={r.beta:g} (k ≥ {r.window_start:,.0f}, k0 = {r.k0:,.0f}): {r.slope:.3f} ± {r.slope_se:.3f} (bound's local "
+            f"slope {r.bound_local_slope:.3f}; the iterates: {r.x_slope:.3f})" for r in decr.itertuples())
+        + (f"; for β = 0 the mean over seeds is within {100 * ex.max_rel_to_exact.iloc[0]:.0f}% of the exact expectation."
+           if len(ex) else "."),
+        key_number=float((decr.slope - decr.bound_local_slope).max()), key_label="largest slope − bound's local slope")
+
+
+def judge_log2_not_tight(ledger: Ledger, decr: pd.DataFrame) -> Verdict:
+    mid = -1 + 0.5 * (decr.bound_local_slope + 1)
+    closer_to_1k = (decr.slope < mid - VISIBLE_SE * decr.slope_se).to_numpy()
+    closer_to_bound = (decr.slope > mid + VISIBLE_SE * decr.slope_se).to_numpy()
+    ex = decr.exact_slope.dropna()
+    return ledger.judge(
+        "log2_not_tight", three_way(closer_to_1k, closer_to_bound),
+        rule=f"per β, with m the midpoint between −1 (a clean 1/k) and the local slope of log²k/k: slope < m − {VISIBLE_SE:g} s.e. "
+             f"holds (closer to 1/k), slope > m + {VISIBLE_SE:g} s.e. fails (the log² shows), otherwise undecided; "
+             f"over all β: holds/fails if every β does, partial if they split, unresolved if any β is undecided",
+        evidence="measured slopes " + ", ".join(f"β={r.beta:g}: {r.slope:.3f} ± {r.slope_se:.3f} (midpoint {m:.3f})"
+                                                for r, m in zip(decr.itertuples(), mid))
+        + "; bound's local slope " + ", ".join(f"{s:.3f}" for s in decr.bound_local_slope)
+        + (("; the exact expectation for β = 0 has slope " + ", ".join(f"{s:.3f}" for s in ex)) if len(ex) else "")
+        + ". An upper bound need not be tight: whichever way this goes, the rate bound itself is judged above.",
+        key_number=float((decr.slope - mid).max()), key_label="largest slope − midpoint")
+
+
+def judge_interpolation_rate(ledger: Ledger, rates: pd.DataFrame) -> Verdict:
+    dbl = rates[(rates.setting == "double_interpolation") & (rates.quantity == "Jacobian")]
+    ok = (np.log(dbl.rate) <= np.log(dbl.bound_rate)).to_numpy()
+    ratio = np.log(dbl.rate) / np.log(dbl.bound_rate)
+    return ledger.judge(
+        "interpolation_rate", outcome_of_cases(ok),
+        rule="double interpolation, every (β, η): fitted factor per step of the mean Jacobian error ≤ 1 − μη/2 "
+             "(partial: some; unresolved without a run)",
+        evidence=("fitted factor per step vs bound: " + "; ".join(
+            f"β={r.beta:g}, η={r.eta:.4g}: {r.rate:.5f} vs {r.bound_rate:.5f}" for r in dbl.itertuples())
+            + f". The measured decay per step is {np.median(ratio):.1f}× the bound's (median).") if len(dbl)
+        else "no double-interpolation run reached the fitting range.",
+        key_number=float(np.median(ratio)) if len(dbl) else None, key_label="measured decay / bound's decay (median)")
+
+
+def judge_interpolation_exact(ledger: Ledger, rates: pd.DataFrame) -> Verdict:
+    d0 = rates[(rates.setting == "double_interpolation") & (rates.quantity == "Jacobian") & (rates.beta == 0)]
+    rel = np.abs(np.log(d0.rate) / np.log(d0.exact_rate) - 1).to_numpy()
+    return ledger.judge(
+        "interpolation_exact", outcome_of_cases(rel < EXACT_RTOL),
+        rule=f"double interpolation, β = 0, every η: |log ρ̂ / log ρ_exact − 1| < {EXACT_RTOL:g} (unresolved without a run)",
+        evidence=("fitted vs exact factor per step: " + "; ".join(
+            f"η={r.eta:.4g}: {r.rate:.5f} vs {r.exact_rate:.5f}" for r in d0.itertuples())
+            + f"; largest relative gap of the decay per step {100 * rel.max():.1f}%.") if len(d0)
+        else "no β = 0 double-interpolation run in this configuration.",
+        key_number=float(rel.max()) if len(d0) else None, key_label="largest relative gap")
+
+
+def judge_simple_interpolation(ledger: Ledger, rates: pd.DataFrame, drops: pd.DataFrame, plateaus: pd.DataFrame) -> Verdict:
+    si = plateaus[plateaus.setting == "simple_interpolation"]
+    si_rates = rates[(rates.setting == "simple_interpolation") & (rates.quantity == "iterate")]
+    rule = (f"every simple-interpolation run: iterates converge linearly (a fitted factor < 1 and error end/start < "
+            f"{X_DROP_MAX:g}) and the Jacobian error end/start > {D_DROP_MIN:g} (partial: one of the two)")
+    if not len(si):
+        return ledger.judge("simple_interpolation", "unresolved", rule=rule, evidence="no simple-interpolation run.")
+    x_ok = bool(len(si_rates) == len(si) and (si_rates.rate < 1).all() and (drops.x_drop < X_DROP_MAX).all())
+    D_ok = bool((drops.D_drop > D_DROP_MIN).all())
+    return ledger.judge(
+        "simple_interpolation", "holds" if x_ok and D_ok else ("partial" if x_ok or D_ok else "fails"), rule=rule,
+        evidence=f"iterate error at the end / at the start: at most {drops.x_drop.max():.1e} (fitted factors per step "
+                 + ", ".join(f"{r:.4f}" for r in si_rates.rate) + f"); Jacobian error at the end / at the start: at least "
+                 f"{drops.D_drop.min():.1e}, with plateaus from {si.plateau.min():.2e} to {si.plateau.max():.2e}.",
+        key_number=float(drops.D_drop.min()), key_label="smallest Jacobian error end/start")
+
+
+def judge_ols_error_zero(ledger: Ledger, plateaus: pd.DataFrame, decr: pd.DataFrame) -> Verdict:
+    e = np.r_[plateaus[plateaus.beta == 0].e_max, decr[decr.beta == 0].e_max]
+    rule = "largest ‖e_(k+1)‖ over every step of every β = 0 run == 0 exactly (unresolved without a β = 0 run)"
+    if not e.size:
+        return ledger.judge("ols_error_zero", "unresolved", rule=rule, evidence="no β = 0 run in this configuration.")
+    return ledger.judge("ols_error_zero", "holds" if float(e.max()) == 0.0 else "fails", rule=rule,
+                        evidence=f"largest ‖e_(k+1)‖ over every step of {e.size} β = 0 configurations: {float(e.max())!r}.",
+                        key_number=float(e.max()), key_label="largest ‖e‖ (β = 0)")
+
+
+def judge_error_term_orders(ledger: Ledger, fits: pd.DataFrame, plateaus: pd.DataFrame, beta: float) -> Verdict:
+    ok = np.array([abs(r.exponent - r.predicted) <= EXPONENT_TOL[r.predicted] for r in fits.itertuples()], bool)
+    tol = ", ".join(f"{k:g}: ±{v:g}" for k, v in EXPONENT_TOL.items())
+    e = plateaus[plateaus.beta == beta].e_max
+    return ledger.judge(
+        "error_term_orders", outcome_of_cases(ok),
+        rule=f"every fitted exponent within its tolerance of the prediction (prediction: tolerance — {tol}) "
+             f"(partial: some; unresolved without a β > 0 run)",
+        evidence=("; ".join(f"{r.regime}, {r.setting}: {r.measured} exponent {r.exponent:.3f} (predicted {r.predicted:g})"
+                            for r in fits.itertuples())
+                  + f". The largest ‖e_(k+1)‖ met with β = {beta:g}: {e.max():.3g}.") if len(fits)
+        else "no β > 0 run in this configuration.",
+        key_number=float(np.max(np.abs(fits.exponent - fits.predicted))) if len(fits) else None,
+        key_label="largest |exponent − prediction|")
+
+
+def judge_pl_condition_edge(ledger: Ledger, decr: pd.DataFrame, beta: float) -> Verdict:
+    row = decr[decr.beta == beta]
+    rule = f"fitted exponent of the bias against k + k0 ≤ {PL_SLOPE_MAX:g} (unresolved without a β > 0 run)"
+    if beta <= 0 or not len(row):
+        return ledger.judge("pl_condition_edge", "unresolved", rule=rule, evidence="no β > 0 run in this configuration.")
+    r = row.iloc[0]
+    return ledger.judge(
+        "pl_condition_edge", "holds" if r.eps_bias_slope <= PL_SLOPE_MAX else "fails", rule=rule,
+        evidence=f"measured exponent of the bias against k + k0: {r.eps_bias_slope:.3f} (the condition allows −0.5 up to a "
+                 f"logarithm); the Jacobian error itself decays with slope {r.slope:.3f}.",
+        key_number=float(r.eps_bias_slope), key_label="exponent of the bias")
