@@ -23,6 +23,7 @@ from . import params as P
 from . import rates as R
 from .limits import small_step_limit
 from .metrics import fit_line
+from .section7_verdicts import DECREASE_SLOPE, PLATEAU_SLOPE, geometric_mean, trend
 from .sweeps import RunConfig, check_memory, default_cache_dir
 
 __all__ = [
@@ -41,21 +42,24 @@ __all__ = [
     "add_predictions",
     "PLATEAU_SLOPE",
     "DECREASE_SLOPE",
+    "SLOPE_WINDOW",
     "trend",
     "with_levels",
     "level_of",
-    "frequent_verdicts",
-    "nonzero_verdicts",
-    "intermittent_verdicts",
-    "recovery_interval",
+    "slopes_with_predictions",
+    "slope_window",
+    "slope_summary",
+    "figure3_runs",
+    "settled_bias_plateau",
+    "final_weight_norms",
+    "interval_labels",
+    "perturbed_iterations",
     "book_grid",
     "BOOK_DEFAULTS",
 ]
 
-# A level-off is a log-log slope below PLATEAU_SLOPE over the smallest step sizes;
-# "keeps decreasing" is a slope above DECREASE_SLOPE (standard SGD gives about 1/2).
-PLATEAU_SLOPE = 0.1
-DECREASE_SLOPE = 0.25
+# the small-step slope is fitted over this many of the smallest step sizes of the grid
+SLOPE_WINDOW = 3
 
 
 def section7_spec() -> dict:
@@ -198,10 +202,10 @@ def level_of(row) -> str:
 _GROUP = ["figure", "panel", "regularizer", "rho", "perturbation", "mean", "sigma_f", "sigma_b", "interval", "mode"]
 
 
-def small_step_slopes(table: pd.DataFrame, n_smallest: int = 3) -> pd.DataFrame:
+def small_step_slopes(table: pd.DataFrame, n_smallest: int = SLOPE_WINDOW) -> pd.DataFrame:
     """Per perturbation setting: log-log slope of the stable gradient norm against γ
     over the ``n_smallest`` step sizes (all seeds), with its standard error, and
-    the mean norm at the smallest γ.  Diverged runs are excluded and counted."""
+    the geometric mean over seeds of the norm at the smallest γ.  Diverged runs are excluded and counted."""
     rows = []
     for key, g in table.groupby(_GROUP, sort=False):
         ok = g[~g.diverged]
@@ -211,7 +215,7 @@ def small_step_slopes(table: pd.DataFrame, n_smallest: int = 3) -> pd.DataFrame:
         smallest = pts[pts.gamma == gam.min()].stable_grad_norm if len(gam) else pd.Series(dtype=float)
         rows.append(dict(zip(_GROUP, key), level=level_of(g.iloc[0]), slope=fit.slope if fit else np.nan,
                          slope_se=fit.slope_se if fit else np.nan, gamma_min=gam.min() if len(gam) else np.nan,
-                         norm_at_gamma_min=float(np.exp(np.log(smallest).mean())) if len(smallest) else np.nan,
+                         norm_at_gamma_min=geometric_mean(smallest),
                          diverged_runs=int(g.diverged.sum()), runs=len(g)))
     return pd.DataFrame(rows)
 
@@ -242,137 +246,63 @@ def add_predictions(slopes: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     return slopes.assign(predicted_limit=preds, escapes=esc)
 
 
-def trend(slope: float) -> str:
-    """How the stable gradient norm behaves as γ shrinks, from its small-step log-log slope."""
-    if not np.isfinite(slope):
-        return "undetermined"
-    if slope < PLATEAU_SLOPE:
-        return "levels off"
-    if slope > DECREASE_SLOPE:
-        return "keeps decreasing"
-    return "decreases slowly"
-
-
 def with_levels(table: pd.DataFrame) -> pd.DataFrame:
     """The sweep table with a readable ``level`` column."""
     return table.assign(level=[level_of(r) for _, r in table.iterrows()])
 
 
 # -------------------------------------------------------------------------------------------------
-# verdicts: (claim, holds, evidence) triples, shared by the figure chapters and the reproducibility notes
+# tables the chapters show and plot (the verdicts themselves: fbsgd.section7_verdicts)
 # -------------------------------------------------------------------------------------------------
 
 
-def frequent_verdicts(slopes: pd.DataFrame, figure_name: str, big_sigma: float = 0.5) -> list[tuple]:
-    """Section 7.2.1: backward zero-mean keeps decreasing; forward zero-mean with σ_f ≥ big_sigma levels off."""
-    base = slopes[slopes.perturbation == "none"].iloc[0]
-    bwd = slopes[slopes.perturbation == "backward"]
-    fwd = slopes[slopes.perturbation == "forward"]
-    b_all = bool((bwd.slope > DECREASE_SLOPE).all())
-    b_some = bool((bwd.slope > DECREASE_SLOPE).any())
-    out = [(
-        f"Zero-mean backward perturbations: the stable gradient norm keeps decreasing towards 0 as γ → 0, for every σ_b ({figure_name})",
-        True if b_all else (None if b_some else False),
-        "log-log slopes over the smallest step sizes: " + ", ".join(f"{r.level}: {r.slope:.2f} ± {r.slope_se:.2f}" for r in bwd.itertuples())
-        + f" (standard SGD {base.slope:.2f}); {'all' if b_all else 'not all'} above the 'keeps decreasing' threshold {DECREASE_SLOPE}.",
-    )]
-    big, small = fwd[fwd.sigma_f >= big_sigma], fwd[fwd.sigma_f < big_sigma]
-    ratio = big.norm_at_gamma_min / big.predicted_limit if "predicted_limit" in big else pd.Series(np.nan, index=big.index)
-    # pinned: flat over the smallest step sizes, or sitting on the predicted floor that standard SGD is well below
-    on_floor = ratio.between(0.8, 1.25) & (big.predicted_limit > 2 * base.norm_at_gamma_min) if "predicted_limit" in big else False
-    pinned = (big.slope < PLATEAU_SLOPE) | on_floor
-    small_txt = ("; smaller forward sizes: " + ", ".join(f"{r.level} slope {r.slope:.2f} ({trend(r.slope)})" for r in small.itertuples())) if len(small) else ""
-    out.append((
-        f"Zero-mean forward perturbations with σ_f ≥ {big_sigma:g} pin the stable gradient norm at a non-zero plateau as γ → 0 ({figure_name})",
-        True if pinned.all() else (None if pinned.any() else False),
-        "slopes over the smallest step sizes: " + ", ".join(f"{r.level}: {r.slope:.2f} ± {r.slope_se:.2f}" for r in big.itertuples())
-        + f"; at γ = {big.gamma_min.min():g} the measured norm / predicted floor is " + ", ".join(f"{x:.2f}" for x in ratio)
-        + f" (standard SGD there: {base.norm_at_gamma_min:.2g})" + small_txt + ".",
-    ))
-    return out
+def slopes_with_predictions(table: pd.DataFrame, n_smallest: int = SLOPE_WINDOW) -> pd.DataFrame:
+    """:func:`small_step_slopes` of ``table`` with the γ → 0 predictions attached."""
+    return add_predictions(small_step_slopes(table, n_smallest), table)
 
 
-def nonzero_verdicts(slopes: pd.DataFrame, figure_name: str = "Figure 6") -> list[tuple]:
-    """Section 7.2.2: biased backward perturbations leave a plateau that grows with σ_b."""
-    base = slopes[slopes.perturbation == "none"]
-    pert = slopes[slopes.perturbation != "none"].sort_values("sigma_b")
-    flat = pert.slope < PLATEAU_SLOPE
-    grows = bool(np.all(np.diff(pert.norm_at_gamma_min.to_numpy()) > 0))
-    out = [(
-        f"With non-zero-mean backward perturbations the stable gradient norm levels off at a plateau as γ → 0, for every σ_b > 0 ({figure_name})",
-        True if flat.all() else (None if flat.any() else False),
-        "log-log slopes over the smallest step sizes: " + ", ".join(f"{r.level}: {r.slope:.2f} ± {r.slope_se:.2f}" for r in pert.itertuples())
-        + (f"; standard SGD {base.slope.iloc[0]:.2f}" if len(base) else "") + ".",
-    ), (
-        f"The plateau grows with σ_b ({figure_name})",
-        grows,
-        "stable gradient norm at the smallest step size: " + ", ".join(f"{r.level}: {r.norm_at_gamma_min:.3g}" for r in pert.itertuples()) + ".",
-    )]
-    if len(base):
-        out.append((
-            f"Without perturbation (σ_b = 0) the stable gradient norm decreases towards 0 as γ → 0 ({figure_name})",
-            bool(base.slope.iloc[0] > DECREASE_SLOPE),
-            f"slope {base.slope.iloc[0]:.2f} ± {base.slope_se.iloc[0]:.2f}.",
-        ))
-    return out
+def slope_window(gammas, n_smallest: int = SLOPE_WINDOW) -> list[float]:
+    """The step sizes the small-step slope uses: the ``n_smallest`` smallest of ``gammas``."""
+    return sorted(gammas)[:n_smallest]
 
 
-def recovery_interval(slopes: pd.DataFrame, panel: str, factor: float = 1.5) -> float:
-    """Smallest Δt whose stable norm at the smallest γ is within ``factor`` × standard SGD's (NaN if none)."""
-    base = slopes[slopes.perturbation == "none"].norm_at_gamma_min.iloc[0]
-    part = slopes[slopes.panel == panel].sort_values("interval")
-    ok = part[part.norm_at_gamma_min <= factor * base]
-    return float(ok.interval.min()) if len(ok) else float("nan")
+def slope_summary(slopes: pd.DataFrame) -> pd.DataFrame:
+    """The columns of a slope table a chapter shows, with the trend each slope means."""
+    cols = [c for c in ["figure", "panel", "level", "interval", "slope", "slope_se", "norm_at_gamma_min", "predicted_limit",
+                        "escapes", "diverged_runs"] if c in slopes]
+    return slopes[cols].assign(trend=[trend(s) for s in slopes.slope])
 
 
-MONOTONE_TOLERANCE = 0.05  # once at the unperturbed level, seed means fluctuate by a few per cent
+def figure3_runs(table: pd.DataFrame, sigma_f: float, sigma_b: float, gammas) -> tuple:
+    """The runs of Figure 3 (one row per configuration): forward σ_f, backward σ_b, standard SGD."""
+    sub = table[table.gamma.isin(gammas)].drop_duplicates("config_id")
+    left = sub[(sub.perturbation == "forward") & (sub.sigma_f == sigma_f) & (sub["mean"] == "zero")]
+    right = sub[(sub.perturbation == "backward") & (sub.sigma_b == sigma_b) & (sub["mean"] == "zero")]
+    base = sub[(sub.perturbation == "none") & (sub.regularizer == left.regularizer.iloc[0]) & (sub.rho == left.rho.iloc[0])]
+    return left, right, base
 
 
-def falls_with_interval(norms, tolerance: float = MONOTONE_TOLERANCE) -> bool:
-    """True when each stable norm is at most (1 + tolerance) × the one at the previous, smaller Δt."""
-    v = np.asarray(norms, dtype=float)
-    return bool(np.all(v[1:] <= v[:-1] * (1.0 + tolerance)))
+def settled_bias_plateau(slopes: pd.DataFrame, cfg: RunConfig) -> pd.Series:
+    """m‖ā‖ with m = σ_b/(2√d): the plateau of a biased backward run whose iterates settle (:mod:`fbsgd.limits`)."""
+    a_bar = np.linalg.norm(cfg.problem().signed_features.mean(axis=0))
+    return slopes.sigma_b / (2 * np.sqrt(cfg.d)) * a_bar
 
 
-def intermittent_verdicts(slopes: pd.DataFrame, figure_name: str, T: int) -> list[tuple]:
-    """Section 7.2.3: small Δt behaves like frequent noise; larger Δt recovers; stronger noise needs larger Δt."""
-    base = slopes[slopes.perturbation == "none"].iloc[0]
-    panels = [p for p in slopes.panel.unique() if p != "baseline"]
-    out = []
-    for panel in panels:
-        part = slopes[slopes.panel == panel].sort_values("interval")
-        first, last = part.iloc[0], part.iloc[-1]
-        plateau = bool(first.slope < PLATEAU_SLOPE)
-        falls = falls_with_interval(part.norm_at_gamma_min.to_numpy())
-        out.append((
-            f"{panel}: the smallest interval behaves like frequent forward noise (a plateau), and the plateau falls as Δt grows ({figure_name})",
-            True if (plateau and falls) else (None if (plateau or falls) else False),
-            f"Δt = {first.interval}: slope {first.slope:.2f} ({'a plateau' if plateau else f'not a plateau: above {PLATEAU_SLOPE}'}); "
-            f"stable norm at γ = {first.gamma_min:g} for Δt = "
-            + ", ".join(f"{r.interval}: {r.norm_at_gamma_min:.3g}" for r in part.itertuples())
-            + (f" (non-increasing in Δt up to a {MONOTONE_TOLERANCE:.0%} seed-to-seed tolerance)" if falls
-               else f" (rises with Δt by more than a {MONOTONE_TOLERANCE:.0%} seed-to-seed tolerance)")
-            + f"; standard SGD {base.norm_at_gamma_min:.3g}.",
-        ))
-        out.append((
-            f"{panel}: with rare enough perturbations the curve recovers the error-free behaviour ({figure_name})",
-            bool(last.norm_at_gamma_min <= 1.5 * base.norm_at_gamma_min and last.slope > DECREASE_SLOPE),
-            f"largest Δt = {last.interval} (Q_δ = ⌈T/Δt⌉ = {-(-T // int(last.interval))} perturbed iterations): stable norm {last.norm_at_gamma_min:.3g} "
-            f"vs {base.norm_at_gamma_min:.3g} for standard SGD, slope {last.slope:.2f} vs {base.slope:.2f}.",
-        ))
-    if len(panels) >= 2:
-        rec = {p: recovery_interval(slopes, p) for p in panels}
-        sig = {p: float(slopes[slopes.panel == p].sigma_f.iloc[0]) for p in panels}
-        lo, hi = min(panels, key=sig.get), max(panels, key=sig.get)
-        holds = bool(np.isfinite(rec[lo]) and (not np.isfinite(rec[hi]) or rec[hi] >= rec[lo]))
-        strictly = bool(np.isfinite(rec[lo]) and (not np.isfinite(rec[hi]) or rec[hi] > rec[lo]))
-        out.append((
-            f"Stronger spikes need a larger interval to recover ({figure_name})",
-            True if strictly else (None if holds else False),
-            "smallest Δt within 1.5× of standard SGD at the smallest γ: " + ", ".join(f"{p}: {rec[p]:g}" for p in panels)
-            + ("" if strictly else " (equal on this grid of Δt)" if holds else "") + ".",
-        ))
-    return out
+def final_weight_norms(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean ‖w_T‖ of the perturbed runs: rows levels, columns γ."""
+    return table[table.perturbation != "none"].groupby(["level", "gamma"]).final_weight_norm.mean().unstack()
+
+
+def interval_labels(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``level`` = "standard SGD" or "Δt = k" (the legend of Figures 7-8)."""
+    return table.assign(level=[("standard SGD" if p == "none" else f"Δt = {i}")
+                               for p, i in zip(table.perturbation, table.interval)])
+
+
+def perturbed_iterations(slopes: pd.DataFrame, T: int) -> pd.Series:
+    """Q_δ = ⌈T/Δt⌉ of each row (0 for standard SGD)."""
+    return pd.Series([(-(-T // int(i)) if p != "none" else 0) for p, i in zip(slopes.perturbation, slopes.interval)],
+                     index=slopes.index)
 
 
 # -------------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-__all__ = ["chain_diagram", "band", "style", "stable_norm_vs_gamma", "trajectories"]
+__all__ = ["chain_diagram", "band", "style", "stable_norm_vs_gamma", "trajectories", "perturbation_panels", "interval_panels"]
 
 
 def style():
@@ -95,8 +95,9 @@ def band(ax, x, samples, label=None, colour=None, log=False, **kw):
 
 
 def _geo(x):
-    x = np.asarray(x, dtype=float)
-    return float(np.exp(np.mean(np.log(x)))) if x.size else np.nan
+    from .section7_verdicts import geometric_mean
+
+    return geometric_mean(x)
 
 
 def stable_norm_vs_gamma(ax, table, level_col: str = "level", order=None, predictions=None, title=None):
@@ -153,3 +154,35 @@ def trajectories(ax, traces, table, select, label_col: str = "gamma", title=None
     if title:
         ax.set_title(title, fontsize=10)
     return ax
+
+
+def perturbation_panels(table, slopes, panels=(("left", r"forward perturbations ($\sigma_b = 0$)"),
+                                                ("right", r"backward perturbations ($\sigma_f = 0$)"))):
+    """Figures 4 and 5: one :func:`stable_norm_vs_gamma` panel per (panel label, title), each with
+    standard SGD and the γ → 0 predictions of ``slopes`` (:func:`fbsgd.experiments.slopes_with_predictions`)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=True, squeeze=False)
+    preds = dict(zip(slopes.level, slopes.predicted_limit))
+    for ax, (panel, title) in zip(axes[0], panels):
+        order = ["standard SGD"] + list(slopes[slopes.panel == panel].level)
+        stable_norm_vs_gamma(ax, table[table.panel.isin([panel, "baseline"])], order=order, predictions=preds, title=title)
+        ax.legend(fontsize=7.5)
+    fig.tight_layout()
+    return fig
+
+
+def interval_panels(table, slopes, sigma_f_panels, intervals):
+    """Figures 7 and 8: one panel per σ_f, one line per Δt (levels "Δt = k"), standard SGD and the
+    γ → 0 predictions of ``slopes`` (:func:`fbsgd.experiments.slopes_with_predictions`)."""
+    from .experiments import interval_labels
+
+    table, slopes = interval_labels(table), interval_labels(slopes)
+    fig, axes = plt.subplots(1, len(sigma_f_panels), figsize=(5 * len(sigma_f_panels), 4), sharey=True, squeeze=False)
+    for ax, sf in zip(axes[0], sigma_f_panels):
+        panel = f"sigma_f={sf:g}"
+        part = slopes[slopes.panel.isin([panel, "baseline"])]
+        stable_norm_vs_gamma(ax, table[table.panel.isin([panel, "baseline"])],
+                             order=["standard SGD"] + [f"Δt = {i}" for i in intervals],
+                             predictions=dict(zip(part.level, part.predicted_limit)), title=rf"$\sigma_f = {sf:g}$")
+        ax.legend(fontsize=7.5)
+    fig.tight_layout()
+    return fig
