@@ -408,3 +408,21 @@ def test_uniform_ranges_refuse_a_law_that_is_not_uniform():
 
     with pytest.raises(NotImplementedError, match="moments are implemented for uniform perturbations, got Every"):
         R.uniform_ranges(Config())
+
+
+def test_estimates_show_two_significant_digits_of_their_error():
+    from fbsgd.rate_statistics import format_estimate
+
+    assert format_estimate(-0.49712, 0.00031) == "-0.49712 ± 0.00031"
+    assert format_estimate(-0.404, 0.023) == "-0.404 ± 0.023"
+    assert format_estimate(-1.03, 0.69) == "-1.030 ± 0.690"
+    fit = R.PowerLaw(-0.4971, 0.00002, -0.49713, -0.49707, 1.0, 0.0, 6, 8, 7)
+    assert str(fit) == "-0.497100 ± 0.000020" and fit.interval_text() == "-0.497130 … -0.497070"
+
+
+def test_rates_reexports_the_five_modules():
+    from fbsgd import logistic_forms, rate_design, rate_statistics, table1, theorem_bounds
+
+    for mod in (rate_design, rate_statistics, table1, theorem_bounds, logistic_forms):
+        for name in mod.__all__:
+            assert getattr(R, name) is getattr(mod, name)

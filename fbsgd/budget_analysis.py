@@ -1,0 +1,283 @@
+"""Section 6 judged: exponents with kept/lost status (Corollary 1, Table 1), the orderings of
+Remark 5 and Corollary 4, the levels of the Figure 2 scenarios, and their verdicts.
+
+Status of a setting (:func:`with_status`): the excess exponent over the rate's, against the
+tolerance by one-sided 95 % bounds (:func:`fbsgd.rate_statistics.compare_exponents`):
+kept / lost / unresolved.  A straddling interval is an *unresolved* verdict, never a partial one.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import verdicts as V
+from .budget_design import BIASED, GEOS, SPIKE, STANDARD, ZERO_BACKWARD, ZERO_FORWARD, case_label
+from .rate_design import GEOMETRIES
+from .rate_statistics import compare_exponents, fit_groups, format_estimate
+from .table1 import table1_comparison
+
+__all__ = ["geometric_mean", "with_status", "promise", "corollary1_fits", "table1_fits", "table1_display",
+           "COROLLARY1_CHECKS", "corollary1_verdicts", "table1_verdicts", "conservative_verdict", "ordering_verdicts",
+           "spike_level", "spike_peak", "spike_table", "RECOVERY_FACTOR", "OFF_COURSE_FACTOR", "SHRINK_RATIO",
+           "spike_verdicts"]
+
+_GEO_NAME = {"nonconvex": "non-convex", "pl": "PL"}
+_EQ = {"nonconvex": "(43)", "pl": "(44)"}
+
+
+def geometric_mean(values, axis=None):
+    """exp(mean(log x)): the geometric mean (over seeds), the summary of positive, skewed levels."""
+    x = np.clip(np.asarray(values, dtype=float), 1e-300, None)
+    return np.exp(np.log(x).mean(axis=axis))
+
+
+# -------------------------------------------------------------------------------------------------
+# exponents and their status
+# -------------------------------------------------------------------------------------------------
+
+
+def with_status(fits: pd.DataFrame, reference: dict, tol: float) -> pd.DataFrame:
+    """``fits`` (of :func:`fbsgd.rate_statistics.fit_groups`) with the excess over the rate's
+    exponent ``reference[geometry]``, its one-sided bounds and the status kept/lost/unresolved."""
+    out = [compare_exponents(r["fit"], reference[r.geometry], tol) for _, r in fits.iterrows()]
+    return pd.concat([fits.reset_index(drop=True), pd.DataFrame(out)], axis=1).assign(
+        reference=[reference[g] for g in fits.geometry])
+
+
+def promise(geometry: str, setting: str) -> str:
+    """What the paper says about a Corollary 1 setting."""
+    if setting == STANDARD:
+        return "—"
+    if "as allowed" in setting:
+        return f"kept ({_EQ[geometry]})"
+    if setting == "backward, zero-mean, constant":
+        return "kept (‖ε‖ ≲ 1)"
+    if setting == "forward, zero-mean, constant":
+        return "generally lost (Remark 3)"
+    return "no guarantee"
+
+
+def corollary1_fits(runs: pd.DataFrame, reference: dict, tol: float) -> pd.DataFrame:
+    fits = with_status(fit_groups(runs, ["geometry", "setting", "size_rule"]), reference, tol)
+    fits["paper"] = [promise(g, s) for g, s in zip(fits.geometry, fits.setting)]
+    return fits
+
+
+def table1_fits(runs: pd.DataFrame, reference: dict, tol: float) -> pd.DataFrame:
+    """One fit per (geometry, pass, mean, a) with its status and the range of Q over the horizons."""
+    fits = with_status(fit_groups(runs, ["geometry", "setting", "pass", "mean", "a"]), reference, tol)
+    q = runs.groupby(["geometry", "pass", "mean", "a"]).Q.agg(["min", "max"]).reset_index()
+    q["Q_range"] = [f"{int(lo):,}…{int(hi):,}" for lo, hi in zip(q["min"], q["max"])]
+    return fits.merge(q[["geometry", "pass", "mean", "a", "Q_range"]], on=["geometry", "pass", "mean", "a"], how="left")
+
+
+def table1_display(table1: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 as the chapter shows it: the paper's exponent next to the measured thresholds."""
+    return pd.DataFrame({
+        "assumption": [_GEO_NAME[g] for g in table1.geometry],
+        "rate": [GEOMETRIES[g]["rate"] for g in table1.geometry],
+        "zero mean": [{"zero": "✓", "nonzero": "✗"}[m] for m in table1["mean"]],
+        "pass": table1["pass"],
+        "paper: Q ≲ T^a with a =": table1.paper_a,
+        "measured: kept up to a =": table1.kept_up_to,
+        "measured: lost from a =": table1.lost_from,
+        "averaging argument": table1.averaging_a,
+        "agreement": table1.agreement,
+    })
+
+
+def _status_evidence(r, base, tol: float) -> str:
+    return (f"exponent {format_estimate(r.exponent, r.se)} against {r.reference:.3f} for the rate "
+            f"({format_estimate(base.exponent, base.se)} unperturbed); excess {r.excess:+.3f}, one-sided 95 % bounds {r.excess_low:+.3f} … "
+            f"{r.excess_high:+.3f}, tolerance {tol:g} → {r.status}")
+
+
+def _status_rule(tol: float) -> str:
+    return (f"excess exponent over the rate's, one-sided 95 % bounds: kept if the upper bound < {tol:g}, lost if the "
+            f"lower bound > {tol:g}, else unresolved; the verdict holds if the status is the one claimed, fails if it "
+            f"is the other, and is unresolved if the status is")
+
+
+def _row(fits: pd.DataFrame, geometry: str, setting: str):
+    return fits[(fits.geometry == geometry) & (fits.setting == setting)].iloc[0]
+
+
+# claim name suffix -> (setting, status the paper predicts)
+COROLLARY1_CHECKS = {
+    "forward_allowed": ("forward, zero-mean, as allowed", "kept"),
+    "biased_allowed": ("backward, biased, as allowed", "kept"),
+    "backward_constant": ("backward, zero-mean, constant", "kept"),
+    "forward_constant": ("forward, zero-mean, constant", "lost"),
+}
+
+
+def corollary1_verdicts(ledger: V.Ledger, fits: pd.DataFrame, tol: float) -> list:
+    out = []
+    for geo in GEOS:
+        base = _row(fits, geo, STANDARD)
+        for suffix, (setting, want) in COROLLARY1_CHECKS.items():
+            r = _row(fits, geo, setting)
+            outcome = "unresolved" if r.status == "unresolved" else ("holds" if r.status == want else "fails")
+            out.append(V.Verdict(ledger.claim(f"cor1_{geo}_{suffix}"), outcome, _status_rule(tol),
+                                 f"size rule {r.size_rule}; " + _status_evidence(r, base, tol) + ".",
+                                 r.excess, "excess exponent"))
+    return out
+
+
+def _bound_text(a: float) -> str:
+    return "O(1)" if a == 0 else ("O(T)" if a == 1 else f"O(T^{a:g})")
+
+
+_TABLE1_OUTCOME = {True: "holds", False: "fails", None: "unresolved"}
+
+
+def table1_verdicts(ledger: V.Ledger, table1: pd.DataFrame, fits: pd.DataFrame, reference: dict) -> list:
+    """One verdict per row of Table 1 (:func:`fbsgd.table1.table1_comparison`): does every budget
+    within the paper's bound keep the rate?"""
+    out = []
+    rule = ("every budget exponent a ≤ the paper's in the grid: holds if all are kept, fails if any is lost, "
+            "unresolved otherwise (statuses as for Corollary 1)")
+    for _, r in table1.iterrows():
+        sub = fits[(fits.geometry == r.geometry) & (fits["pass"] == r["pass"]) & (fits["mean"] == r["mean"])]
+        base = _row(fits, r.geometry, STANDARD)
+        grid = ", ".join(f"a={x.a:g}: {x.exponent:.2f}±{x.se:.2f} ({x.status})" for x in sub.sort_values("a").itertuples())
+        ev = (f"paper: Q = {_bound_text(r.paper_a)}; {r.agreement}. Exponent of the rate {reference[r.geometry]:.3f}, "
+              f"unperturbed runs {format_estimate(base.exponent, base.se)}; {grid}.")
+        holds = None if r.holds is None or (isinstance(r.holds, float) and math.isnan(r.holds)) else bool(r.holds)
+        out.append(V.Verdict(ledger.claim(f"table1_{r.geometry}_{r['pass']}_{r['mean']}"), _TABLE1_OUTCOME[holds], rule, ev,
+                             r.kept_up_to, f"largest kept a (paper: {r.paper_a:g})"))
+    return out
+
+
+def conservative_verdict(ledger: V.Ledger, table1: pd.DataFrame) -> V.Verdict:
+    """The book's probe: where the paper's bound is below T (a < 1), the measured budgets are larger."""
+    rows = table1[table1.paper_a < 1]
+    flags = [bool(k > a) for k, a in zip(rows.kept_up_to, rows.paper_a) if not math.isnan(k)]
+    ev = "; ".join(f"{_GEO_NAME[r.geometry]}, {case_label((r['pass'], r['mean']))}: kept up to a = "
+                   f"{'none in the grid' if math.isnan(r.kept_up_to) else f'{r.kept_up_to:g}'} (paper {r.paper_a:g})"
+                   for _, r in rows.iterrows())
+    n_nan = len(rows) - len(flags)
+    outcome = V.outcome_of_cases(flags) if n_nan == 0 else ("unresolved" if not any(flags) else "partial")
+    return V.Verdict(ledger.claim("table1_conservative"), outcome,
+                     "per row with the paper's a < 1: the largest a up to which every grid budget keeps the rate exceeds "
+                     "the paper's a; holds if in every row, partial if in some, fails if in none; a row with no kept "
+                     "budget leaves the verdict unresolved unless another row exceeds", ev + ".",
+                     float(sum(flags)), "rows where the measured budget is larger")
+
+
+def _fa(x: float) -> str:
+    return "none in the grid" if math.isnan(x) else f"{x:g}"
+
+
+def ordering_verdicts(ledger: V.Ledger, table1: pd.DataFrame) -> list:
+    """Remark 5 (zero-mean: the backward pass tolerates more occurrences) and Corollary 4
+    (biased: the same budget in both passes), per geometry, on the measured thresholds."""
+    kt = table1.set_index(["geometry", "pass", "mean"])
+    out = []
+    for geo in GEOS:
+        f0, b0 = kt.loc[(geo, "forward", "zero")], kt.loc[(geo, "backward", "zero")]
+        f1, b1 = kt.loc[(geo, "forward", "nonzero")], kt.loc[(geo, "backward", "nonzero")]
+        if math.isnan(b0.kept_up_to) or math.isnan(f0.kept_up_to) or b0.kept_up_to == f0.kept_up_to:
+            more = "unresolved"
+        else:
+            more = "holds" if b0.kept_up_to > f0.kept_up_to else "fails"
+        out.append(V.Verdict(
+            ledger.claim(f"remark5_{geo}"), more,
+            "largest a up to which every grid budget keeps the rate: holds if backward's > forward's, fails if <, "
+            "unresolved if they tie or either is undefined (no kept budget)",
+            f"largest a up to which every budget keeps the rate: backward {_fa(b0.kept_up_to)}, forward {_fa(f0.kept_up_to)}; "
+            f"first budget that loses it: backward {_fa(b0.lost_from)}, forward {_fa(f0.lost_from)}.",
+            b0.kept_up_to - f0.kept_up_to, "backward − forward largest kept a"))
+        if math.isnan(f1.kept_up_to) or math.isnan(b1.kept_up_to):
+            same = "unresolved"
+        else:
+            same = "holds" if f1.kept_up_to == b1.kept_up_to else "fails"
+        out.append(V.Verdict(
+            ledger.claim(f"corollary4_{geo}"), same,
+            "largest a up to which every grid budget keeps the rate: holds if equal for both passes, fails if not, "
+            "unresolved if either is undefined (no kept budget)",
+            f"largest a up to which every budget keeps the rate: forward {_fa(f1.kept_up_to)}, backward {_fa(b1.kept_up_to)}; "
+            f"first budget that loses it: forward {_fa(f1.lost_from)}, backward {_fa(b1.lost_from)}.",
+            f1.kept_up_to - b1.kept_up_to, "forward − backward largest kept a"))
+    return out
+
+
+# -------------------------------------------------------------------------------------------------
+# gradient spikes (Figure 2)
+# -------------------------------------------------------------------------------------------------
+
+RECOVERY_FACTOR = 2.0  # "returns to standard SGD": end level within this factor of standard SGD's
+PEAK_FACTOR = 10.0  # a spike: the peak at least this factor above standard SGD's level
+OFF_COURSE_FACTOR = 10.0  # "off course": end level at least this factor above standard SGD's
+SHRINK_RATIO = 0.5  # "shrinks with γ": level at γ/10 below this fraction of the level at γ
+
+
+def spike_level(traces: pd.DataFrame, scenario: str, gamma: float, what: str = "grad_norm", window: float = 0.1) -> float:
+    """Geometric mean over seeds of the mean over the last ``window`` of each run."""
+    sub = traces[(traces.scenario == scenario) & np.isclose(traces.gamma, gamma)]
+    sub = sub[sub.t >= (1 - window) * sub["T"]]
+    return float(geometric_mean(sub.groupby("seed")[what].mean()))
+
+
+def spike_peak(traces: pd.DataFrame, scenario: str, gamma: float, t_spike: int, what: str = "grad_norm") -> float:
+    """Geometric mean over seeds of each run's largest value after t_spike."""
+    sub = traces[(traces.scenario == scenario) & np.isclose(traces.gamma, gamma) & (traces.t > t_spike)]
+    return float(geometric_mean(sub.groupby("seed")[what].max()))
+
+
+def spike_table(traces: pd.DataFrame, gamma: float, t_spike: int) -> pd.DataFrame:
+    """Per (scenario, γ): end levels of the gradient norm and loss gap; peaks at the main γ."""
+    rows = []
+    for (name, g), _ in traces.groupby(["scenario", "gamma"], sort=False):
+        main = bool(np.isclose(g, gamma))
+        rows.append(dict(scenario=name, gamma=g, end_grad_norm=spike_level(traces, name, g),
+                         end_loss_gap=spike_level(traces, name, g, "loss_gap"),
+                         peak_grad_norm=spike_peak(traces, name, g, t_spike) if main else np.nan,
+                         peak_loss_gap=spike_peak(traces, name, g, t_spike, "loss_gap") if main else np.nan))
+    return pd.DataFrame(rows).sort_values(["scenario", "gamma"], ascending=[True, False], ignore_index=True)
+
+
+def spike_verdicts(ledger: V.Ledger, table: pd.DataFrame, gamma: float) -> list:
+    """Figure 2's two outcomes and the step-size test of the persistent disturbances."""
+    at = lambda name, g=gamma: table[(table.scenario == name) & np.isclose(table.gamma, g)].iloc[0]  # noqa: E731
+    base, a, b = at(STANDARD), at(SPIKE), at(BIASED)
+    out = []
+    ok = (a.end_grad_norm <= RECOVERY_FACTOR * base.end_grad_norm and a.end_loss_gap <= RECOVERY_FACTOR * base.end_loss_gap
+          and a.peak_grad_norm >= PEAK_FACTOR * base.end_grad_norm)
+    out.append(V.Verdict(
+        ledger.claim("figure2_spike_recovers"), "holds" if ok else "fails",
+        f"end gradient norm and end loss gap ≤ {RECOVERY_FACTOR:g}× standard SGD's, and the gradient-norm peak ≥ "
+        f"{PEAK_FACTOR:g}× standard SGD's level (end = mean over the last 10 % of the run, geometric mean over seeds)",
+        f"gradient norm peaks at {a.peak_grad_norm:.3g} (standard SGD: {base.end_grad_norm:.3g}) and ends at "
+        f"{a.end_grad_norm:.3g}; loss gap peaks at {a.peak_loss_gap:.3g} and ends at {a.end_loss_gap:.3g} "
+        f"(standard SGD: {base.end_loss_gap:.3g}).", a.end_grad_norm / base.end_grad_norm, "end gradient norm / standard SGD's"))
+    off = b.end_grad_norm >= OFF_COURSE_FACTOR * base.end_grad_norm and b.end_loss_gap >= OFF_COURSE_FACTOR * base.end_loss_gap
+    out.append(V.Verdict(
+        ledger.claim("figure2_disturbance_off_course"), "holds" if off else "fails",
+        f"end gradient norm and end loss gap ≥ {OFF_COURSE_FACTOR:g}× standard SGD's",
+        f"gradient norm settles at {b.end_grad_norm:.3g} ({b.end_grad_norm / base.end_grad_norm:.0f}× standard SGD), "
+        f"loss gap at {b.end_loss_gap:.3g} ({b.end_loss_gap / base.end_loss_gap:.0f}×).",
+        b.end_grad_norm / base.end_grad_norm, "end gradient norm / standard SGD's"))
+    out.append(V.Verdict(
+        ledger.claim("figure2_spike_above_disturbance"), "holds" if a.peak_grad_norm > b.end_grad_norm else "fails",
+        "peak gradient norm of the spike > end gradient norm of the persistent biased disturbance",
+        f"the large spike peaked at {a.peak_grad_norm:.3g}; the disturbance settles at {b.end_grad_norm:.3g}.",
+        a.peak_grad_norm / b.end_grad_norm, "spike peak / disturbance level"))
+    for name, claim, want_shrinks in ((BIASED, "biased_level_no_shrink", False), (ZERO_BACKWARD, "zero_backward_shrinks", True),
+                                      (ZERO_FORWARD, "zero_forward_no_shrink", False)):
+        hi, lo = at(name).end_grad_norm, at(name, gamma / 10).end_grad_norm
+        ratio = lo / hi
+        out.append(V.Verdict(
+            ledger.claim(claim), "holds" if (ratio < SHRINK_RATIO) == want_shrinks else "fails",
+            f"the level shrinks if (end gradient norm at γ/10) / (at γ) < {SHRINK_RATIO:g}; holds if it "
+            f"{'shrinks' if want_shrinks else 'does not shrink'}",
+            f"final gradient norm {hi:.3g} at γ = {gamma:g} and {lo:.3g} at γ = {gamma / 10:g} (ratio {ratio:.2f}; "
+            f"noise alone would give about 1/√10 ≈ 0.32).", ratio, "level ratio γ/10 : γ"))
+    return out
+
+
+def table1_rows(fits: pd.DataFrame) -> pd.DataFrame:
+    """The Table 1 comparison from the fits of the perturbed budgets."""
+    return table1_comparison(fits[fits.setting != STANDARD][["geometry", "pass", "mean", "a", "status"]])

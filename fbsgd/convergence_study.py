@@ -1,0 +1,200 @@
+"""Section 5 measured: SGD with the schedules of Remarks 1–2 across horizons, the
+right-hand sides of (34), (37) and (38) next to the measurements, and the verdicts.
+
+Design
+    :func:`settings` standard SGD and one zero-mean perturbation at every iteration
+    in either pass; :func:`setup` the problem, its region and its constants
+    (:func:`fbsgd.theorem_bounds.estimate_constants`); :func:`convergence_design`
+    one RunConfig per (geometry, setting, T, seed), labels as columns.
+Analysis
+    :func:`bounds_table` the right-hand sides of (34)/(38) term by term, with the
+    exact gradient-error moments and with their Section 4 bounds (13)/(23);
+    :func:`fit_table` the fitted exponent of each (geometry, setting).
+Verdicts
+    :func:`rate_verdict` (Remarks 1–2), :func:`bound_verdict` ((34), (38)),
+    :func:`tightness_verdict` (the book's probe), :func:`section4_verdict` ((37)).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import verdicts as V
+from .limits import small_step_limit
+from .logistic_forms import assumption3_moments, logistic_chain_constants, region_moments, uniform_ranges
+from .rate_design import GEOMETRIES, active_steps, design, geometry_fields, horizon_configs
+from .rate_statistics import fit_groups, format_estimate, matches, reference_exponent
+from .sweeps import RunConfig
+from .theorem_bounds import ProblemConstants, estimate_constants, path, rhs_nonconvex, rhs_pl
+
+__all__ = ["GEOS", "STANDARD", "TIGHT_SPREAD", "settings", "Setup", "setup", "constants_table", "convergence_design",
+           "bounds_table", "fit_table", "rate_verdict", "bound_verdict", "tightness_verdict", "section4_verdict"]
+
+GEOS = ("nonconvex", "pl")
+STANDARD = "standard SGD"
+EQUATION = {"nonconvex": "(34)", "pl": "(38)"}
+# the book's tightness probe: bound / measured may vary by at most this factor over the horizons
+TIGHT_SPREAD = 2.0
+
+
+def settings(sigma_f: float, sigma_b: float, mode: str) -> dict:
+    """Setting name -> RunConfig fields: standard SGD, and a zero-mean perturbation of one size at
+    every iteration in the forward or the backward pass (left out when its size is 0)."""
+    out = {STANDARD: dict()}
+    if sigma_f > 0:
+        out[f"forward, σ_f = {sigma_f:g}"] = dict(perturbation="forward", sigma_f=sigma_f, mode=mode)
+    if sigma_b > 0:
+        out[f"backward, σ_b = {sigma_b:g}"] = dict(perturbation="backward", sigma_b=sigma_b, mode=mode)
+    return out
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One geometry's problem, the region its iterates visit, and its constants."""
+
+    problem: object
+    region: np.ndarray
+    constants: ProblemConstants
+    noise_std: float
+
+
+def setup(geometry: str, rho: float, data_seed: int, fields: dict) -> Setup:
+    """The region is the segment w₀ = 0 → w* plus the segments from w* to the γ → 0 limits of the
+    perturbed settings (``fields``: setting -> RunConfig fields); the constants are estimated on it."""
+    probe = RunConfig(regularizer=GEOMETRIES[geometry]["regularizer"], rho=rho, data_seed=data_seed)
+    prob = probe.problem()
+    w_star = prob.minimize()
+    limits = [small_step_limit(prob, RunConfig(**{**probe.computation(), **kw}).plan())["w"] for kw in fields.values() if kw]
+    region = np.vstack([path(np.zeros(prob.d), w_star)] + [path(w_star, w) for w in limits])
+    return Setup(prob, region, estimate_constants(prob, probe.noise_std, points=region), probe.noise_std)
+
+
+def constants_table(setups: dict, rho: dict, c_used: dict, Ts) -> pd.DataFrame:
+    """One row per geometry: the constants, the region, the schedule and its largest γ."""
+    return pd.DataFrame([dict(
+        geometry=geo, regularizer=GEOMETRIES[geo]["regularizer"], rho=rho[geo], L=s.constants.L, mu=s.constants.mu,
+        sigma2=s.constants.sigma2, delta0=s.constants.delta0, w_star_norm=float(np.linalg.norm(s.constants.w_star)),
+        region_max_norm=float(np.linalg.norm(s.region, axis=1).max()), step_limit=s.constants.step_limit(),
+        schedule="γ = c/√T" if GEOMETRIES[geo]["schedule"] == "sqrt" else "γ = c·ln T/T", c=c_used[geo],
+        largest_gamma=max(geometry_fields(geo, T, c_used[geo], rho[geo])["gamma"] for T in Ts),
+    ) for geo, s in setups.items()])
+
+
+def convergence_design(Ts, seeds, c_used: dict, rho: dict, fields: dict, data_seed: int) -> pd.DataFrame:
+    """The design table: one RunConfig per (geometry, setting, T, seed), the labels as columns."""
+    return pd.concat([design(horizon_configs(geo, Ts, seeds, c_used[geo], rho[geo], data_seed=data_seed, **kw),
+                             geometry=geo, setting=name)
+                      for geo in GEOS for name, kw in fields.items()], ignore_index=True)
+
+
+def _bound_rows(geo: str, name: str, grp: pd.DataFrame, s: Setup) -> list[dict]:
+    first = RunConfig.from_row(grp.iloc[0])
+    mse, bias_sq = region_moments(s.problem, first, s.region)
+    fwd = uniform_ranges(first)[0]
+    K3 = logistic_chain_constants(s.problem, s.region, fwd or (0.0, 0.0))
+    mse3, bias3 = assumption3_moments(first, K3) if first.perturbation != "none" else (0.0, 0.0)
+    rhs = rhs_nonconvex if GEOMETRIES[geo]["schedule"] == "sqrt" else rhs_pl
+    rows = []
+    for T, g in grp.groupby("T"):
+        cfg = RunConfig.from_row(g.iloc[0])
+        steps = active_steps(cfg)
+        exact = rhs(cfg.gamma, T, s.constants, steps, mse, bias_sq)
+        sec4 = rhs(cfg.gamma, T, s.constants, steps, mse3, bias3)
+        rows.append(dict(geometry=geo, setting=name, T=T, gamma=cfg.gamma, measured=g.convergence_metric.mean(),
+                         measured_min=g.convergence_metric.min(), measured_max=g.convergence_metric.max(),
+                         **{f"rhs_{k}": v for k, v in exact.items() if k != "valid"},
+                         rhs_section4_total=sec4["total"], step_condition=exact["valid"],
+                         error_mse=mse, error_bias_sq=bias_sq, section4_mse=mse3, section4_bias_sq=bias3))
+    return rows
+
+
+def bounds_table(runs: pd.DataFrame, setups: dict) -> pd.DataFrame:
+    """Per (geometry, setting, T): the mean measurement and the right-hand side of (34) or (38) term by
+    term with the exact error moments (largest over the region), and its total with the Section 4
+    bounds (13)/(23) in their place ((37) and (38) substituted)."""
+    rows = []
+    for (geo, name), grp in runs.groupby(["geometry", "setting"], sort=False):
+        rows += _bound_rows(geo, name, grp, setups[geo])
+    out = pd.DataFrame(rows)
+    out["rhs_over_measured"] = out.rhs_total / out.measured
+    out["section4_over_measured"] = out.rhs_section4_total / out.measured
+    return out
+
+
+def fit_table(runs: pd.DataFrame, Ts) -> pd.DataFrame:
+    """One power-law fit per (geometry, setting), with the textbook exponent on these horizons."""
+    fits = fit_groups(runs, ["geometry", "setting"])
+    fits["reference"] = [reference_exponent(Ts, g) for g in fits.geometry]
+    fits["rate"] = [GEOMETRIES[g]["rate"] for g in fits.geometry]
+    return fits
+
+
+def fit_of(fits: pd.DataFrame, geometry: str, setting: str = STANDARD):
+    return fits[(fits.geometry == geometry) & (fits.setting == setting)].iloc[0]["fit"]
+
+
+_MATCH = {True: "holds", None: "unresolved", False: "fails"}
+
+
+def rate_verdict(claim: V.Claim, fit, target: float, tol: float, evidence: str) -> V.Verdict:
+    """Remarks 1–2: the fitted exponent against the rate's, within ±tol (see :func:`matches`)."""
+    rule = (f"holds if |fitted exponent − ({target:.3f})| ≤ {tol:g}; unresolved if only the 95 % interval reaches "
+            f"the band {target - tol:.3f} … {target + tol:.3f}; fails if the interval lies outside it")
+    ev = (f"fitted exponent {format_estimate(fit.exponent, fit.se)} (95 % interval {fit.interval_text()}, "
+          f"{fit.n_seeds} seeds, line misfit {fit.misfit_se:.3g}); " + evidence)
+    return V.Verdict(claim, _MATCH[matches(fit, target, tol)], rule, ev, fit.exponent, "fitted exponent")
+
+
+def bound_verdict(claim: V.Claim, rhs: pd.DataFrame, geometry: str) -> V.Verdict:
+    """(34)/(38) with the estimated constants and exact moments bound the mean measurement, per (setting, T)."""
+    part = rhs[rhs.geometry == geometry]
+    ok = part.measured <= part.rhs_total
+    ev = (f"{int(ok.sum())} of {len(part)} (setting, T) pairs; bound / measured from {part.rhs_over_measured.min():.3g} "
+          f"to {part.rhs_over_measured.max():.3g}; the step-size condition γ ≤ 1/(3L) holds at "
+          f"{int(part.step_condition.sum())} of {len(part)}.")
+    return V.Verdict(claim, V.outcome_of_cases(ok), "mean over seeds ≤ right-hand side at every (setting, T): holds if at "
+                     "all, partial if at some, fails if at none", ev, part.rhs_over_measured.min(), "smallest bound / measured")
+
+
+def tightness_verdict(claim: V.Claim, rhs: pd.DataFrame, geometry: str, spread: float = TIGHT_SPREAD) -> V.Verdict:
+    """The book's probe: without perturbations, bound / measured stays within a factor ``spread`` over T."""
+    part = rhs[(rhs.geometry == geometry) & (rhs.setting == STANDARD)]
+    r = part.rhs_over_measured
+    shares = {k: float((part[f"rhs_{k}"] / part.rhs_total).mean()) for k in ("optimization", "sampling", "error_variance", "error_bias")}
+    main = max(shares, key=shares.get)
+    nonconvex = GEOMETRIES[geometry]["schedule"] == "sqrt"
+    names = {"optimization": "optimization" if nonconvex else "contraction", "sampling": "sampling",
+             "error_variance": "error-variance", "error_bias": "error-bias"}
+    follows = part.measured / part["rhs_optimization" if nonconvex else "rhs_sampling"]
+    contraction = part.rhs_optimization / part.measured
+    tail = (f"{follows.min():.3f}…{follows.max():.3f} times the optimization term 6Δ₀/(γT)." if nonconvex else
+            f"{follows.min():.3f}…{follows.max():.3f} times the sampling term 3Lγσ²/μ, while the contraction term "
+            f"(1 − μγ/3)^T Δ₀ ≈ Δ₀/T is {contraction.min():.3g}…{contraction.max():.3g} times the measurement.")
+    ev = (f"bound / measured between {r.min():.3g} and {r.max():.3g} over T = {int(part['T'].min()):,}…{int(part['T'].max()):,} "
+          f"(spread ×{r.max() / r.min():.2f}); the largest term of the bound is the {names[main]} term "
+          f"({shares[main]:.1%} of it on average); the measured value is " + tail)
+    ok = r.max() / r.min() <= spread
+    return V.Verdict(claim, "holds" if ok else "fails",
+                     f"max/min over T of (bound / measured) ≤ {spread:g}: holds, else fails", ev,
+                     r.max() / r.min(), "spread of bound / measured")
+
+
+def section4_verdict(claim: V.Claim, rhs: pd.DataFrame) -> V.Verdict:
+    """(37), and (38) with (13)/(23) substituted, bound the perturbed runs, per (geometry, setting, T)."""
+    pert = rhs[rhs.setting != STANDARD]
+    if not len(pert):
+        return V.Verdict(claim, "unresolved", "mean over seeds ≤ the Section 4 right-hand side at every perturbed "
+                         "(geometry, setting, T)", "no perturbed setting was run (both sizes are 0).")
+    ok = pert.measured <= pert.rhs_section4_total
+    ev = ("bound / measured: " + "; ".join(
+        f"{g}, {s}: {p.section4_over_measured.min():.2g} … {p.section4_over_measured.max():.2g}"
+        for (g, s), p in pert.groupby(["geometry", "setting"], sort=False))
+        + f". The exact-moment version (34)/(38) is within a factor {pert.rhs_over_measured.max():.3g} of the measurement; "
+        f"the Section 4 constants multiply the error terms by "
+        f"{(pert.section4_mse / pert.error_mse.where(pert.error_mse > 0)).min():.2g}× or more (squared error) and "
+        f"{(pert.section4_bias_sq / pert.error_bias_sq.where(pert.error_bias_sq > 0)).min():.2g}× or more (squared bias).")
+    return V.Verdict(claim, V.outcome_of_cases(ok), "mean over seeds ≤ the Section 4 right-hand side at every perturbed "
+                     "(geometry, setting, T): holds if at all, partial if at some, fails if at none", ev,
+                     pert.section4_over_measured.min(), "smallest bound / measured")

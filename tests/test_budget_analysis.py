@@ -1,0 +1,125 @@
+"""Verdict rules of the budgets chapter on synthetic fits and tables whose outcome is known."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fbsgd import budget_analysis as A
+from fbsgd import budget_design as B
+from fbsgd import rate_design as D
+from fbsgd import verdicts as V
+
+LEDGER = V.Ledger("budgets")
+
+
+def test_geometric_mean():
+    assert A.geometric_mean([1.0, 100.0]) == pytest.approx(10.0)
+    assert A.geometric_mean(np.array([[1.0, 4.0], [2.0, 8.0]]), axis=1) == pytest.approx([2.0, 4.0])
+
+
+def _cor1(statuses):
+    rows = []
+    for geo in B.GEOS:
+        rows.append(dict(geometry=geo, setting=B.STANDARD, size_rule="—", status="kept"))
+        for (setting, _), st in zip(A.COROLLARY1_CHECKS.values(), statuses):
+            rows.append(dict(geometry=geo, setting=setting, size_rule="r", status=st))
+    d = pd.DataFrame(rows)
+    return d.assign(exponent=-0.5, se=0.01, reference=-0.5, excess=0.0, excess_low=-0.1, excess_high=0.1)
+
+
+@pytest.mark.parametrize("statuses, outcomes", [
+    (["kept", "kept", "kept", "lost"], ["holds"] * 4),
+    (["lost", "kept", "unresolved", "kept"], ["fails", "holds", "unresolved", "fails"]),
+])
+def test_corollary1_status_against_the_prediction(statuses, outcomes):
+    vs = A.corollary1_verdicts(LEDGER, _cor1(statuses), 0.1)
+    assert [v.outcome for v in vs[:4]] == outcomes
+    assert "partial" not in {v.outcome for v in vs}  # a straddling interval is unresolved, never partial
+
+
+def _table1(kept):
+    """kept: (geometry, pass, mean) -> (kept_up_to, lost_from, holds)"""
+    return pd.DataFrame([dict(geometry=g, **{"pass": p}, mean=m, paper_a=pa, kept_up_to=k, lost_from=lf, holds=h,
+                              averaging_a=0.5, agreement="x")
+                         for (g, p, m, pa), (k, lf, h) in kept.items()])
+
+
+def _full(vals):
+    keys = [(g, p, m) for g in B.GEOS for p in ("forward", "backward") for m in ("zero", "nonzero")]
+    paper = {("nonconvex", "backward", "zero"): 1.0, ("pl", "backward", "zero"): 1.0}
+    pa = {k: paper.get(k, 0.5 if k[0] == "nonconvex" else 0.0) for k in keys}
+    return _table1({(*k, pa[k]): vals.get(k, (0.5, 1.0, True)) for k in keys})
+
+
+def test_orderings_hold_fail_and_tie():
+    t = _full({("nonconvex", "backward", "zero"): (1.0, math.nan, True), ("nonconvex", "forward", "zero"): (0.75, 1.0, True),
+               ("pl", "backward", "zero"): (0.5, 1.0, True), ("pl", "forward", "zero"): (0.5, 1.0, True),
+               ("pl", "forward", "nonzero"): (0.25, 0.5, True)})
+    out = {v.claim.id.split(".")[1]: v.outcome for v in A.ordering_verdicts(LEDGER, t)}
+    assert out == {"remark5_nonconvex": "holds", "corollary4_nonconvex": "holds",
+                   "remark5_pl": "unresolved", "corollary4_pl": "fails"}  # a tie is unresolved, never partial
+
+
+def test_table1_row_outcomes_and_conservative():
+    t = _full({("nonconvex", "forward", "zero"): (0.75, 1.0, True), ("pl", "forward", "zero"): (0.0, 0.25, False),
+               ("pl", "forward", "nonzero"): (math.nan, math.nan, None)})
+    fits = pd.DataFrame([dict(geometry=g, setting=B.STANDARD, **{"pass": "none"}, mean="zero", a=np.nan, exponent=-0.5,
+                              se=0.01, status="kept") for g in B.GEOS])
+    vs = {v.claim.id.split(".")[1]: v for v in A.table1_verdicts(LEDGER, t, fits, {"nonconvex": -0.5, "pl": -0.9})}
+    assert vs["table1_nonconvex_forward_zero"].outcome == "holds"
+    assert vs["table1_pl_forward_zero"].outcome == "fails"
+    assert vs["table1_pl_forward_nonzero"].outcome == "unresolved"
+    c = A.conservative_verdict(LEDGER, t)
+    assert c.outcome == "partial" and c.claim.source == "book"  # 0.75 > 0.5 in one row, equal elsewhere
+    assert A.conservative_verdict(LEDGER, _full({})).outcome == "partial"  # PL rows 0.5 > 0, non-convex 0.5 = 0.5
+
+
+def _traces(levels):
+    """scenario -> (gamma, level, peak): flat traces with a peak right after t = 10."""
+    rows = []
+    for (name, g), (level, peak) in levels.items():
+        for seed in (0, 1):
+            for t in range(0, 100, 5):
+                rows.append(dict(scenario=name, gamma=g, seed=seed, T=100, t=t,
+                                 grad_norm=peak if t == 15 else level, loss_gap=(peak if t == 15 else level) ** 2))
+    return pd.DataFrame(rows)
+
+
+def test_spike_verdicts_recovery_and_shrinking():
+    g = 0.01
+    tr = _traces({(B.STANDARD, g): (1e-4, 1e-4), (B.SPIKE, g): (1.2e-4, 1.0), (B.BIASED, g): (0.02, 0.02),
+                  (B.BIASED, g / 10): (0.02, 0.02), (B.ZERO_BACKWARD, g): (0.002, 0.002),
+                  (B.ZERO_BACKWARD, g / 10): (0.0004, 0.0004), (B.ZERO_FORWARD, g): (0.03, 0.03),
+                  (B.ZERO_FORWARD, g / 10): (0.003, 0.003)})
+    table = A.spike_table(tr, g, t_spike=10)
+    assert table[table.scenario == B.SPIKE].peak_grad_norm.iloc[0] == pytest.approx(1.0)
+    out = {v.claim.id.split(".")[1]: v.outcome for v in A.spike_verdicts(LEDGER, table, g)}
+    assert out == {"figure2_spike_recovers": "holds", "figure2_disturbance_off_course": "holds",
+                   "figure2_spike_above_disturbance": "holds", "biased_level_no_shrink": "holds",
+                   "zero_backward_shrinks": "holds", "zero_forward_no_shrink": "fails"}
+
+
+def test_table1_design_spreads_Q_and_replicates_the_every_iteration_runs():
+    Ts, seeds = [100, 400], {"nonconvex": [0], "pl": [0]}
+    c, rho = {"nonconvex": 10.0, "pl": 30.0}, {"nonconvex": 0.001, "pl": 0.1}
+    cases = B.cases(8.0, 2.0, 0.5)
+    cor1 = B.corollary1_design(Ts, seeds, c, rho, cases, data_seed=0, mode="shared")
+    t1 = B.table1_design(Ts, seeds, c, rho, cases, [0.0, 1.0], data_seed=0, mode="shared")
+    keys = lambda d: {cfg.key() for cfg in d.config}  # noqa: E731
+    every = t1[t1.a == 1.0]
+    assert (every.Q == [cfg.T for cfg in every.config]).all()
+    assert all(len(D.active_steps(cfg)) == cfg.T for cfg in every.config)
+    assert not keys(cor1[cor1.setting.str.endswith("constant")]) & keys(every)  # other random streams
+    once = t1[t1.a == 0.0]
+    assert (once.Q == 1).all() and all(len(D.active_steps(cfg)) == 1 for cfg in once.config)
+    assert (cor1.groupby(["geometry", "setting"]).size() == len(Ts)).all()
+    assert keys(cor1[cor1.setting == B.STANDARD]) == keys(t1[t1.setting == B.STANDARD])  # standard SGD: run once
+
+
+def test_run_design_labels_win_and_metric_follows_the_geometry(tmp_path):
+    cfgs = D.horizon_configs("nonconvex", [40], [0], 10.0, 0.001)
+    plan = D.stack(D.design(cfgs, geometry="nonconvex", mean="label"), D.design(cfgs, geometry="nonconvex", mean="again"))
+    runs, result = D.run_design(plan, n_jobs=1, cache_dir=tmp_path, trace_points=4, progress=False)
+    assert result.computed == 1 and list(runs["mean"]) == ["label", "again"]
+    assert (runs.convergence_metric == runs.mean_sq_grad_norm).all()

@@ -1,0 +1,65 @@
+"""Verdict rules of the convergence chapter on synthetic tables whose outcome is known."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fbsgd import convergence_study as S
+from fbsgd import rate_statistics as RS
+from fbsgd import verdicts as V
+
+LEDGER = V.Ledger("convergence")
+
+
+def _fit(exponent, se, lo, hi):
+    return RS.PowerLaw(exponent, se, lo, hi, 1.0, 0.0, 4, 3, 2)
+
+
+@pytest.mark.parametrize("fit, outcome", [(_fit(-0.497, 0.0003, -0.498, -0.496), "holds"),
+                                          (_fit(-0.40, 0.05, -0.60, -0.20), "unresolved"),
+                                          (_fit(-0.20, 0.01, -0.23, -0.17), "fails")])
+def test_rate_verdict_band_then_interval(fit, outcome):
+    v = S.rate_verdict(LEDGER.claim("remark1"), fit, -0.5, 0.05, "synthetic.")
+    assert v.outcome == outcome and v.key_number == fit.exponent
+    assert "0.05" in v.rule and "-0.550 … -0.450" in v.rule
+
+
+def test_rate_verdict_shows_enough_digits():
+    v = S.rate_verdict(LEDGER.claim("remark1"), _fit(-0.49712, 0.00031, -0.49845, -0.49579), -0.5, 0.05, "x.")
+    assert "-0.49712 ± 0.00031" in v.evidence and "-0.49845 … -0.49579" in v.evidence
+    assert "± 0.000 " not in v.evidence
+
+
+def _rhs(measured, bound, setting=S.STANDARD, geometry="nonconvex"):
+    n = len(measured)
+    d = pd.DataFrame(dict(geometry=geometry, setting=setting, T=np.arange(1, n + 1) * 1000, measured=measured,
+                          rhs_total=bound, rhs_optimization=bound, rhs_sampling=0.0, rhs_error_variance=0.0,
+                          rhs_error_bias=0.0, step_condition=True, rhs_section4_total=np.asarray(bound) * 10,
+                          error_mse=1.0, error_bias_sq=1.0, section4_mse=10.0, section4_bias_sq=100.0))
+    d["rhs_over_measured"] = d.rhs_total / d.measured
+    d["section4_over_measured"] = d.rhs_section4_total / d.measured
+    return d
+
+
+@pytest.mark.parametrize("measured, outcome", [([1, 1, 1], "holds"), ([1, 3, 1], "partial"), ([3, 3, 3], "fails")])
+def test_bound_verdict_counts_the_pairs(measured, outcome):
+    v = S.bound_verdict(LEDGER.claim("bound34"), _rhs(measured, [2.0, 2.0, 2.0]), "nonconvex")
+    assert v.outcome == outcome
+    assert v.evidence.startswith(f"{sum(m <= 2 for m in measured)} of 3")
+
+
+@pytest.mark.parametrize("bound, outcome", [([6.0, 6.5, 7.0], "holds"), ([6.0, 12.0, 24.0], "fails")])
+def test_tightness_is_the_spread_of_the_ratio(bound, outcome):
+    v = S.tightness_verdict(LEDGER.claim("tight34"), _rhs([1.0, 1.0, 1.0], bound), "nonconvex")
+    assert v.outcome == outcome and v.key_number == pytest.approx(bound[-1] / bound[0])
+    assert v.claim.source == "book"
+
+
+def test_section4_verdict_over_perturbed_settings_only():
+    rhs = pd.concat([_rhs([1.0, 1.0], [2.0, 2.0]), _rhs([1.0, 50.0], [2.0, 2.0], setting="forward, σ_f = 4")])
+    v = S.section4_verdict(LEDGER.claim("bound37"), rhs)  # Section 4 totals are 20: 1 ≤ 20, 50 > 20
+    assert v.outcome == "partial"
+    assert S.section4_verdict(LEDGER.claim("bound37"), _rhs([1.0], [2.0])).outcome == "unresolved"
+
+
+def test_settings_leave_out_sizes_zero():
+    assert list(S.settings(4.0, 0.0, "shared")) == [S.STANDARD, "forward, σ_f = 4"]
