@@ -1,0 +1,248 @@
+"""Fits, the summary table and the verdicts of the correctors chapter (Section 8 of
+{cite}`kong2026perturbed`: can correctors restore the error-free rates?).
+
+Per setting (place × perturbation × corrector) of :mod:`fbsgd.corrector_runs`:
+
+* the **small-step slope**: log-log slope of the stable gradient norm S against γ over the
+  :data:`fbsgd.experiments.SLOPE_WINDOW` smallest step sizes, all seeds (as for Figure 4);
+* the **floor** S(γ_min) (geometric mean over seeds) and the **floor ratio**
+  S_corrected(γ_min) / S_plain(γ_min) against the uncorrected setting;
+* the **rate exponent** p of (1/T) Σ ‖∇f(w_t)‖² ≈ A·T^p under γ = c/√T
+  (:func:`fbsgd.rate_statistics.fit_power_law`; error-free SGD: about −1/2).
+
+:func:`has_floor` says whether a plain perturbation leaves a floor (flat and above standard SGD);
+:func:`classify` turns slope, floor ratio and floor over SGD into one of "restores the rate",
+"lowers the floor", "no effect", "raises the floor", "diverges" or "no floor to remove"
+(thresholds: :data:`LOWER_RATIO` here, DECREASE_SLOPE, FLOOR_OVER_SGD, RECOVERY_FACTOR of
+:mod:`fbsgd.section7_verdicts`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from scipy.special import expit
+
+from .experiments import SLOPE_WINDOW
+from .metrics import fit_line
+from .rate_statistics import fit_power_law
+from .section7_verdicts import AGREEMENT_BAND, DECREASE_SLOPE, FLOOR_OVER_SGD, RECOVERY_FACTOR, geometric_mean, in_band
+from .verdicts import Verdict, outcome_of_cases
+
+__all__ = ["LOWER_RATIO", "SETTING", "COSTS", "stable_slopes", "rate_exponents", "has_floor", "classify", "summary",
+           "expected_message_limit", "debias_predictions", "corrector_verdict", "debias_verdict", "prediction_verdict", "a3_verdict"]
+
+LOWER_RATIO = 0.5  # floor ratio below this: the corrector lowers the floor; above 1/LOWER_RATIO: raises it
+SETTING = ["part", "place", "perturbation", "corrector"]
+
+# what each corrector costs per message of n entries (one number per sample here: n = M)
+COSTS = {
+    "none": ("none", "none"),
+    "plain": ("none", "the compressor"),
+    "error feedback": ("n floats at the sender (the residual e)", "the compressor + 2 additions"),
+    "delta": ("n floats at the sender and at the receiver (the copy r)", "the compressor + 2 additions"),
+    "stochastic rounding": ("none", "one uniform draw per entry"),
+    "second-order": ("none", "about 5 flops per entry, at the receiver"),
+    "exact": ("none", "a logit and a sum of about 28/(2a) terms per entry, at the receiver"),
+}
+
+_RULE_CLASSES = (f"a plain perturbation has a floor to remove if its slope <= {DECREASE_SLOPE} and its S(γ_min) > "
+                 f"{FLOOR_OVER_SGD:g} × standard SGD's; 'restores the rate': slope > {DECREASE_SLOPE} or "
+                 f"S(γ_min) <= {RECOVERY_FACTOR:g} × standard SGD's; 'lowers the floor': floor ratio < {LOWER_RATIO:g}; "
+                 f"'raises the floor': ratio > {1 / LOWER_RATIO:g}; 'no effect': otherwise; 'diverges': a run at the "
+                 f"smallest step sizes diverged; slope of log S on log γ over the {SLOPE_WINDOW} smallest γ, floor "
+                 f"ratio = S_corrected / S_plain at the smallest γ (geometric means over seeds)")
+
+
+def stable_slopes(scan: pd.DataFrame, n_smallest: int = SLOPE_WINDOW) -> pd.DataFrame:
+    """Per setting: slope (± se) of log S on log γ over the ``n_smallest`` step sizes (all seeds,
+    diverged runs excluded), the geometric mean of S at the smallest γ, and the diverged runs there."""
+    rows = []
+    for key, g in scan.groupby(SETTING, sort=False):
+        gam = np.sort(g.gamma.unique())[:n_smallest]
+        win = g[g.gamma.isin(gam)]
+        ok = win[~win.diverged]
+        fit = fit_line(np.log(ok.gamma), np.log(ok.stable_grad_norm)) if ok.gamma.nunique() >= 2 else None
+        rows.append({**dict(zip(SETTING, key)), "slope": fit.slope if fit else np.nan,
+                     "slope_se": fit.slope_se if fit else np.nan, "gamma_min": float(gam.min()),
+                     "floor": geometric_mean(win[win.gamma == gam.min()].stable_grad_norm),
+                     "diverged_runs": int(win.diverged.sum()), "runs": len(win)})
+    return pd.DataFrame(rows)
+
+
+def rate_exponents(rates: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: exponent p (± jackknife se over seeds) of (1/T) Σ ‖∇f‖² ≈ A·T^p (NaN if < 2 horizons finite)."""
+    rows = []
+    for key, g in rates.groupby(SETTING, sort=False):
+        try:
+            f = fit_power_law(g["T"], g.mean_sq_grad_norm, g.seed)
+            p, se = f.exponent, f.se
+        except ValueError:
+            p = se = np.nan
+        rows.append({**dict(zip(SETTING, key)), "rate_exponent": p, "rate_se": se})
+    return pd.DataFrame(rows)
+
+
+def has_floor(slope: float, over_sgd: float) -> bool:
+    """A plain perturbation leaves a floor to remove: slope <= DECREASE_SLOPE and S(γ_min) > FLOOR_OVER_SGD × SGD's."""
+    return bool(np.isfinite(slope) and slope <= DECREASE_SLOPE and over_sgd > FLOOR_OVER_SGD)
+
+
+def classify(slope: float, ratio: float, over_sgd: float, plain_has_floor: bool, diverged: bool) -> str:
+    """What a corrector does, from its small-step slope, its floor ratio to the plain setting,
+    its floor relative to standard SGD, and whether the plain setting has a floor."""
+    if diverged or not np.isfinite(slope):
+        return "diverges"
+    if slope > DECREASE_SLOPE or over_sgd <= RECOVERY_FACTOR:
+        return "restores the rate" if plain_has_floor else "no floor to remove"
+    if ratio < LOWER_RATIO:
+        return "lowers the floor"
+    if ratio > 1 / LOWER_RATIO:
+        return "raises the floor"
+    return "no effect"
+
+
+def summary(slopes: pd.DataFrame, rates: pd.DataFrame | None = None, predicted: dict | None = None) -> pd.DataFrame:
+    """The chapter's table: one row per setting with floor (measured, predicted), floor ratio to the
+    plain setting and to standard SGD, slope, rate exponent, effect (:func:`classify`) and costs.
+    ``predicted`` maps (place, perturbation, corrector) to a γ → 0 floor (missing: NaN)."""
+    t = slopes.copy()
+    base = t[t.part == "baseline"]
+    sgd_floor = float(base.floor.iloc[0]) if len(base) else np.nan
+    plain = t[t.corrector == "plain"].set_index(["place", "perturbation"])
+    ratios, effects = [], []
+    for r in t.itertuples():
+        if r.corrector in ("plain", "none") or (r.place, r.perturbation) not in plain.index:
+            ratios.append(np.nan)
+            effects.append("—")
+            continue
+        p = plain.loc[(r.place, r.perturbation)]
+        ratio = r.floor / p.floor if p.floor > 0 else np.nan
+        ratios.append(ratio)
+        effects.append(classify(r.slope, ratio, r.floor / sgd_floor, has_floor(p.slope, p.floor / sgd_floor),
+                                r.diverged_runs > 0))
+    t["floor_ratio"] = ratios
+    t["floor_over_sgd"] = t.floor / sgd_floor
+    t["has_floor"] = [has_floor(r.slope, r.floor_over_sgd) if r.corrector == "plain" else np.nan for r in t.itertuples()]
+    t["effect"] = effects
+    predicted = predicted or {}
+    t["predicted_floor"] = [predicted.get((r.place, r.perturbation, r.corrector), np.nan) for r in t.itertuples()]
+    if rates is not None:
+        t = t.merge(rate_exponents(rates), on=SETTING, how="left")
+    t["extra_memory"] = [COSTS[c][0] for c in t.corrector]
+    t["extra_work"] = [COSTS[c][1] for c in t.corrector]
+    return t
+
+
+# -- the γ → 0 prediction for a de-biased message ---------------------------------------------
+
+def expected_message_limit(problem, a: float, message=None, nodes: int = 64) -> dict:
+    """γ → 0 limit of the stable gradient norm with forward noise δ ~ U(−a, a) and the backward
+    message g(σ(z + δ)) (``message`` = g, None for the plain σ(z̃)).
+
+    E g(σ(z + δ)) is computed by Gauss–Legendre quadrature on (−a, a); the limit point w∞ is the
+    zero of the averaged direction D(w) = −(1/M) Σ_l a_l E g(σ(z_l + δ)) + ρ∇R(w) (z = −a_lᵀw), as in
+    :mod:`fbsgd.limits`; returns dict(w, plateau = ‖∇f(w∞)‖, residual = ‖D(w∞)‖)."""
+    g = message or (lambda v: v)
+    x, wts = np.polynomial.legendre.leggauss(nodes)
+    A = problem.signed_features
+
+    def D(w):
+        z = -A @ w
+        m = sum(wi / 2 * g(expit(z + a * xi)) for xi, wi in zip(x, wts))
+        return -(A.T @ m) / problem.M + problem.rho * problem.regularizer.gradient(w)
+
+    sol = optimize.root(D, problem.minimize(), method="hybr", tol=1e-14)
+    return dict(w=sol.x, plateau=float(np.linalg.norm(problem.gradient(sol.x))),
+                residual=float(np.linalg.norm(D(sol.x))))
+
+
+# -- verdicts ------------------------------------------------------------------------------------
+
+def _case_text(rows) -> str:
+    return "; ".join(f"{r.perturbation} ({r.place}): {r.effect} (slope {r.slope:.2f} vs plain {r.plain_slope:.2f}; "
+                     f"S(γ_min) {r.floor_over_sgd:.3g} × SGD's vs plain {r.plain_over_sgd:.3g} ×; floor ratio "
+                     f"{r.floor_ratio:.2g})" for r in rows.itertuples())
+
+
+def corrector_verdict(claim, name: str, table: pd.DataFrame, place, corrector: str) -> Verdict:
+    """Does ``corrector`` restore the rate at ``place`` ("forward", "backward" or None: both)?
+    Cases: the perturbations that leave a floor when plain (:func:`has_floor`); a case holds when
+    its effect (:func:`classify`) is 'restores the rate'."""
+    plain = table[table.corrector == "plain"].set_index(["place", "perturbation"])
+    rows = table[((table.place == place) if place else table.place.isin(["forward", "backward"]))
+                 & (table.corrector == corrector)].copy()
+    keys = list(zip(rows.place, rows.perturbation))
+    rows["plain_slope"] = [plain.slope.get(k, np.nan) for k in keys]
+    rows["plain_over_sgd"] = [plain.floor_over_sgd.get(k, np.nan) for k in keys]
+    cases = rows[[has_floor(s, o) for s, o in zip(rows.plain_slope, rows.plain_over_sgd)]]
+    flags = cases.effect == "restores the rate"
+    others = rows[~rows.index.isin(cases.index)]
+    place = place or "forward and backward"
+    extra = (f" Not counted (no floor to remove when plain): {_case_text(others)}."
+             if len(others) else "")
+    return Verdict(
+        claim(name), outcome_of_cases(flags),
+        rule=f"cases: the perturbations of the {place} message that leave a floor when plain; "
+             f"holds if every case is 'restores the rate', partial if some, fails if none "
+             f"(unresolved if there is no case); {_RULE_CLASSES}",
+        evidence=(f"{place} message, {corrector}: {_case_text(cases)}." if len(cases) else
+                  f"{place} message: no perturbation leaves a floor when plain.") + extra,
+        key_number=float(cases.slope.min()) if len(cases) else None,
+        key_label=f"smallest slope with {corrector} ({place}), over the cases")
+
+
+def debias_verdict(claim, name: str, table: pd.DataFrame, corrector: str) -> Verdict:
+    """Does the de-biasing ``corrector`` remove the floor of zero-mean uniform forward noise?
+    A case (σ_f level) holds when its effect is 'restores the rate'."""
+    return corrector_verdict(claim, name, table[table.part == "debias"], "forward", corrector)
+
+
+def prediction_verdict(claim, name: str, table: pd.DataFrame) -> Verdict:
+    """Measured floor / predicted floor of the plain uniform forward noise inside AGREEMENT_BAND."""
+    rows = table[(table.part == "debias") & (table.corrector == "plain")]
+    ratio = rows.floor / rows.predicted_floor
+    flags = in_band(ratio)
+    band = f"{AGREEMENT_BAND[0]:g}–{AGREEMENT_BAND[1]:g}"
+    return Verdict(
+        claim(name), outcome_of_cases(flags),
+        rule=f"measured S(γ_min) / predicted γ → 0 floor inside {band} for every σ_f (partial: some)",
+        evidence="; ".join(f"{r.perturbation}: measured {r.floor:.4g} at γ = {r.gamma_min:g}, predicted {r.predicted_floor:.4g}"
+                           f" (ratio {q:.3f})" for r, q in zip(rows.itertuples(), ratio)) + ".",
+        key_number=float(ratio.iloc[0]) if len(ratio) else None, key_label="measured / predicted floor")
+
+
+def a3_verdict(claim, name: str, scan: pd.DataFrame, variant: str) -> Verdict:
+    """Appendix A.3: does ``variant`` converge at every step size where the uncompressed iteration
+    is stable (spectral radius < 1)?  Cases: (setting, γ) with radius < 1."""
+    cases = scan[scan.stable_uncompressed & (scan.variant == variant)]
+    flags = cases.fate == "converges"
+    unc = scan[scan.stable_uncompressed & (scan.variant == "uncompressed")]
+
+    def tally(d):
+        return ", ".join(f"{s}: {int((g.fate == 'converges').sum())} of {len(g)} converge "
+                         f"({int((g.fate == 'diverges').sum())} diverge)" for s, g in d.groupby("setting", sort=False))
+
+    return Verdict(
+        claim(name), outcome_of_cases(flags),
+        rule="cases: the step sizes of the scan at which the uncompressed iteration has spectral radius < 1, "
+             "both settings of Figure 9; a case holds if ‖w₁‖ falls by 10³ within the run ('converges'); "
+             "holds: all, partial: some, fails: none",
+        evidence=f"{variant}: {tally(cases)}; uncompressed at the same step sizes: {tally(unc)}.",
+        key_number=float(flags.mean()) if len(flags) else None, key_label="fraction of stable step sizes that converge")
+
+
+def debias_predictions(problem, settings) -> dict:
+    """γ → 0 floors of the de-biasing settings (:func:`fbsgd.corrector_runs.debias_settings`):
+    plain by :func:`fbsgd.limits.small_step_limit`, corrected by :func:`expected_message_limit`
+    with the corrector's own transformation.  Keys (place, perturbation, corrector)."""
+    from .limits import small_step_limit
+
+    out = {}
+    for s in settings:
+        noise = s["plan"].forward[1]
+        fix = s["plan"].backward.get(2)
+        key = (s["place"], s["perturbation"], s["corrector"])
+        out[key] = (small_step_limit(problem, s["plan"])["plateau"] if fix is None else
+                    expected_message_limit(problem, noise.high, lambda v, f=fix: f.apply(v, 0, 0))["plateau"])
+    return out

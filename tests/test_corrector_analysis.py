@@ -1,0 +1,129 @@
+"""The correctors chapter's fits, classification and verdicts on synthetic tables whose answer is known."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fbsgd import corrector_analysis as CA
+from fbsgd.claims.correctors import CLAIMS
+
+CLAIM = {c.id.split(".", 1)[1]: c for c in CLAIMS}.__getitem__
+GAMMAS = [0.01, 0.03, 0.1, 0.3]
+
+
+def _scan(spec):
+    """spec: (part, place, perturbation, corrector) -> S(γ) function; two seeds with ±1 % noise."""
+    rows = []
+    for (part, place, pert, corr), f in spec.items():
+        for g in GAMMAS:
+            for seed, eps in ((0, 1.01), (1, 0.99)):
+                v = f(g)
+                rows.append(dict(part=part, place=place, perturbation=pert, corrector=corr, gamma=g, seed=seed,
+                                 stable_grad_norm=v * eps if np.isfinite(v) else np.nan, diverged=not np.isfinite(v)))
+    return pd.DataFrame(rows)
+
+
+SGD = lambda g: 0.01 * g**0.5
+FLOOR = lambda g: 0.05 + 0.0 * g
+
+
+def _table(backward_ef, forward_ef=FLOOR):
+    spec = {("baseline", "none", "none", "none"): SGD,
+            ("compression", "forward", "Top-K", "plain"): FLOOR,
+            ("compression", "forward", "Top-K", "error feedback"): forward_ef,
+            ("compression", "backward", "Top-K", "plain"): FLOOR,
+            ("compression", "backward", "Top-K", "error feedback"): backward_ef,
+            ("compression", "backward", "Rand-K", "plain"): SGD,
+            ("compression", "backward", "Rand-K", "error feedback"): lambda g: np.nan}
+    return CA.summary(CA.stable_slopes(_scan(spec)))
+
+
+def test_slopes_recover_known_power_laws():
+    s = CA.stable_slopes(_scan({("baseline", "none", "none", "none"): SGD,
+                                ("compression", "forward", "Top-K", "plain"): FLOOR}))
+    assert s.slope.iloc[0] == pytest.approx(0.5, abs=1e-9) and abs(s.slope.iloc[1]) < 1e-9
+    assert s.floor.iloc[1] == pytest.approx(0.05, rel=1e-3)  # geometric mean of 1.01 and 0.99 × 0.05
+
+
+@pytest.mark.parametrize("slope, ratio, over, floor, div, want", [
+    (0.5, 0.1, 1.0, True, False, "restores the rate"),
+    (0.0, 0.1, 1.2, True, False, "restores the rate"),  # on SGD's level already
+    (0.5, 1.0, 1.0, False, False, "no floor to remove"),
+    (0.0, 0.3, 5.0, True, False, "lowers the floor"),
+    (0.0, 1.0, 5.0, True, False, "no effect"),
+    (0.0, 3.0, 5.0, True, False, "raises the floor"),
+    (0.5, 1.0, 1.0, True, True, "diverges"),
+])
+def test_classify(slope, ratio, over, floor, div, want):
+    assert CA.classify(slope, ratio, over, floor, div) == want
+
+
+def test_has_floor_needs_a_flat_curve_above_sgd():
+    assert CA.has_floor(0.0, 5.0) and not CA.has_floor(0.5, 5.0) and not CA.has_floor(0.0, 1.5)
+
+
+def test_corrector_verdict_holds_fails_and_ignores_cases_without_a_floor():
+    t = _table(backward_ef=SGD)
+    v = CA.corrector_verdict(CLAIM, "ef_backward", t, "backward", "error feedback")
+    assert v.outcome == "holds" and "Rand-K" in v.evidence and "diverges" in v.evidence  # Rand-K not counted
+    v = CA.corrector_verdict(CLAIM, "ef_forward", t, "forward", "error feedback")
+    assert v.outcome == "fails" and "no effect" in v.evidence
+    t = _table(backward_ef=lambda g: 0.02 + 0 * g)  # lowers the floor but keeps it
+    v = CA.corrector_verdict(CLAIM, "ef_backward", t, "backward", "error feedback")
+    assert v.outcome == "fails" and "lowers the floor" in v.evidence
+
+
+def test_corrector_verdict_partial_over_both_places():
+    t = _table(backward_ef=SGD, forward_ef=FLOOR)
+    v = CA.corrector_verdict(CLAIM, "stochastic_rounding", t, None, "error feedback")
+    assert v.outcome == "partial"
+
+
+def test_corrector_verdict_without_cases_is_unresolved():
+    spec = {("baseline", "none", "none", "none"): SGD, ("compression", "backward", "Rand-K", "plain"): SGD,
+            ("compression", "backward", "Rand-K", "delta"): SGD}
+    t = CA.summary(CA.stable_slopes(_scan(spec)))
+    assert CA.corrector_verdict(CLAIM, "delta_backward", t, "backward", "delta").outcome == "unresolved"
+
+
+def test_prediction_verdict():
+    spec = {("baseline", "none", "none", "none"): SGD, ("debias", "forward", "u", "plain"): FLOOR}
+    sl = CA.stable_slopes(_scan(spec))
+    ok = CA.summary(sl, predicted={("forward", "u", "plain"): 0.05})
+    assert CA.prediction_verdict(CLAIM, "uncorrected_floor_predicted", ok).outcome == "holds"
+    off = CA.summary(sl, predicted={("forward", "u", "plain"): 0.01})
+    assert CA.prediction_verdict(CLAIM, "uncorrected_floor_predicted", off).outcome == "fails"
+
+
+def test_rate_exponents_recover_t_to_the_minus_half():
+    rows = [dict(part="baseline", place="none", perturbation="none", corrector="none", T=T, seed=s,
+                 mean_sq_grad_norm=3.0 * T**-0.5 * (1 + 0.01 * s)) for T in (1000, 3000, 10000) for s in (0, 1)]
+    r = CA.rate_exponents(pd.DataFrame(rows))
+    assert r.rate_exponent.iloc[0] == pytest.approx(-0.5, abs=1e-3)
+
+
+def test_a3_verdict_holds_partial_fails():
+    def scan(fates):
+        return pd.DataFrame([dict(setting=s, gamma=g, stable_uncompressed=True, variant=v, fate=f)
+                             for (s, g), f in fates.items() for v in ("uncompressed", "Top-1 + delta")
+                             ] + [dict(setting="plain", gamma=1.0, stable_uncompressed=False, variant="Top-1 + delta",
+                                       fate="diverges")])
+    conv = {("plain", 0.001): "converges", ("momentum", 0.01): "converges"}
+    assert CA.a3_verdict(CLAIM, "a3_delta", scan(conv), "Top-1 + delta").outcome == "holds"
+    mixed = {("plain", 0.001): "converges", ("momentum", 0.01): "diverges"}
+    assert CA.a3_verdict(CLAIM, "a3_delta", scan(mixed), "Top-1 + delta").outcome == "partial"
+    bad = {("plain", 0.001): "diverges", ("momentum", 0.01): "undecided"}
+    assert CA.a3_verdict(CLAIM, "a3_delta", scan(bad), "Top-1 + delta").outcome == "fails"
+
+
+def test_expected_message_limit_matches_the_closed_form_and_vanishes_when_exact():
+    from fbsgd.correctors import UniformDebias
+    from fbsgd.corrector_runs import problem
+    from fbsgd.limits import small_step_limit
+    from fbsgd.perturbations import Plan, zero_mean_uniform
+
+    pr = problem()
+    noise = zero_mean_uniform(2.0, pr.d)
+    ref = small_step_limit(pr, Plan(forward={1: noise}))["plateau"]
+    assert CA.expected_message_limit(pr, noise.high)["plateau"] == pytest.approx(ref, rel=1e-6)
+    fix = UniformDebias.for_noise(noise)
+    assert CA.expected_message_limit(pr, noise.high, lambda v: fix.apply(v, 0, 0))["plateau"] < 1e-9
