@@ -67,10 +67,11 @@ def compression_settings(k: int, fmt: str) -> list[dict]:
     also stochastic (the unbiased alternative).  One dict per setting (``plan`` included)."""
     rows = []
     for place, key in (("forward", 1), ("backward", 2)):
-        for pert, C in (("Top-K", TopK(k, "batch")), ("Rand-K", RandK(k, "batch")), (fmt, Round(fmt, "nearest"))):
+        for pert, C, unbiased in (("Top-K", TopK(k, "batch"), None), ("Rand-K", RandK(k, "batch"), None),
+                                  (fmt, Round(fmt, "nearest"), Round(fmt, "stochastic"))):
             variants = [("plain", C), ("error feedback", ErrorFeedback(C)), ("delta", DeltaCompression(C))]
-            if isinstance(C, Round):
-                variants.append(("stochastic rounding", Round(fmt, "stochastic")))
+            if unbiased is not None:  # rounding has an unbiased alternative
+                variants.append(("stochastic rounding", unbiased))
             for corr, p in variants:
                 plan = Plan(forward={1: p}) if key == 1 else Plan(backward={2: p})
                 rows.append(dict(part="compression", place=place, perturbation=pert, corrector=corr, plan=plan))

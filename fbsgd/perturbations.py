@@ -286,6 +286,11 @@ class Perturbation:
         """Whether the perturbation acts at ``step``."""
         return self.schedule.active(step)
 
+    @property
+    def label(self) -> str:
+        """A short readable name for tables and legends."""
+        return repr(self)
+
     def compiled(self) -> CompiledOp:
         raise NotImplementedError(
             f"the compiled engine cannot run {self!r}; it runs UniformNoise, Round and BitFlip, "
@@ -474,6 +479,10 @@ class Round(Perturbation):
         return Law("input_dependent", False, self.mode == "stochastic", per_sample=True,
                    bound=scale * 0.5 * f.smallest_subnormal, relative_bound=scale * f.unit_roundoff)
 
+    @property
+    def label(self):
+        return f"{self.format} {self.mode}"
+
     def compiled(self):
         f = self._fmt
         return CompiledOp("round", (*f.args, self.mode == "stochastic"))
@@ -508,6 +517,10 @@ class BitFlip(Perturbation):
     def law(self):
         return Law("input_dependent", self.rate == 0.0, self.rate == 0.0, per_sample=True,
                    bound=0.0 if self.rate == 0.0 else None)
+
+    @property
+    def label(self):
+        return f"bit flip {self.field} {self.rate:g}"
 
     def compiled(self):
         lo, n = lowprec.FIELDS[self.field]
@@ -560,6 +573,10 @@ class TopK(Perturbation):
     def law(self):
         return Law("input_dependent", False, False, bound=0.0, relative_bound=1.0)
 
+    @property
+    def label(self):
+        return f"Top-K k={self.k}"
+
     def apply(self, x, key, step):
         m = _along(x, self.scope)
         if self.k >= m.shape[1]:
@@ -589,6 +606,10 @@ class RandK(Perturbation):
     @property
     def law(self):
         return Law("input_dependent", False, True, bound=0.0, relative_bound=None)
+
+    @property
+    def label(self):
+        return f"Rand-K k={self.k}"
 
     def apply(self, x, key, step):
         m = _along(x, self.scope)

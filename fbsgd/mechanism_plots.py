@@ -1,0 +1,69 @@
+"""Figures of the real-mechanisms chapter: Figure 4 with mechanisms, growth with depth, the bit-flip atlas."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .figures import stable_norm_vs_gamma
+
+__all__ = ["mechanism_panels", "depth_panels", "atlas_map"]
+
+_CLASSES = {"recovered": 0, "plateau": 1, "diverged": 2}
+
+
+def mechanism_panels(table, slopes, places=("forward", "backward")):
+    """One panel per place: every mechanism's S(γ) with standard SGD and the measured-law γ → 0 predictions."""
+    fig, axes = plt.subplots(1, len(places), figsize=(5.5 * len(places), 4.2), sharey=True, squeeze=False)
+    t = table.assign(level=np.where(table.panel == "baseline", "standard SGD", table.figure))
+    for ax, place in zip(axes[0], places):
+        part = slopes[slopes.place == place]
+        stable_norm_vs_gamma(ax, t[t.panel.isin([place, "baseline"])], order=["standard SGD"] + list(part.level),
+                             predictions=dict(zip(part.level, part.predicted_limit)), title=f"{place} message rounded")
+        ax.legend(fontsize=6.5)
+    fig.tight_layout()
+    return fig
+
+
+def depth_panels(stable, optimizers):
+    """Relative gradient error (top) and stable norm over the clean run (bottom) against N, one column per optimizer."""
+    fig, axes = plt.subplots(2, len(optimizers), figsize=(4.2 * len(optimizers), 6.5), sharex=True, squeeze=False)
+    for j, opt in enumerate(optimizers):
+        s = stable[(stable.optimizer == opt) & (stable.place != "none")]
+        for lab, g in s.groupby("label", sort=False):
+            style = "o-" if "forward" in lab else "s--"
+            axes[0, j].semilogy(g.N, g.relative_gradient_error, style, ms=4, label=lab)
+            axes[1, j].plot(g.N, g.over_clean, style, ms=4, label=lab)
+        axes[0, j].set_title(opt, fontsize=10)
+        axes[1, j].axhline(1.0, color="k", lw=0.8)
+        axes[1, j].set_xlabel("layers N")
+        axes[1, j].set_xscale("log", base=2)
+    axes[0, 0].set_ylabel(r"$E\|\tilde u - u\|^2 / \|u\|^2$")
+    axes[1, 0].set_ylabel("stable norm / clean")
+    axes[0, 0].legend(fontsize=6.5)
+    fig.tight_layout()
+    return fig
+
+
+def atlas_map(cells, boundary_rates):
+    """One map per place: class of each (γ, rate) cell; dashed: Table 1's boundary rate (``boundary_rates[place]``)."""
+    from matplotlib.colors import ListedColormap
+
+    places = list(dict.fromkeys(cells.place))
+    fig, axes = plt.subplots(1, len(places), figsize=(5 * len(places), 3.8), sharey=True, squeeze=False)
+    cmap = ListedColormap(["#8fd694", "#f2c14e", "#d1495b"])
+    for ax, place in zip(axes[0], places):
+        c = cells[cells.place == place]
+        gam, rates = np.sort(c.gamma.unique()), np.sort(c.rate.unique())
+        grid = c.pivot(index="rate", columns="gamma", values="cls").loc[rates, gam].replace(_CLASSES).to_numpy(float)
+        ax.imshow(grid, origin="lower", cmap=cmap, vmin=0, vmax=2, aspect="auto")
+        ax.set_xticks(range(len(gam)), [f"{g:g}" for g in gam])
+        ax.set_yticks(range(len(rates)), [f"{r:g}" for r in rates])
+        y = np.interp(np.log10(boundary_rates[place]), np.log10(rates), np.arange(len(rates)), left=-0.5, right=len(rates) - 0.5)
+        ax.axhline(y, color="k", ls="--", lw=1.5, label="Table 1: Q = T^a")
+        ax.set_xlabel(r"step size $\gamma$")
+        ax.set_title(f"exponent flips, {place} pass", fontsize=10)
+    axes[0, 0].set_ylabel("flip rate per bit")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(3)] + [axes[0, 0].lines[0]]
+    axes[0, -1].legend(handles, list(_CLASSES) + ["Table 1: Q = T^a"], fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig

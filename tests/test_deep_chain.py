@@ -1,0 +1,61 @@
+"""fbsgd.deep_chain: the batched passes against the reference passes, and the analysis on synthetic tables."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fbsgd import deep_chain as DC
+from fbsgd.passes import passes
+from fbsgd.propagation import tanh_chain
+from fbsgd.verdicts import Claim
+
+
+def claim(name):
+    return Claim(id=f"t.{name}", chapter="t", ref="-", source="book", text=name)
+
+
+def test_clean_batched_gradient_matches_finite_differences_and_reference_forward():
+    N, D = 3, 5
+    net, w = tanh_chain(N, D, 1.0, seed=1)
+    x, y = DC.classification_data(7, D, seed=2)
+    W = np.stack([w, w * 0.9])
+    loss, g = DC.batched_passes(W, np.stack([x, x]), np.stack([y, y]), N, D)
+    out = passes(net, x, w).ys[-1][:, 0]  # the reference chain's readout
+    assert loss[0] == pytest.approx(np.mean(np.logaddexp(0, -y * out)))
+    e = np.zeros_like(w)
+    for j in (0, 10, len(w) - 1):
+        e[:] = 0
+        e[j] = 1e-6
+        lp, _ = DC.batched_passes((w + e)[None], x[None], y[None], N, D)
+        lm, _ = DC.batched_passes((w - e)[None], x[None], y[None], N, D)
+        assert g[0, j] == pytest.approx((lp[0] - lm[0]) / 2e-6, rel=1e-5, abs=1e-9)
+
+
+def _stable(errors):
+    rows = []
+    for (mech, place), errs in errors.items():
+        for N, e in zip((2, 4, 8), errs):
+            rows.append(dict(optimizer="sgd", N=N, place=place, mechanism=mech, label=f"{mech} {place}",
+                             relative_gradient_error=e, over_clean=1.0))
+    return pd.DataFrame(rows)
+
+
+def test_depth_growth_and_compounding_verdict():
+    geo = _stable({("m", "forward"): [1.0, 4.0, 64.0]})  # ×64 from N = 2 to 8, beyond ×4
+    lin = _stable({("m", "forward"): [1.0, 2.0, 4.0]})  # exactly additive
+    mixed = _stable({("m", "forward"): [1.0, 4.0, 64.0], ("m", "backward"): [1.0, 1.0, 1.0]})
+    assert DC.depth_growth(geo).per_layer_factor.iloc[0] == pytest.approx(64 ** (1 / 6))
+    out = [DC.compounding_verdict(claim, DC.depth_growth(t), "c").outcome for t in (geo, lin, mixed)]
+    assert out == ["holds", "fails", "partial"]
+
+
+def test_forward_sensitive_verdict():
+    t = _stable({("m", "forward"): [2.0, 2.0, 0.5], ("m", "backward"): [1.0, 1.0, 1.0]})
+    assert DC.forward_sensitive_verdict(claim, t, "f", column="relative_gradient_error").outcome == "partial"
+    t = _stable({("m", "forward"): [0.5, 0.5, 0.5], ("m", "backward"): [1.0, 1.0, 1.0]})
+    assert DC.forward_sensitive_verdict(claim, t, "f", column="relative_gradient_error").outcome == "fails"
+
+
+def test_lemma_factors():
+    lf = DC.lemma_factors([2, 4], 8, 1.0)
+    assert np.allclose(lf.C_v, np.maximum(1.0, lf.C_grad ** lf.N))
+    assert lf.eq21_factor.iloc[0] == pytest.approx(3 * lf.C_grad.iloc[0] ** 2)

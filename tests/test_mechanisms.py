@@ -1,0 +1,101 @@
+"""fbsgd.mechanisms and fbsgd.mechanism_sweep on synthetic draws and tables whose answer is known."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from fbsgd import mechanism_sweep as MS
+from fbsgd import mechanisms as MX
+from fbsgd import perturbations as PT
+from fbsgd.verdicts import Claim
+
+
+def claim(name):
+    return Claim(id=f"t.{name}", chapter="t", ref="-", source="book", text=name)
+
+
+X = np.linspace(0.5, 2.0, 400).reshape(4, 100)
+
+
+def test_deterministic_error_has_conditional_bias_one():
+    d = np.broadcast_to((0.01 * X)[:, None, :], (4, 8, 100))  # δ = 0.01 x at every draw
+    st = MX.moment_statistics(d, X)
+    assert st["conditional_bias"] == pytest.approx(1.0)
+    assert MX.classify(st)["zero_mean"] == "biased"
+    assert st["max_relative"] == pytest.approx(0.01) and MX.classify(st)["relative"]
+
+
+def test_symmetric_noise_is_zero_mean_given_input():
+    g = np.random.default_rng(0)
+    d = g.choice([-1e-3, 1e-3], size=(4, 64, 100))
+    st = MX.moment_statistics(d, X)
+    assert abs(st["conditional_bias"]) < 0.02
+    assert MX.classify(st) == dict(zero_mean="given the input", bounded=True, relative=True)
+
+
+def test_deterministic_but_centred_is_on_average_only():
+    sign = np.where(np.arange(100) % 2 == 0, 1.0, -1.0)
+    d = np.broadcast_to((1e-3 * sign)[None, None, :], (4, 8, 100))
+    assert MX.classify(MX.moment_statistics(d, X))["zero_mean"] == "on average only"
+
+
+def test_spike_is_unbounded_and_rare_spikes_untellable():
+    d = np.zeros((4, 8, 100))
+    d[0, 0, 0] = 1e30
+    st = MX.moment_statistics(d, X)
+    c = MX.classify(st)
+    assert not c["bounded"] and not c["relative"] and c["zero_mean"] == "too rare to tell"
+
+
+def test_fitted_uniform_matches_two_moments():
+    u = MX.fitted_uniform(0.1, 0.1**2 + 0.03)
+    assert u.mean == pytest.approx(0.1) and u.second_moment == pytest.approx(0.1**2 + 0.03)
+
+
+def test_real_rounding_classes():
+    x = np.linspace(0.3, 3.0, 200).reshape(2, 100, 1)
+    tab = MX.moment_table([PT.Round("float8_e4m3fn", "nearest"), PT.Round("float8_e4m3fn", "stochastic")], {"m": x}, 32)
+    assert list(tab.zero_mean.iloc[1:]) == ["given the input"]
+    assert tab.conditional_bias.iloc[0] == pytest.approx(1.0)
+
+
+def _moments(classes):
+    return pd.DataFrame([dict(kind="Round", mechanism=m, message=msg, zero_mean=c, conditional_bias=1.0 if c != "given the input" else 0.0,
+                              mean_z=0.0, max_over_range=0.1, nonfinite_fraction=0.0, bounded=True)
+                         for (m, msg), c in classes.items()])
+
+
+def test_zero_mean_verdict_holds_partial_fails():
+    ok = _moments({("a nearest", "x"): "given the input", ("b nearest", "x"): "given the input"})
+    mixed = _moments({("a nearest", "x"): "given the input", ("b nearest", "x"): "on average only"})
+    bad = _moments({("a nearest", "x"): "biased", ("b nearest", "x"): "on average only"})
+    assert [MX.zero_mean_verdict(claim, t, "z", ["Round"]).outcome for t in (ok, mixed, bad)] == ["holds", "partial", "fails"]
+    assert MX.biased_verdict(claim, bad, "b", ["Round"]).outcome == "holds"
+
+
+def _slopes(rows):
+    return pd.DataFrame([dict(mechanism=m, place=p, slope=s, slope_se=0.01, norm_at_gamma_min=n, predicted_limit=pr,
+                              gamma_min=0.003, level=m) for m, p, s, n, pr in rows])
+
+
+def test_floor_call_and_forward_prediction():
+    assert MS.floor_call(1.0, 1.0, 0.1)[0]  # visible floor met
+    assert not MS.floor_call(3.0, 1.0, 0.1)[0]  # visible floor missed
+    assert MS.floor_call(0.12, 0.01, 0.1)[0]  # invisible floor, norm near SGD
+    assert not MS.floor_call(1.0, 0.01, 0.1)[0]  # invisible prediction, but a floor
+    t = _slopes([("sgd", "baseline", 0.5, 0.1, 0.0), ("a", "forward", 0.0, 1.0, 1.0), ("b", "forward", 0.0, 5.0, 1.0)])
+    assert MS.forward_prediction_verdict(claim, t, "f").outcome == "partial"
+
+
+def test_asymmetry_verdict_outcomes():
+    base = ("sgd", "baseline", 0.5, 1.0, 0.0)
+    fwd = _slopes([base, ("a", "forward", 0, 3.0, 0), ("a", "backward", 0, 1.0, 0)])
+    bwd = _slopes([base, ("a", "forward", 0, 1.0, 0), ("a", "backward", 0, 3.0, 0)])
+    tie = _slopes([base, ("a", "forward", 0, 1.1, 0), ("a", "backward", 0, 1.0, 0)])
+    out = [MS.asymmetry_verdict(claim, MS.asymmetry_table(t), "a").outcome for t in (fwd, bwd, tie)]
+    assert out == ["holds", "fails", "unresolved"]
+
+
+def test_backward_no_floor_verdict():
+    m = _moments({("s stochastic", "backward σ(z)"): "given the input", ("t stochastic", "backward σ(z)"): "given the input"})
+    t = _slopes([("sgd", "baseline", 0.5, 1, 0), ("s stochastic", "backward", 0.5, 1, 0), ("t stochastic", "backward", 0.0, 1, 0)])
+    assert MS.backward_no_floor_verdict(claim, t, m, "b").outcome == "partial"
