@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import verdicts as V
+from .metrics import geometric_mean
 from .budget_design import BIASED, GEOS, SPIKE, STANDARD, ZERO_BACKWARD, ZERO_FORWARD, case_label
 from .rate_design import GEOMETRIES
 from .rate_statistics import compare_exponents, fit_groups, format_estimate
@@ -25,12 +26,6 @@ __all__ = ["geometric_mean", "with_status", "promise", "corollary1_fits", "table
 
 _GEO_NAME = {"nonconvex": "non-convex", "pl": "PL"}
 _EQ = {"nonconvex": "(43)", "pl": "(44)"}
-
-
-def geometric_mean(values, axis=None):
-    """exp(mean(log x)): the geometric mean (over seeds), the summary of positive, skewed levels."""
-    x = np.clip(np.asarray(values, dtype=float), 1e-300, None)
-    return np.exp(np.log(x).mean(axis=axis))
 
 
 # -------------------------------------------------------------------------------------------------

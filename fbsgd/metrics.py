@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LineFit", "fit_line", "log_slope", "ewma"]
+__all__ = ["LineFit", "fit_line", "log_slope", "ewma", "geometric_mean"]
 
 
 @dataclass(frozen=True)
@@ -67,3 +67,17 @@ def ewma(values, beta: float, every: int = 1) -> np.ndarray:
     b = beta**every
     out[:n], _ = lfilter([1.0 - b], [1.0, -b], g[:n], zi=[b * g[0]])
     return out
+
+
+def geometric_mean(values, axis=None):
+    """exp(mean(log x)) over the finite positive values (NaN where there are none): the book's
+    mean over seeds of positive, skewed levels (gradient norms, loss gaps)."""
+    import warnings
+
+    x = np.asarray(values, dtype=float)
+    logs = np.log(np.where(np.isfinite(x) & (x > 0), x, np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN slice gives NaN, as documented
+        out = np.exp(np.nanmean(logs, axis=axis))
+    return float(out) if axis is None else out
+

@@ -20,6 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .metrics import geometric_mean
 from .verdicts import Verdict, outcome_of_cases
 
 __all__ = ["PLATEAU_SLOPE", "DECREASE_SLOPE", "AGREEMENT_BAND", "FLOOR_OVER_SGD", "MONOTONE_TOLERANCE",
@@ -37,13 +38,6 @@ RECOVERY_FACTOR = 1.5  # "recovered": stable norm within this factor of standard
 FIG3_GAIN_RATIO = 0.5  # Figure 3: the forward gain must be below this × the backward gain
 
 _BAND = f"{AGREEMENT_BAND[0]:g}–{AGREEMENT_BAND[1]:g}"
-
-
-def geometric_mean(values) -> float:
-    """exp(mean(log x)) over the finite positive values (NaN if there are none): the mean over seeds."""
-    x = np.asarray(values, dtype=float)
-    x = x[np.isfinite(x) & (x > 0)]
-    return float(np.exp(np.log(x).mean())) if x.size else float("nan")
 
 
 def in_band(ratio, band=AGREEMENT_BAND):

@@ -101,3 +101,13 @@ def test_small_step_slopes_use_the_window_and_the_geometric_mean():
 def test_perturbed_iterations_is_ceil_T_over_interval():
     s = pd.DataFrame(dict(perturbation=["none", "forward", "forward"], interval=[1, 7, 1000]))
     assert list(X.perturbed_iterations(s, 1000)) == [0, 143, 1]
+
+
+def test_geometric_mean_is_defined_once_and_skips_what_has_no_logarithm():
+    from fbsgd import budget_analysis, metrics, section7_verdicts
+
+    assert section7_verdicts.geometric_mean is metrics.geometric_mean is budget_analysis.geometric_mean
+    assert metrics.geometric_mean([1.0, 100.0]) == pytest.approx(10.0)
+    assert metrics.geometric_mean([4.0, np.nan, 0.0, -1.0, 1.0]) == pytest.approx(2.0)
+    assert np.isnan(metrics.geometric_mean([np.nan, 0.0]))
+    np.testing.assert_allclose(metrics.geometric_mean([[1.0, 4.0], [9.0, 1.0]], axis=1), [2.0, 3.0])
