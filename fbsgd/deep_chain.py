@@ -30,7 +30,7 @@ from .propagation import tanh_chain
 
 __all__ = ["DeepRun", "classification_data", "initial_weights", "split_weights", "batched_passes", "train_group",
            "run_deep", "stable_table", "depth_growth", "compounding_verdict", "forward_sensitive_verdict",
-           "optimizer_verdict", "lemma_factors"]
+           "optimizer_verdict", "optimizer_floor_table", "optimizer_floor_verdict", "lemma_factors"]
 
 OPTIMIZERS = ("sgd", "heavyball", "adam")
 
@@ -81,13 +81,16 @@ def _perturb(arr, groups, where, layer, step):
 
 @njit(cache=True)
 def _bmm_kernel(a, b, out):
+    # loop order c, i, k, j: the inner loop runs along contiguous rows of b and out (it vectorizes),
+    # and each out[c, i, j] still sums its k terms in ascending order, as the textbook i, j, k loop does
     for c in range(a.shape[0]):
         for i in range(a.shape[1]):
             for j in range(b.shape[2]):
-                acc = 0.0
-                for k in range(a.shape[2]):
-                    acc += a[c, i, k] * b[c, k, j]
-                out[c, i, j] = acc
+                out[c, i, j] = 0.0
+            for k in range(a.shape[2]):
+                aik = a[c, i, k]
+                for j in range(b.shape[2]):
+                    out[c, i, j] += aik * b[c, k, j]
 
 
 def _bmm(a, b):
@@ -280,6 +283,44 @@ def optimizer_verdict(claim, stable: pd.DataFrame, name: str, optimizers=("heavy
                    rule=f"{column} forward / backward > 1 at the deepest chain for every optimizer and mechanism "
                         f"(holds: all; partial: some; fails: none)",
                    evidence="; ".join(parts) + ".", key_number=None)
+
+
+def optimizer_floor_table(stable: pd.DataFrame, optimizers=("heavyball", "adam"), base: str = "sgd") -> pd.DataFrame:
+    """Per (optimizer, mechanism, place, N): the floor of the run — its stable norm over the clean
+    run's of the same optimizer (``over_clean``, :func:`stable_table`) — next to plain SGD's, their
+    ratio, and whether that ratio lies in the agreement band (the optimizer leaves the floor where
+    SGD has it)."""
+    from .section7_verdicts import in_band
+
+    s = stable[stable.place != "none"]
+    ref = s[s.optimizer == base].set_index(["mechanism", "place", "N"]).over_clean
+    rows = []
+    for r in s[s.optimizer.isin(optimizers)].itertuples():
+        b = float(ref.get((r.mechanism, r.place, r.N), np.nan))
+        ratio = r.over_clean / b
+        rows.append(dict(optimizer=r.optimizer, mechanism=r.mechanism, place=r.place, N=r.N, over_clean=r.over_clean,
+                         base_over_clean=b, ratio_to_base=ratio, same_floor=bool(in_band(ratio))))
+    return pd.DataFrame(rows)
+
+
+def optimizer_floor_verdict(claim, floors: pd.DataFrame, name: str, optimizer: str):
+    """``optimizer`` leaves the deep chain's floor where plain SGD has it: the ratio of the two floors
+    (:func:`optimizer_floor_table`) in the agreement band at every mechanism, place and depth."""
+    from .section7_verdicts import AGREEMENT_BAND
+    from .verdicts import Verdict, outcome_of_cases
+
+    f = floors[floors.optimizer == optimizer].dropna(subset=["ratio_to_base"])
+    lo, hi = AGREEMENT_BAND
+    far = f.iloc[int(np.argmax(np.abs(np.log(f.ratio_to_base.to_numpy()))))] if len(f) else None
+    return Verdict(claim(name), outcome_of_cases(f.same_floor),
+                   rule=f"floor = stable gradient norm over the clean run's (geometric mean over seeds); the floor under "
+                        f"{optimizer} / the floor under plain SGD within {lo:g}–{hi:g} at every mechanism, place and depth "
+                        f"(holds: all; partial: some; fails: none)",
+                   evidence=f"{int(f.same_floor.sum())} of {len(f)} cases within {lo:g}–{hi:g}; "
+                            + "; ".join(f"{r.mechanism} {r.place}, N = {r.N}: {r.over_clean:.3g} vs SGD {r.base_over_clean:.3g} "
+                                        f"(×{r.ratio_to_base:.3g})" for r in f.itertuples()) + ".",
+                   key_number=float(far.ratio_to_base) if far is not None else None,
+                   key_label=f"{optimizer}/SGD floor ratio farthest from 1")
 
 
 def lemma_factors(depths, width: int, gain: float, seed: int = 0) -> pd.DataFrame:

@@ -59,3 +59,36 @@ def test_lemma_factors():
     lf = DC.lemma_factors([2, 4], 8, 1.0)
     assert np.allclose(lf.C_v, np.maximum(1.0, lf.C_grad ** lf.N))
     assert lf.eq21_factor.iloc[0] == pytest.approx(3 * lf.C_grad.iloc[0] ** 2)
+
+
+def _floors(sgd, other, optimizer="adam"):
+    """Stable tables for plain SGD and ``optimizer`` with the given floors (over_clean) at N = 2, 4."""
+    rows = []
+    for opt, vals in (("sgd", sgd), (optimizer, other)):
+        rows.append(dict(optimizer=opt, N=2, place="none", mechanism="none", label="clean", over_clean=1.0))
+        for N, v in zip((2, 4), vals):
+            rows.append(dict(optimizer=opt, N=N, place="forward", mechanism="m", label="m forward", over_clean=v))
+    return pd.DataFrame(rows)
+
+
+def test_optimizer_floor_table_ratio_and_band():
+    f = DC.optimizer_floor_table(_floors([2.0, 4.0], [2.2, 8.0]), optimizers=("adam",))
+    assert list(f.N) == [2, 4]
+    assert f.ratio_to_base.tolist() == pytest.approx([1.1, 2.0])
+    assert f.same_floor.tolist() == [True, False]  # 1.1 in 0.8–1.25, 2.0 outside
+
+
+def test_optimizer_floor_verdict_holds_partial_fails():
+    def outcome(other):
+        floors = DC.optimizer_floor_table(_floors([2.0, 4.0], other), optimizers=("adam",))
+        return DC.optimizer_floor_verdict(claim, floors, "o", "adam")
+    assert outcome([2.1, 3.6]).outcome == "holds"
+    v = outcome([2.1, 1.0])  # ×1.05 and ×0.25
+    assert v.outcome == "partial" and v.key_number == pytest.approx(0.25)
+    assert outcome([4.0, 1.0]).outcome == "fails"
+
+
+def test_bmm_matches_matmul():
+    g = np.random.default_rng(3)
+    a, b = g.standard_normal((3, 5, 7)), g.standard_normal((3, 7, 4))
+    assert np.allclose(DC._bmm(a, b), a @ b, rtol=1e-13, atol=1e-13)
