@@ -15,6 +15,12 @@ Per setting (place × perturbation × corrector) of :mod:`fbsgd.corrector_runs`:
 "lowers the floor", "no effect", "raises the floor", "diverges" or "no floor to remove"
 (thresholds: :data:`LOWER_RATIO` here, DECREASE_SLOPE, FLOOR_OVER_SGD, RECOVERY_FACTOR of
 :mod:`fbsgd.section7_verdicts`).
+
+The runs are much shorter than Section 7's, so a flat curve may be a run that has not yet
+settled rather than a floor.  :func:`drift_ratio` measures that (last quarter of the run over the
+quarter before it); a setting is **settled** when every run at γ_min has its drift inside
+AGREEMENT_BAND.  A flat curve that is not settled, or a comparison with a standard SGD that is not
+settled, is "not yet settled", and a case in that state is undecided (:func:`outcome_of_flags`).
 """
 from __future__ import annotations
 
@@ -29,11 +35,12 @@ from .rate_statistics import fit_power_law
 from .section7_verdicts import AGREEMENT_BAND, DECREASE_SLOPE, FLOOR_OVER_SGD, RECOVERY_FACTOR, geometric_mean, in_band
 from .verdicts import Verdict, outcome_of_cases
 
-__all__ = ["LOWER_RATIO", "SETTING", "COSTS", "stable_slopes", "rate_exponents", "has_floor", "classify", "summary",
+__all__ = ["LOWER_RATIO", "SETTING", "COSTS", "drift_ratio", "is_settled", "outcome_of_flags", "stable_slopes", "rate_exponents", "has_floor", "classify", "summary",
            "expected_message_limit", "debias_predictions", "corrector_verdict", "debias_verdict", "prediction_verdict", "a3_verdict"]
 
 LOWER_RATIO = 0.5  # floor ratio below this: the corrector lowers the floor; above 1/LOWER_RATIO: raises it
 SETTING = ["part", "place", "perturbation", "corrector"]
+UNSETTLED = "not yet settled"
 
 # what each corrector costs per message of n entries (one number per sample here: n = M)
 COSTS = {
@@ -50,13 +57,46 @@ _RULE_CLASSES = (f"a plain perturbation has a floor to remove if its slope <= {D
                  f"{FLOOR_OVER_SGD:g} × standard SGD's; 'restores the rate': slope > {DECREASE_SLOPE} or "
                  f"S(γ_min) <= {RECOVERY_FACTOR:g} × standard SGD's; 'lowers the floor': floor ratio < {LOWER_RATIO:g}; "
                  f"'raises the floor': ratio > {1 / LOWER_RATIO:g}; 'no effect': otherwise; 'diverges': a run at the "
-                 f"smallest step sizes diverged; slope of log S on log γ over the {SLOPE_WINDOW} smallest γ, floor "
+                 f"smallest step sizes diverged; '{UNSETTLED}' (undecided): neither 'restores' nor 'diverges', and the "
+                 f"setting or standard SGD is not settled at γ_min (a run is settled when the mean EWMA over its last "
+                 f"quarter / that over the quarter before lies in {AGREEMENT_BAND[0]:g}–{AGREEMENT_BAND[1]:g}); a plain "
+                 f"perturbation that is flat and above SGD but not settled leaves an undecided case; slope of log S on log γ over the {SLOPE_WINDOW} smallest γ, floor "
                  f"ratio = S_corrected / S_plain at the smallest γ (geometric means over seeds)")
+
+
+def drift_ratio(trace) -> float:
+    """Mean of an EWMA trace over its last quarter / mean over the quarter before (1 when the run
+    has settled; below 1 while it is still falling towards its stable value)."""
+    trace = np.asarray(trace, dtype=float)
+    n = trace.size
+    return float(np.mean(trace[3 * n // 4:]) / np.mean(trace[n // 2:3 * n // 4]))
+
+
+def is_settled(drifts) -> bool:
+    """Every drift ratio (finite ones; at least one) inside AGREEMENT_BAND."""
+    d = np.asarray(drifts, dtype=float)
+    d = d[np.isfinite(d)]
+    return bool(d.size and np.all(in_band(d)))
+
+
+def outcome_of_flags(flags) -> str:
+    """Cases with True (met), False (not met) or None (undecided): partial if some decided case is
+    met and another is not; otherwise unresolved if any case is undecided (or there is none);
+    otherwise holds (all met) or fails (none met)."""
+    flags = list(flags)
+    decided = [bool(f) for f in flags if f is not None]
+    if any(decided) and not all(decided):
+        return "partial"
+    if not flags or len(decided) < len(flags):
+        return "unresolved"
+    return outcome_of_cases(decided)
 
 
 def stable_slopes(scan: pd.DataFrame, n_smallest: int = SLOPE_WINDOW) -> pd.DataFrame:
     """Per setting: slope (± se) of log S on log γ over the ``n_smallest`` step sizes (all seeds,
-    diverged runs excluded), the geometric mean of S at the smallest γ, and the diverged runs there."""
+    diverged runs excluded), the geometric mean of S at the smallest γ, the diverged runs there, and
+    whether the runs at the smallest γ have settled (:func:`is_settled` of their ``drift``; True
+    when the scan has no ``drift`` column)."""
     rows = []
     for key, g in scan.groupby(SETTING, sort=False):
         gam = np.sort(g.gamma.unique())[:n_smallest]
@@ -66,7 +106,8 @@ def stable_slopes(scan: pd.DataFrame, n_smallest: int = SLOPE_WINDOW) -> pd.Data
         rows.append({**dict(zip(SETTING, key)), "slope": fit.slope if fit else np.nan,
                      "slope_se": fit.slope_se if fit else np.nan, "gamma_min": float(gam.min()),
                      "floor": geometric_mean(win[win.gamma == gam.min()].stable_grad_norm),
-                     "diverged_runs": int(win.diverged.sum()), "runs": len(win)})
+                     "diverged_runs": int(win.diverged.sum()), "runs": len(win),
+                     "settled": is_settled(ok[ok.gamma == gam.min()].drift) if "drift" in ok else True})
     return pd.DataFrame(rows)
 
 
@@ -83,18 +124,24 @@ def rate_exponents(rates: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def has_floor(slope: float, over_sgd: float) -> bool:
-    """A plain perturbation leaves a floor to remove: slope <= DECREASE_SLOPE and S(γ_min) > FLOOR_OVER_SGD × SGD's."""
-    return bool(np.isfinite(slope) and slope <= DECREASE_SLOPE and over_sgd > FLOOR_OVER_SGD)
+def has_floor(slope: float, over_sgd: float, settled: bool = True):
+    """A plain perturbation leaves a floor to remove: slope <= DECREASE_SLOPE and S(γ_min) > FLOOR_OVER_SGD × SGD's,
+    and settled; None (undecided) when flat and above SGD but not settled."""
+    flat = bool(np.isfinite(slope) and slope <= DECREASE_SLOPE and over_sgd > FLOOR_OVER_SGD)
+    return None if flat and not settled else flat
 
 
-def classify(slope: float, ratio: float, over_sgd: float, plain_has_floor: bool, diverged: bool) -> str:
+def classify(slope: float, ratio: float, over_sgd: float, plain_has_floor, diverged: bool,
+             settled: bool = True) -> str:
     """What a corrector does, from its small-step slope, its floor ratio to the plain setting,
-    its floor relative to standard SGD, and whether the plain setting has a floor."""
+    its floor relative to standard SGD, whether the plain setting has a floor, and whether the
+    corrected runs and standard SGD have settled at γ_min."""
     if diverged or not np.isfinite(slope):
         return "diverges"
     if slope > DECREASE_SLOPE or over_sgd <= RECOVERY_FACTOR:
-        return "restores the rate" if plain_has_floor else "no floor to remove"
+        return "restores the rate" if plain_has_floor is not False else "no floor to remove"
+    if not settled:
+        return UNSETTLED
     if ratio < LOWER_RATIO:
         return "lowers the floor"
     if ratio > 1 / LOWER_RATIO:
@@ -109,6 +156,7 @@ def summary(slopes: pd.DataFrame, rates: pd.DataFrame | None = None, predicted: 
     t = slopes.copy()
     base = t[t.part == "baseline"]
     sgd_floor = float(base.floor.iloc[0]) if len(base) else np.nan
+    sgd_settled = bool(base.settled.iloc[0]) if len(base) else True
     plain = t[t.corrector == "plain"].set_index(["place", "perturbation"])
     ratios, effects = [], []
     for r in t.itertuples():
@@ -119,11 +167,13 @@ def summary(slopes: pd.DataFrame, rates: pd.DataFrame | None = None, predicted: 
         p = plain.loc[(r.place, r.perturbation)]
         ratio = r.floor / p.floor if p.floor > 0 else np.nan
         ratios.append(ratio)
-        effects.append(classify(r.slope, ratio, r.floor / sgd_floor, has_floor(p.slope, p.floor / sgd_floor),
-                                r.diverged_runs > 0))
+        effects.append(classify(r.slope, ratio, r.floor / sgd_floor,
+                                has_floor(p.slope, p.floor / sgd_floor, bool(p.settled) and sgd_settled),
+                                r.diverged_runs > 0, bool(r.settled) and sgd_settled))
     t["floor_ratio"] = ratios
     t["floor_over_sgd"] = t.floor / sgd_floor
-    t["has_floor"] = [has_floor(r.slope, r.floor_over_sgd) if r.corrector == "plain" else np.nan for r in t.itertuples()]
+    t["has_floor"] = [has_floor(r.slope, r.floor_over_sgd, bool(r.settled) and sgd_settled) if r.corrector == "plain"
+                      else np.nan for r in t.itertuples()]
     t["effect"] = effects
     predicted = predicted or {}
     t["predicted_floor"] = [predicted.get((r.place, r.perturbation, r.corrector), np.nan) for r in t.itertuples()]
@@ -160,32 +210,50 @@ def expected_message_limit(problem, a: float, message=None, nodes: int = 64) -> 
 # -- verdicts ------------------------------------------------------------------------------------
 
 def _case_text(rows) -> str:
-    return "; ".join(f"{r.perturbation} ({r.place}): {r.effect} (slope {r.slope:.2f} vs plain {r.plain_slope:.2f}; "
-                     f"S(γ_min) {r.floor_over_sgd:.3g} × SGD's vs plain {r.plain_over_sgd:.3g} ×; floor ratio "
-                     f"{r.floor_ratio:.2g})" for r in rows.itertuples())
+    def settled(r):
+        return "" if r.settled or r.effect == "diverges" else ", not settled at γ_min"
+    return "; ".join(f"{r.perturbation} ({r.place}): {r.effect} (slope {r.slope:.2f} vs plain {r.plain_slope:.2f}"
+                     f"{'' if r.plain_floor is not None else ' (plain not settled)'}; S(γ_min) {r.floor_over_sgd:.3g} × "
+                     f"SGD's vs plain {r.plain_over_sgd:.3g} ×; floor ratio {r.floor_ratio:.2g}{settled(r)})"
+                     for r in rows.itertuples())
+
+
+def _tri(x):
+    """True / False / None (undecided; pandas may have stored None as NaN)."""
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else bool(x)
+
+
+def _flag(effect: str, plain_floor):
+    """A case's flag: None (undecided) if the plain floor or the corrected curve is not settled."""
+    if plain_floor is None or effect == UNSETTLED:
+        return None
+    return effect == "restores the rate"
 
 
 def corrector_verdict(claim, name: str, table: pd.DataFrame, place, corrector: str) -> Verdict:
     """Does ``corrector`` restore the rate at ``place`` ("forward", "backward" or None: both)?
-    Cases: the perturbations that leave a floor when plain (:func:`has_floor`); a case holds when
-    its effect (:func:`classify`) is 'restores the rate'."""
+    Cases: the perturbations that leave a floor when plain (:func:`has_floor` True) or may leave one
+    (None: flat and above SGD but not settled, an undecided case); a decided case holds when its
+    effect (:func:`classify`) is 'restores the rate'; the outcome is :func:`outcome_of_flags`."""
     plain = table[table.corrector == "plain"].set_index(["place", "perturbation"])
     rows = table[((table.place == place) if place else table.place.isin(["forward", "backward"]))
                  & (table.corrector == corrector)].copy()
     keys = list(zip(rows.place, rows.perturbation))
     rows["plain_slope"] = [plain.slope.get(k, np.nan) for k in keys]
     rows["plain_over_sgd"] = [plain.floor_over_sgd.get(k, np.nan) for k in keys]
-    cases = rows[[has_floor(s, o) for s, o in zip(rows.plain_slope, rows.plain_over_sgd)]]
-    flags = cases.effect == "restores the rate"
+    rows["plain_floor"] = pd.Series([_tri(plain.has_floor.get(k, False)) for k in keys], index=rows.index, dtype=object)
+    cases = rows[[f is not False for f in rows.plain_floor]]
+    flags = [_flag(e, f) for e, f in zip(cases.effect, cases.plain_floor)]
     others = rows[~rows.index.isin(cases.index)]
     place = place or "forward and backward"
     extra = (f" Not counted (no floor to remove when plain): {_case_text(others)}."
              if len(others) else "")
     return Verdict(
-        claim(name), outcome_of_cases(flags),
+        claim(name), outcome_of_flags(flags),
         rule=f"cases: the perturbations of the {place} message that leave a floor when plain; "
-             f"holds if every case is 'restores the rate', partial if some, fails if none "
-             f"(unresolved if there is no case); {_RULE_CLASSES}",
+             f"holds if every case is 'restores the rate', fails if none is, partial if some are and others are "
+             f"decided otherwise; unresolved if there is no case, or if the decided cases agree but some case is "
+             f"'{UNSETTLED}' or its plain floor is; {_RULE_CLASSES}",
         evidence=(f"{place} message, {corrector}: {_case_text(cases)}." if len(cases) else
                   f"{place} message: no perturbation leaves a floor when plain.") + extra,
         key_number=float(cases.slope.min()) if len(cases) else None,
@@ -194,20 +262,33 @@ def corrector_verdict(claim, name: str, table: pd.DataFrame, place, corrector: s
 
 def debias_verdict(claim, name: str, table: pd.DataFrame, corrector: str) -> Verdict:
     """Does the de-biasing ``corrector`` remove the floor of zero-mean uniform forward noise?
-    A case (σ_f level) holds when its effect is 'restores the rate'."""
-    return corrector_verdict(claim, name, table[table.part == "debias"], "forward", corrector)
+    A case (σ_f level) holds when its effect is 'restores the rate'.  The evidence adds the
+    corrector's predicted γ → 0 floor next to standard SGD's S(γ_min): a predicted residual below
+    that level cannot show in the scan."""
+    v = corrector_verdict(claim, name, table[table.part == "debias"], "forward", corrector)
+    rows = table[(table.part == "debias") & (table.corrector == corrector)]
+    if not len(rows) or "predicted_floor" not in rows:
+        return v
+    sgd = rows.floor / rows.floor_over_sgd
+    note = "; ".join(f"{r.perturbation}: predicted γ → 0 floor with {corrector} {r.predicted_floor:.3g} = "
+                     f"{r.predicted_floor / q:.2g} × standard SGD's S(γ_min) {q:.3g}" for r, q in zip(rows.itertuples(), sgd))
+    return Verdict(v.claim, v.outcome, rule=v.rule, evidence=f"{v.evidence} {note} (a residual below SGD's level cannot "
+                   f"show at this γ_min).", key_number=v.key_number, key_label=v.key_label)
 
 
 def prediction_verdict(claim, name: str, table: pd.DataFrame) -> Verdict:
     """Measured floor / predicted floor of the plain uniform forward noise inside AGREEMENT_BAND."""
     rows = table[(table.part == "debias") & (table.corrector == "plain")]
     ratio = rows.floor / rows.predicted_floor
-    flags = in_band(ratio)
+    flags = [bool(ok) if s else None for ok, s in zip(in_band(ratio), rows.settled)]
     band = f"{AGREEMENT_BAND[0]:g}–{AGREEMENT_BAND[1]:g}"
     return Verdict(
-        claim(name), outcome_of_cases(flags),
-        rule=f"measured S(γ_min) / predicted γ → 0 floor inside {band} for every σ_f (partial: some)",
-        evidence="; ".join(f"{r.perturbation}: measured {r.floor:.4g} at γ = {r.gamma_min:g}, predicted {r.predicted_floor:.4g}"
+        claim(name), outcome_of_flags(flags),
+        rule=f"measured S(γ_min) / predicted γ → 0 floor inside {band} for every σ_f (partial: some); a level whose "
+             f"runs at γ_min are not settled (drift outside {band}) is undecided (unresolved unless the decided "
+             f"levels disagree)",
+        evidence="; ".join(f"{r.perturbation}: measured {r.floor:.4g} at γ = {r.gamma_min:g}"
+                           f"{'' if r.settled else ' (not settled)'}, predicted {r.predicted_floor:.4g}"
                            f" (ratio {q:.3f})" for r, q in zip(rows.itertuples(), ratio)) + ".",
         key_number=float(ratio.iloc[0]) if len(ratio) else None, key_label="measured / predicted floor")
 

@@ -108,12 +108,16 @@ def _train(plan, gamma, seed, T, every, prob):
 
 
 def run_stable(plan, gamma: float, seed: int, T: int, metric_every: int = 10, beta: float = 0.99) -> dict:
-    """Stable gradient norm (mean EWMA of ‖∇f‖ over the last ⌊T/2⌋ iterations, Section 7.1) of one run."""
+    """Stable gradient norm (mean EWMA of ‖∇f‖ over the last ⌊T/2⌋ iterations, Section 7.1) of one run,
+    and its drift (:func:`fbsgd.corrector_analysis.drift_ratio`: has the run settled?)."""
+    from .corrector_analysis import drift_ratio
+
     run = _train(plan, gamma, seed, T, metric_every, problem())
     if run.diverged:
-        return dict(stable_grad_norm=float("nan"), diverged=True)
-    stable, _ = stable_summary(ewma(run["g"][:-1], beta, metric_every), T, metric_every)
-    return dict(stable_grad_norm=stable, diverged=False)
+        return dict(stable_grad_norm=float("nan"), drift=float("nan"), diverged=True)
+    trace = ewma(run["g"][:-1], beta, metric_every)
+    stable, _ = stable_summary(trace, T, metric_every)
+    return dict(stable_grad_norm=stable, drift=drift_ratio(trace), diverged=False)
 
 
 def run_rate(plan, T: int, seed: int, c: float) -> dict:

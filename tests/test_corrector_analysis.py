@@ -127,3 +127,86 @@ def test_expected_message_limit_matches_the_closed_form_and_vanishes_when_exact(
     assert CA.expected_message_limit(pr, noise.high)["plateau"] == pytest.approx(ref, rel=1e-6)
     fix = UniformDebias.for_noise(noise)
     assert CA.expected_message_limit(pr, noise.high, lambda v: fix.apply(v, 0, 0))["plateau"] < 1e-9
+
+
+# -- settling: a flat curve of runs that have not settled is undecided ------------------------------
+
+def test_drift_ratio_is_one_when_settled_and_below_one_while_falling():
+    assert CA.drift_ratio(np.full(400, 0.3)) == pytest.approx(1.0)
+    falling = np.exp(-np.arange(400) / 100.0)  # quarters [200, 300) and [300, 400): ratio e^{-1}
+    want = np.mean(falling[300:]) / np.mean(falling[200:300])
+    assert CA.drift_ratio(falling) == pytest.approx(want) and want == pytest.approx(np.exp(-1.0), rel=1e-9)
+
+
+def test_is_settled_uses_the_agreement_band():
+    assert CA.is_settled([1.0, 0.9, 1.2]) and not CA.is_settled([1.0, 0.5]) and not CA.is_settled([np.nan])
+
+
+@pytest.mark.parametrize("flags, want", [
+    ([True, True], "holds"), ([False, False], "fails"), ([True, False], "partial"), ([True, False, None], "partial"),
+    ([True, None], "unresolved"), ([False, None], "unresolved"), ([None], "unresolved"), ([], "unresolved"),
+])
+def test_outcome_of_flags(flags, want):
+    assert CA.outcome_of_flags(flags) == want
+
+
+def test_unsettled_flat_curves_are_undecided():
+    assert CA.has_floor(0.0, 5.0, settled=False) is None and CA.has_floor(0.5, 5.0, settled=False) is False
+    assert CA.classify(0.0, 1.0, 5.0, True, False, settled=False) == CA.UNSETTLED
+    assert CA.classify(0.5, 0.1, 1.0, True, False, settled=False) == "restores the rate"  # rising already
+
+
+def _scan_with_drift(spec, drift):
+    """As _scan, with a drift column: ``drift[setting]`` at the smallest γ (default 1: settled)."""
+    s = _scan(spec)
+    key = list(zip(s.part, s.place, s.perturbation, s.corrector))
+    s["drift"] = [drift.get(k, 1.0) if g == min(GAMMAS) else 1.0 for k, g in zip(key, s.gamma)]
+    return s
+
+
+def test_corrector_verdict_unresolved_when_the_corrected_or_the_plain_run_has_not_settled():
+    ef = ("compression", "backward", "Top-K", "error feedback")
+    spec = {("baseline", "none", "none", "none"): SGD, ("compression", "backward", "Top-K", "plain"): FLOOR, ef: FLOOR}
+    t = CA.summary(CA.stable_slopes(_scan_with_drift(spec, {ef: 0.5})))
+    v = CA.corrector_verdict(CLAIM, "ef_backward", t, "backward", "error feedback")
+    assert v.outcome == "unresolved" and CA.UNSETTLED in v.evidence and "not settled" in v.evidence
+    t = CA.summary(CA.stable_slopes(_scan_with_drift(spec, {})))  # settled: the same flat curve fails
+    assert CA.corrector_verdict(CLAIM, "ef_backward", t, "backward", "error feedback").outcome == "fails"
+    spec[ef] = SGD
+    t = CA.summary(CA.stable_slopes(_scan_with_drift(spec, {("compression", "backward", "Top-K", "plain"): 0.5})))
+    v = CA.corrector_verdict(CLAIM, "ef_backward", t, "backward", "error feedback")
+    assert v.outcome == "unresolved" and "plain not settled" in v.evidence
+    t = CA.summary(CA.stable_slopes(_scan_with_drift(spec, {("baseline", "none", "none", "none"): 0.5})))
+    spec[ef] = FLOOR  # standard SGD not settled: a flat corrected curve cannot be judged
+    t = CA.summary(CA.stable_slopes(_scan_with_drift(spec, {("baseline", "none", "none", "none"): 0.5})))
+    assert CA.corrector_verdict(CLAIM, "ef_backward", t, "backward", "error feedback").outcome == "unresolved"
+
+
+def test_corrector_verdict_partial_survives_an_undecided_case():
+    spec = {("baseline", "none", "none", "none"): SGD,
+            ("compression", "backward", "Top-K", "plain"): FLOOR, ("compression", "backward", "Top-K", "delta"): SGD,
+            ("compression", "backward", "fp8", "plain"): FLOOR, ("compression", "backward", "fp8", "delta"): FLOOR,
+            ("compression", "backward", "Rand-K", "plain"): FLOOR, ("compression", "backward", "Rand-K", "delta"): FLOOR}
+    t = CA.summary(CA.stable_slopes(_scan_with_drift(spec, {("compression", "backward", "Rand-K", "delta"): 0.5})))
+    v = CA.corrector_verdict(CLAIM, "delta_backward", t, "backward", "delta")
+    assert v.outcome == "partial"
+
+
+def test_prediction_verdict_unresolved_when_not_settled():
+    spec = {("baseline", "none", "none", "none"): SGD, ("debias", "forward", "u", "plain"): FLOOR}
+    sl = CA.stable_slopes(_scan_with_drift(spec, {("debias", "forward", "u", "plain"): 0.5}))
+    t = CA.summary(sl, predicted={("forward", "u", "plain"): 0.05})
+    assert CA.prediction_verdict(CLAIM, "uncorrected_floor_predicted", t).outcome == "unresolved"
+
+
+def test_debias_verdict_reports_the_predicted_residual_against_sgd():
+    spec = {("baseline", "none", "none", "none"): SGD, ("debias", "forward", "u", "plain"): FLOOR,
+            ("debias", "forward", "u", "second-order"): SGD}
+    sgd_min = SGD(min(GAMMAS))
+    t = CA.summary(CA.stable_slopes(_scan(spec)), predicted={("forward", "u", "plain"): 0.05,
+                                                             ("forward", "u", "second-order"): 0.25 * sgd_min})
+    v = CA.debias_verdict(CLAIM, "debias_second_order", t, "second-order")
+    assert v.outcome == "holds" and "= 0.25 × standard SGD's S(γ_min)" in v.evidence
+    spec[("debias", "forward", "u", "second-order")] = lambda g: 0.01 + 0 * g  # keeps a floor, lowered 5×
+    t = CA.summary(CA.stable_slopes(_scan(spec)))
+    assert CA.debias_verdict(CLAIM, "debias_second_order", t, "second-order").outcome == "fails"

@@ -7,13 +7,13 @@ _S8 = "Section 8 (future work)"
 
 CLAIMS = [
     Claim(id=f"{_C}.ef_forward", chapter=_C, ref=f"{_S8}; Figure 4 set-up", source="book",
-          text="Error feedback on the compressed forward message restores the error-free small-step behaviour"),
+          text="Error feedback on the compressed forward message restores the error-free small-step behaviour wherever the plain compressor leaves a floor"),
     Claim(id=f"{_C}.ef_backward", chapter=_C, ref=f"{_S8}; Figure 4 set-up", source="book",
-          text="Error feedback on the compressed backward message restores the error-free small-step behaviour"),
+          text="Error feedback on the compressed backward message restores the error-free small-step behaviour wherever the plain compressor leaves a floor"),
     Claim(id=f"{_C}.delta_forward", chapter=_C, ref=f"{_S8}; Figure 4 set-up", source="book",
-          text="Delta-based compression of the forward message (receiver keeps a copy) restores the error-free small-step behaviour"),
+          text="Delta-based compression of the forward message (receiver keeps a copy) restores the error-free small-step behaviour wherever the plain compressor leaves a floor"),
     Claim(id=f"{_C}.delta_backward", chapter=_C, ref=f"{_S8}; Figure 4 set-up", source="book",
-          text="Delta-based compression of the backward message restores the error-free small-step behaviour"),
+          text="Delta-based compression of the backward message restores the error-free small-step behaviour wherever the plain compressor leaves a floor"),
     Claim(id=f"{_C}.stochastic_rounding", chapter=_C, ref=f"{_S8}; Figure 4 set-up", source="book",
           text="Stochastic instead of nearest rounding to float8 removes the rounding floor"),
     Claim(id=f"{_C}.debias_second_order", chapter=_C, ref=f"{_S8}; Section 7.2.1, Figure 4", source="book",
