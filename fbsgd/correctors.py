@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, logit
 
-from .perturbations import Law, Perturbation
+from .perturbations import CompressorWithMemory, Law, Perturbation
 
 __all__ = ["DeltaCompression", "SecondOrderDebias", "UniformDebias", "sigmoid_second_derivative",
            "second_order_message", "uniform_debias_h", "TAIL_CUT"]
@@ -57,7 +57,7 @@ TAIL_CUT = 28.0  # σ'(x) < e^{−28} ≈ 7e-13 beyond |x| = 28: where the sums 
 
 
 @dataclass(frozen=True)
-class DeltaCompression(Perturbation):
+class DeltaCompression(CompressorWithMemory):
     """Compress the change of a message and keep the receiver's copy.
 
     At each step: sent = C(x − r), r ← r + sent, output r (the receiver's copy,
@@ -70,31 +70,14 @@ class DeltaCompression(Perturbation):
 
     compressor: Perturbation
 
-    def __post_init__(self):
-        if not callable(getattr(self.compressor, "transform", None)):  # the protocol, not the class
-            raise ValueError(f"DeltaCompression: compressor must be a Perturbation, got {self.compressor!r}")
-
-    @property
-    def law(self):
-        return Law("input_dependent", False, False)
-
-    @property
-    def schedule(self):
-        return self.compressor.schedule
-
     def sent(self, x, key, step, memory):
         """(the compressed delta that is sent, the receiver's new copy)."""
-        x = np.asarray(x, dtype=float)
-        r = np.zeros_like(x) if memory is None else memory
-        if r.shape != x.shape:
-            raise ValueError(f"DeltaCompression: the message changed shape from {r.shape} to {x.shape}")
-        from . import rng
-
-        delta, _ = self.compressor.transform(x - r, rng.fold_key(key, 0), step, None)
+        x, r = self.prepare(x, memory)
+        delta = self.compress_fn(key, step)(x - r)
         return delta, r + delta
 
-    def transform(self, x, key, step, memory):
-        _, copy = self.sent(x, key, step, memory)
+    def update(self, x, r, compress):
+        copy = r + compress(x - r)
         return copy, copy
 
 

@@ -67,6 +67,7 @@ __all__ = [
     "BitFlip",
     "TopK",
     "RandK",
+    "CompressorWithMemory",
     "ErrorFeedback",
     "Every",
     "AtSteps",
@@ -623,17 +624,16 @@ class RandK(Perturbation):
         return out if self.scope == "per_sample" else out.T
 
 
-@dataclass(frozen=True)
-class ErrorFeedback(Perturbation):
-    """Error feedback around a compressor C (EF-SGD): send s = C(x + e), keep
-    e ← x + e − s.  The residual e is the perturbation's memory (zero at the
-    start), so Σ_t s_t + e_T = Σ_t x_t exactly."""
+class CompressorWithMemory(Perturbation):
+    """Base of the correctors that wrap a compressor C and keep an array of the message's
+    shape as memory (zero at the start): error feedback here, delta compression in
+    :mod:`fbsgd.correctors`.  Subclasses implement ``update(x, memory, compress)``."""
 
     compressor: Perturbation
 
     def __post_init__(self):
         if not isinstance(self.compressor, Perturbation):
-            raise ValueError(f"ErrorFeedback: compressor must be a Perturbation, got {self.compressor!r}")
+            raise ValueError(f"{type(self).__name__}: compressor must be a Perturbation, got {self.compressor!r}")
 
     @property
     def law(self):
@@ -643,13 +643,37 @@ class ErrorFeedback(Perturbation):
     def schedule(self):
         return self.compressor.schedule
 
-    def transform(self, x, key, step, memory):
+    def prepare(self, x, memory):
+        """(x as float64, the memory: zeros of x's shape at the start)."""
         x = np.asarray(x, dtype=float)
-        e = np.zeros_like(x) if memory is None else memory
-        if e.shape != x.shape:
-            raise ValueError(f"ErrorFeedback: the message changed shape from {e.shape} to {x.shape}")
+        m = np.zeros_like(x) if memory is None else memory
+        if m.shape != x.shape:
+            raise ValueError(f"{type(self).__name__}: the message changed shape from {m.shape} to {x.shape}")
+        return x, m
+
+    def compress_fn(self, key, step):
+        """C at this step, on the compressor's own sub-stream."""
+        return lambda y: self.compressor.transform(y, rng.fold_key(key, 0), step, None)[0]
+
+    def transform(self, x, key, step, memory):
+        x, m = self.prepare(x, memory)
+        return self.update(x, m, self.compress_fn(key, step))
+
+    def update(self, x, memory, compress):
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ErrorFeedback(CompressorWithMemory):
+    """Error feedback around a compressor C (EF-SGD): send s = C(x + e), keep
+    e ← x + e − s.  The residual e is the perturbation's memory (zero at the
+    start), so Σ_t s_t + e_T = Σ_t x_t exactly."""
+
+    compressor: Perturbation
+
+    def update(self, x, e, compress):
         target = x + e
-        sent, _ = self.compressor.transform(target, rng.fold_key(key, 0), step, None)
+        sent = compress(target)
         return sent, target - sent
 
 
