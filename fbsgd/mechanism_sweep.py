@@ -90,7 +90,7 @@ def backward_no_floor_verdict(claim, slopes: pd.DataFrame, moments: pd.DataFrame
     return Verdict(claim(name), outcome_of_cases(flags),
                    rule=f"for every backward mechanism measured zero-mean given the input, the log-log slope of S over "
                         f"the smallest step sizes is > {DECREASE_SLOPE} (holds: all; partial: some; fails: none)",
-                   evidence="; ".join(f"{r.mechanism}: slope {r.slope:.2f} ± {r.slope_se:.2f}" for r in sub.itertuples())
+                   evidence="; ".join(f"{r.mechanism}: slope {r.slope:.3f} ± {r.slope_se:.3f}" for r in sub.itertuples())
                    + f" (standard SGD {_sgd(slopes).slope:.2f}).",
                    key_number=float(sub.slope.min()) if len(sub) else None, key_label="smallest slope")
 

@@ -61,7 +61,7 @@ def trend(slope: float) -> str:
 
 
 def _slopes(rows) -> str:
-    return ", ".join(f"{r.level}: {r.slope:.2f} ± {r.slope_se:.2f}" for r in rows.itertuples())
+    return ", ".join(f"{r.level}: {r.slope:.3f} ± {r.slope_se:.3f}" for r in rows.itertuples())
 
 
 def _base(slopes: pd.DataFrame):
@@ -126,7 +126,7 @@ def forward_verdict(claim, name: str, slopes: pd.DataFrame, figure: str, big_sig
     big = forward_pinned(slopes, big_sigma)
     small = slopes[(slopes.perturbation == "forward") & (slopes.sigma_f < big_sigma)]
     per_level = "; ".join(
-        f"{r.level}: slope {r.slope:.2f} ± {r.slope_se:.2f}, measured/predicted floor {r.ratio:.2f}, "
+        f"{r.level}: slope {r.slope:.3f} ± {r.slope_se:.3f}, measured/predicted floor {r.ratio:.2f}, "
         f"predicted floor {r.floor_over_sgd:.3g}× standard SGD → {'pinned' if r.pinned else 'not pinned'}"
         + (f" (decided by {r.decided_by})" if r.pinned else "") for r in big.itertuples())
     small_txt = ("; smaller forward sizes (not covered): " + ", ".join(
@@ -218,7 +218,7 @@ def nonzero_baseline_verdict(claim, slopes: pd.DataFrame) -> Verdict:
     return Verdict(
         claim("baseline_decreases"), "holds" if b.slope > DECREASE_SLOPE else "fails",
         rule=f"log-log slope over the smallest step sizes > {DECREASE_SLOPE}",
-        evidence=f"standard SGD: slope {b.slope:.2f} ± {b.slope_se:.2f}.", key_number=b.slope, key_label="slope")
+        evidence=f"standard SGD: slope {b.slope:.3f} ± {b.slope_se:.3f}.", key_number=b.slope, key_label="slope")
 
 
 def nonzero_escape_verdict(claim, slopes: pd.DataFrame, weight_norms: pd.DataFrame) -> Verdict:

@@ -39,7 +39,7 @@ CLAIMS += [
     Claim(id=f"{_C}.figure2_spike_recovers", chapter=_C, ref="Section 6.3, Figure 2", source="paper",
           text="After one large spike (Q = 1, allowed by every row of Table 1) training returns to where standard SGD is"),
     Claim(id=f"{_C}.figure2_disturbance_off_course", chapter=_C, ref="Section 6.3, Figure 2, Corollary 4", source="paper",
-          text="A more moderate but persistent biased disturbance (Q ≈ T, beyond Corollary 4's budget T^(1/2)) "
+          text="A more moderate but persistent biased disturbance (Q ≈ T, beyond Corollary 4's budget T¹ᐟ²) "
                "keeps training off course"),
     Claim(id=f"{_C}.figure2_spike_above_disturbance", chapter=_C, ref="Section 6.3, Figure 2", source="book",
           text="The isolated spike's peak is larger than the persistent disturbance's level (the set-up of Figure 2)"),
@@ -47,7 +47,7 @@ CLAIMS += [
           text="The level of the persistent biased disturbance does not shrink with the step size (a bias)"),
     Claim(id=f"{_C}.zero_backward_shrinks", chapter=_C, ref="Section 6.2, Corollary 2 (Q_ε ≲ T)", source="paper",
           text="The level of the persistent zero-mean backward disturbance shrinks with the step size (noise only)"),
-    Claim(id=f"{_C}.zero_forward_no_shrink", chapter=_C, ref="Section 6.2, Corollary 2 (Q_δ ≲ T^(1/2))", source="book",
+    Claim(id=f"{_C}.zero_forward_no_shrink", chapter=_C, ref="Section 6.2, Corollary 2 (Q_δ ≲ T¹ᐟ²)", source="book",
           text="The level of the persistent zero-mean forward disturbance does not shrink with the step size "
                "(a bias after the nonlinearity)"),
 ]

@@ -5,9 +5,9 @@ _C = "convergence"
 
 CLAIMS = [
     Claim(id=f"{_C}.remark1", chapter=_C, ref="Section 5, Remark 1, eq. (34)", source="paper",
-          text="Standard SGD with γ = c/√T converges at the rate T^(-1/2) on the non-convex problem"),
+          text="Standard SGD with γ = c/√T converges at the rate T⁻¹ᐟ² on the non-convex problem"),
     Claim(id=f"{_C}.remark2", chapter=_C, ref="Section 5, Remark 2, eq. (38)", source="paper",
-          text="Standard SGD with γ = c·ln T/T converges at the rate ln T/T ≈ T^(-1) under the PL condition"),
+          text="Standard SGD with γ = c·ln T/T converges at the rate ln T/T ≈ T⁻¹ under the PL condition"),
     Claim(id=f"{_C}.bound34", chapter=_C, ref="Section 5, Theorem 3, eq. (34)", source="paper",
           text="The right-hand side of (34), with the estimated constants and exact error moments, bounds the "
                "average squared gradient norm at every horizon and for every setting"),

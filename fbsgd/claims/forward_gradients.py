@@ -9,7 +9,7 @@ _C = "forward_gradients"
 
 CLAIMS = [
     Claim(id=f"{_C}.error_rate", chapter=_C, ref="Gao et al. (2022), Figure 1 (Beale function)", source="paper",
-          text="Averages of K forward gradients approach the true gradient, with an error falling like K^(-1/2)"),
+          text="Averages of K forward gradients approach the true gradient, with an error falling like K⁻¹ᐟ²"),
     Claim(id=f"{_C}.error_size", chapter=_C, ref="closed form E‖ḡ_K − ∇f‖² = (n+1)‖∇f‖²/K", source="book",
           text="The mean squared error of an average of K forward gradients is exactly (n+1)‖∇f‖²/K"),
     Claim(id=f"{_C}.unbiased", chapter=_C, ref="Gao et al. (2022), Section 2; Baydin et al. (2022)", source="paper",

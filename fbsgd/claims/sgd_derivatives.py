@@ -37,7 +37,7 @@ CLAIMS = [
     Claim(id=f"{_C}.error_term_orders", chapter=_C, ref="Kong et al., eq. (5) (forward perturbation) and Lemma 2", source="book",
           text="For β > 0 the error term is a bias of forward-perturbation type: a power of the deviation x_k − x* "
                "(1 in general, 2 at zero residual, 3 in double interpolation), shrinking like √η with constant steps "
-               "and like k^(-1/2) with decreasing steps"),
-    Claim(id=f"{_C}.pl_condition_edge", chapter=_C, ref="Kong et al., Corollary 1 (PL): bias ≲ T^(-1/2) ln^(1/2) T", source="book",
-          text="With decreasing steps the bias meets Kong et al.'s PL condition ‖E ε‖ ≲ T^(-1/2) ln^(1/2) T in order, at the edge"),
+               "and like k⁻¹ᐟ² with decreasing steps"),
+    Claim(id=f"{_C}.pl_condition_edge", chapter=_C, ref="Kong et al., Corollary 1 (PL): bias ≲ T⁻¹ᐟ² ln¹ᐟ² T", source="book",
+          text="With decreasing steps the bias meets Kong et al.'s PL condition ‖E ε‖ ≲ T⁻¹ᐟ² ln¹ᐟ² T in order, at the edge"),
 ]
