@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .fg_problems import BEALE_MINIMUM, beale_problem
-from .figures import band
+from .figures import LEGEND_PT, PAGE_WIDTH, band, legend_outside
 
 __all__ = ["beale_figure", "variance_figure", "curve_panels"]
 
@@ -16,7 +16,7 @@ def beale_figure(point, u, arrows: pd.DataFrame, mc: pd.DataFrame):
     right: RMS error of an average of K forward gradients against K (from :func:`beale_study`)."""
     net, _ = beale_problem()
     w = np.asarray(point, dtype=float)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3))
+    fig, axes = plt.subplots(2, 1, figsize=(PAGE_WIDTH, 9.0), layout="constrained")
     ax = axes[0]
     X, Y = np.meshgrid(np.linspace(-0.5, 4.0, 300), np.linspace(-1.5, 1.5, 300))
     Z = net.op(2).forward(np.column_stack([X.ravel(), Y.ravel()]), None).reshape(X.shape)
@@ -35,7 +35,7 @@ def beale_figure(point, u, arrows: pd.DataFrame, mc: pd.DataFrame):
     ax.set_xlabel("$x$")
     ax.set_ylabel("$y$")
     ax.set_title(f"Beale function at ({w[0]:g}, {w[1]:g}); arrows ×{scale:.2f}", fontsize=10)
-    ax.legend(fontsize=7.5, loc="lower right")
+    ax.legend(fontsize=LEGEND_PT - 1, loc="lower right", framealpha=0.85, frameon=True)
     ax = axes[1]
     ax.errorbar(mc.K, mc.rms, yerr=0.5 * mc.mse_se / mc.rms, fmt="o", ms=4,
                 label=r"measured $\sqrt{\mathbb{E}\|\bar g_K - \nabla f\|^2}$")
@@ -44,15 +44,14 @@ def beale_figure(point, u, arrows: pd.DataFrame, mc: pd.DataFrame):
     ax.loglog(mc.K, mc.grand_mean_rms, ":", color="C3", lw=1, label="its expected size if unbiased")
     ax.set_xlabel("number $K$ of forward gradients averaged")
     ax.set_ylabel("error")
-    ax.legend(fontsize=7.5)
-    fig.tight_layout()
+    ax.legend(fontsize=LEGEND_PT)
     return fig
 
 
 def variance_figure(var: pd.DataFrame, stab: pd.DataFrame):
     """Left: relative variance against n with the closed form (n+1)/K; right: the rescaled
     contraction per step (1 − ρ̂)(n+2)/4 against c with the parabola c(1 − c)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(2, 1, figsize=(PAGE_WIDTH, 8.0), layout="constrained")
     ax = axes[0]
     for i, (K, g) in enumerate(var[var.model == "logistic regression"].groupby("K")):
         ax.errorbar(g.n, g.variance, yerr=2 * g.variance_se, fmt="o", ms=4, color=f"C{i}", label=f"logistic regression, K = {K}")
@@ -64,7 +63,7 @@ def variance_figure(var: pd.DataFrame, stab: pd.DataFrame):
     ax.set_xlabel("number of weights $n$")
     ax.set_ylabel(r"$\mathbb{E}\|\bar g_K - \nabla\ell\|^2 \,/\, \|\nabla\ell\|^2$")
     ax.set_title("lines: closed form $(n+1)/K$", fontsize=10)
-    ax.legend(fontsize=7.5)
+    ax.legend(fontsize=LEGEND_PT)
     ax = axes[1]
     cc = np.linspace(0, stab.c.max() * 1.05, 200)
     ax.plot(cc, cc * (1 - cc), "k-", lw=1, label=r"closed form $c(1-c)$")
@@ -75,8 +74,7 @@ def variance_figure(var: pd.DataFrame, stab: pd.DataFrame):
     ax.set_xlabel(r"step size $\gamma$ in units of $2/(n+2)$")
     ax.set_ylabel(r"contraction per step $(1-\hat\rho)\,(n+2)/4$")
     ax.set_title(r"SGD with forward gradients on $\frac{1}{2}\|w\|^2$", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    legend_outside(ax)
     return fig
 
 
@@ -84,23 +82,28 @@ def curve_panels(curves: pd.DataFrame, title_fmt: str, log_y: dict):
     """One row per model, one panel per learning rate: the loss of each estimator over the
     seeds (line: geometric mean if ``log_y[model]``, else median; band: range)."""
     models = list(dict.fromkeys(curves.model))
-    cols = max(curves[curves.model == m].lr.nunique() for m in models)
-    fig, axes = plt.subplots(len(models), cols, figsize=(3.1 * cols, 3.0 * len(models)), squeeze=False)
-    for r, model in enumerate(models):
+    cols = 2  # two panels a row: legible at the page width
+    rows_of = {m: -(-curves[curves.model == m].lr.nunique() // cols) for m in models}
+    n_rows = sum(rows_of.values())
+    fig, axes = plt.subplots(n_rows, cols, figsize=(PAGE_WIDTH, 2.7 * n_rows), squeeze=False, layout="constrained")
+    r0 = 0
+    for model in models:
         cur = curves[curves.model == model]
         for c, (lr, g) in enumerate(cur.groupby("lr")):
-            ax = axes[r, c]
+            ax = axes[r0 + c // cols, c % cols]
             for i, (est, h) in enumerate(g.groupby("estimator", sort=False)):
                 Y = np.array([s.loss.to_numpy() for _, s in h.groupby("seed")])
                 t = h[h.seed == h.seed.iloc[0]].t.to_numpy()
                 band(ax, t, Y, label=est, colour=f"C{i}", log=log_y[model])
             if log_y[model]:
                 ax.set_yscale("log")
-            ax.set_title(title_fmt.format(model=model, lr=lr), fontsize=9)
+            ax.set_title(title_fmt.format(model=model, lr=lr), fontsize=10)
             ax.set_xlabel("iteration")
-        axes[r, 0].set_ylabel("excess loss $\\ell - \\ell^\\star$" if log_y[model] else "training loss")
-        for c in range(cur.lr.nunique(), cols):
-            axes[r, c].axis("off")
-    axes[0, 0].legend(fontsize=8)
-    fig.tight_layout()
+            if c % cols == 0:
+                ax.set_ylabel("excess loss $\\ell - \\ell^\\star$" if log_y[model] else "training loss")
+        for c in range(cur.lr.nunique(), rows_of[model] * cols):
+            axes[r0 + c // cols, c % cols].axis("off")
+        r0 += rows_of[model]
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=len(labels), fontsize=LEGEND_PT)
     return fig

@@ -3,82 +3,44 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-__all__ = ["chain_diagram", "band", "style", "stable_norm_vs_gamma", "trajectories", "perturbation_panels", "interval_panels"]
+__all__ = ["band", "style", "LEGEND_PT", "PAGE_WIDTH", "legend_outside", "stable_norm_vs_gamma", "trajectories", "perturbation_panels", "interval_panels"]
 
 
 def style():
+    """The book-wide look.  Figures are drawn at 100 dpi of layout (an 8-inch figure fills the
+    page width of about 800 px) and rendered as retina PNGs (twice the pixels), so they stay sharp
+    when enlarged; legends default to 9 pt."""
     plt.rcParams.update({
-        "figure.dpi": 110,
-        "savefig.dpi": 110,
+        "figure.dpi": 100,
+        "savefig.dpi": 200,
         "axes.grid": True,
         "grid.alpha": 0.3,
         "axes.spines.top": False,
         "axes.spines.right": False,
         "legend.frameon": False,
+        "legend.fontsize": 9,
         "font.size": 10,
     })
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+    except ImportError:  # not inside IPython: nothing to configure
+        return
+    try:
+        set_matplotlib_formats("retina")
+    except Exception:  # no running IPython shell
+        pass
 
 
-def _arrow(ax, p, q, colour, style="-|>", lw=1.4, ls="-"):
-    ax.add_patch(FancyArrowPatch(p, q, arrowstyle=style, mutation_scale=12, color=colour, lw=lw, linestyle=ls))
+#: Width (inches) of a figure that the book page shows at about its own size (the page column is
+#: about 700 px), and the legend font size (points) that stays legible there.
+PAGE_WIDTH = 7.0
+LEGEND_PT = 10
 
 
-def chain_diagram(n_shown: int = 3, ax=None):
-    """Figure 1 of the paper redrawn: the forward pass left to right with δ_i
-    added to each output, the backward pass right to left with ε_i added to each
-    intermediate gradient, and the weight gradients ũ_i leaving each operator."""
-    if ax is None:
-        _, ax = plt.subplots(figsize=(10, 3.6))
-    fwd, bwd, pert, grad = "#1f5fa8", "#b3541e", "#7a1fa2", "#2e7d32"
-    labels = [f"$f_{{{i}}}$" for i in range(1, n_shown)] + ["$f_N$"]
-    xs = np.arange(n_shown) * 3.0
-    yf, yb = 2.0, 0.0
-    for k, (x, lab) in enumerate(zip(xs, labels)):
-        ax.add_patch(FancyBboxPatch((x - 0.55, yb - 0.1), 1.1, 2.2, boxstyle="round,pad=0.05", fc="#f4f4f4", ec="#555"))
-        ax.text(x, 1.0, lab, ha="center", va="center", fontsize=15)
-        idx = "N" if k == n_shown - 1 else str(k + 1)
-        ax.text(x, -1.0, rf"$\tilde u_{{{idx}}} = \nabla_2 f_{{{idx}}}^\top \tilde v_{{{idx}}}$", ha="center", color=grad, fontsize=10)
-        _arrow(ax, (x, yb - 0.15), (x, -0.7), grad)
-        ax.text(x, 3.05, rf"$w_{{{idx}}}$", ha="center", fontsize=11)
-        _arrow(ax, (x, 2.9), (x, 2.2), "#555")
-    ax.text(xs[0] - 2.2, yf, "$y_0 = x$", ha="center", va="center", fontsize=11)
-    _arrow(ax, (xs[0] - 1.6, yf), (xs[0] - 0.6, yf), fwd)
-    for k in range(n_shown - 1):
-        a, b = xs[k] + 0.6, xs[k + 1] - 0.6
-        mid = 0.5 * (a + b)
-        gap = "" if k < n_shown - 2 else r"$\cdots$"
-        i = k + 1
-        # forward: y_i = f_i(...) + δ_i
-        _arrow(ax, (a, yf), (mid - 0.2, yf), fwd)
-        _arrow(ax, (mid + 0.2, yf), (b, yf), fwd)
-        ax.add_patch(plt.Circle((mid, yf), 0.2, fc="white", ec=pert, lw=1.4))
-        ax.text(mid, yf, "+", ha="center", va="center", color=pert, fontsize=11)
-        ax.text(mid, yf + 0.55, rf"$\delta_{{{i}}}$", ha="center", color=pert, fontsize=12)
-        _arrow(ax, (mid, yf + 0.42), (mid, yf + 0.22), pert, lw=1.2)
-        ax.text(mid - 0.75, yf - 0.32, rf"$\tilde y_{{{i}}}$", ha="center", color=fwd, fontsize=10)
-        # backward: v_i = ∇₁f_{i+1}ᵀ v_{i+1} + ε_{i+1}
-        _arrow(ax, (b, yb + 0.4), (mid + 0.2, yb + 0.4), bwd)
-        _arrow(ax, (mid - 0.2, yb + 0.4), (a, yb + 0.4), bwd)
-        ax.add_patch(plt.Circle((mid, yb + 0.4), 0.2, fc="white", ec=pert, lw=1.4))
-        ax.text(mid, yb + 0.4, "+", ha="center", va="center", color=pert, fontsize=11)
-        nxt = "N" if k == n_shown - 2 else str(i + 1)
-        ax.text(mid, yb - 0.3, rf"$\varepsilon_{{{nxt}}}$", ha="center", color=pert, fontsize=12)
-        _arrow(ax, (mid, yb - 0.02), (mid, yb + 0.18), pert, lw=1.2)
-        ax.text(mid + 0.75, yb + 0.68, rf"$\tilde v_{{{i}}}$", ha="center", color=bwd, fontsize=10)
-        if gap:
-            ax.text(mid, 1.0, gap, ha="center", va="center", fontsize=16)
-    ax.text(xs[-1] + 1.5, yf, r"$\mathcal{F}(x;\mathbf{w})$", ha="left", va="center", fontsize=12)
-    _arrow(ax, (xs[-1] + 0.6, yf), (xs[-1] + 1.4, yf), fwd)
-    ax.text(xs[-1] + 1.5, yb + 0.4, r"$v_N = 1$", ha="left", va="center", fontsize=11, color=bwd)
-    ax.set_xlim(xs[0] - 2.8, xs[-1] + 2.6)
-    ax.set_ylim(-1.4, 3.4)
-    ax.set_aspect("equal")
-    ax.axis("off")
-    ax.text(xs[0] - 2.7, 2.75, "forward pass (5a) →", color=fwd, fontsize=10, va="top")
-    ax.text(xs[0] - 2.7, 0.2, "← backward pass (5b)", color=bwd, fontsize=10, va="top")
-    return ax
+def legend_outside(ax, **kw):
+    """Legend to the right of ``ax``, off the data (use with ``layout="constrained"``)."""
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=LEGEND_PT, **kw)
 
 
 def band(ax, x, samples, label=None, colour=None, log=False, **kw):
@@ -160,13 +122,13 @@ def perturbation_panels(table, slopes, panels=(("left", r"forward perturbations 
                                                 ("right", r"backward perturbations ($\sigma_f = 0$)"))):
     """Figures 4 and 5: one :func:`stable_norm_vs_gamma` panel per (panel label, title), each with
     standard SGD and the γ → 0 predictions of ``slopes`` (:func:`fbsgd.experiments.slopes_with_predictions`)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(PAGE_WIDTH, 3.6 * len(panels)), sharex=True, sharey=True, squeeze=False,
+                             layout="constrained")
     preds = dict(zip(slopes.level, slopes.predicted_limit))
-    for ax, (panel, title) in zip(axes[0], panels):
+    for ax, (panel, title) in zip(axes[:, 0], panels):
         order = ["standard SGD"] + list(slopes[slopes.panel == panel].level)
         stable_norm_vs_gamma(ax, table[table.panel.isin([panel, "baseline"])], order=order, predictions=preds, title=title)
-        ax.legend(fontsize=7.5)
-    fig.tight_layout()
+        legend_outside(ax)
     return fig
 
 
@@ -176,13 +138,13 @@ def interval_panels(table, slopes, sigma_f_panels, intervals):
     from .experiments import interval_labels
 
     table, slopes = interval_labels(table), interval_labels(slopes)
-    fig, axes = plt.subplots(1, len(sigma_f_panels), figsize=(5 * len(sigma_f_panels), 4), sharey=True, squeeze=False)
-    for ax, sf in zip(axes[0], sigma_f_panels):
+    fig, axes = plt.subplots(len(sigma_f_panels), 1, figsize=(PAGE_WIDTH, 3.4 * len(sigma_f_panels)), sharex=True,
+                             squeeze=False, layout="constrained")
+    for ax, sf in zip(axes[:, 0], sigma_f_panels):
         panel = f"sigma_f={sf:g}"
         part = slopes[slopes.panel.isin([panel, "baseline"])]
         stable_norm_vs_gamma(ax, table[table.panel.isin([panel, "baseline"])],
                              order=["standard SGD"] + [f"Δt = {i}" for i in intervals],
                              predictions=dict(zip(part.level, part.predicted_limit)), title=rf"$\sigma_f = {sf:g}$")
-        ax.legend(fontsize=7.5)
-    fig.tight_layout()
+        legend_outside(ax)
     return fig

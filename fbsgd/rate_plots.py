@@ -9,13 +9,14 @@ CASE_COLOURS = {"forward, zero-mean": "C0", "backward, zero-mean": "C2", "backwa
 
 
 def colour_of(name, i: int, n: int):
-    """Black for standard SGD, the case's colour for a named case, else a viridis shade."""
+    """Black for standard SGD, the case's colour for a named case, else a viridis shade (cut at 0.8,
+    before viridis turns yellow and vanishes on white)."""
     if name == "standard SGD":
         return "k"
     for prefix, col in CASE_COLOURS.items():
         if str(name).startswith(prefix):
             return col
-    return plt.cm.viridis(i / max(1, n - 1))
+    return plt.cm.viridis(0.8 * i / max(1, n - 1))
 
 
 def _style(name) -> str:
@@ -29,7 +30,7 @@ def _style(name) -> str:
 def metric_panels(df, key: str, order, geos=("nonconvex", "pl")):
     """One panel per geometry: mean over seeds of ``convergence_metric`` against T (band: range
     over seeds), one line per value of column ``key`` in ``order``.  Returns the figure."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.6))
     for ax, geo in zip(axes, geos):
         part = df[df.geometry == geo]
         for i, name in enumerate(order):
@@ -43,6 +44,7 @@ def metric_panels(df, key: str, order, geos=("nonconvex", "pl")):
         ax.set_xlabel("horizon $T$")
         ax.set_ylabel(r"mean of $\|\nabla\ell(w_t)\|^2$ over $t<T$" if geo == "nonconvex" else r"$\ell(w_T) - \ell^*$")
         ax.set_title(r"non-convex, $\gamma = c/\sqrt{T}$" if geo == "nonconvex" else r"PL, $\gamma = c\,\ln T/T$", fontsize=10)
-    fig.legend(loc="lower center", ncol=3, fontsize=7.5)
-    fig.tight_layout(rect=(0, 0.2, 1, 1))
+    ncol = 3 if len(order) > 4 else 2
+    fig.legend(loc="lower center", ncol=ncol)
+    fig.tight_layout(rect=(0, 0.04 + 0.06 * -(-len(order) // ncol), 1, 1))  # room for the legend's rows
     return fig

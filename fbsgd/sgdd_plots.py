@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullFormatter
 
+from .figures import LEGEND_PT, PAGE_WIDTH, legend_outside
 from .sgdd_studies import ZERO, mean_curve
 
 __all__ = ["fraction_colours", "constant_figure", "plateau_figure", "decreasing_figure", "interpolation_figure",
@@ -25,10 +26,10 @@ def _exact(exact, **sel):
 
 def constant_figure(curves, exact, plateaus, settings, curvatures, fractions):
     colours = fraction_colours(fractions)
-    fig, axes = plt.subplots(len(curvatures), len(settings), figsize=(3.6 * len(settings), 3.1 * len(curvatures)),
-                             squeeze=False, sharex=True)
-    for i, b in enumerate(curvatures):
-        for j, s in enumerate(settings):
+    fig, axes = plt.subplots(len(settings), len(curvatures), figsize=(PAGE_WIDTH, 2.6 * len(settings) + 0.6),
+                             squeeze=False, sharex=True, layout="constrained")
+    for j, b in enumerate(curvatures):
+        for i, s in enumerate(settings):
             ax = axes[i, j]
             for frac, col in zip(fractions, colours):
                 mean = mean_curve(curves, "D_err2", setting=s, beta=b, fraction=frac)
@@ -38,19 +39,20 @@ def constant_figure(curves, exact, plateaus, settings, curvatures, fractions):
                     ax.loglog(ex.index[1:], np.maximum(ex.to_numpy()[1:], 1e-300), "--", color="k", lw=0.7)
             if plateaus[(plateaus.setting == s) & (plateaus.beta == b)].sigma2_D.iloc[0] < ZERO:
                 ax.set_ylim(1e-30, 10)  # interpolation: down to rounding level
-            ax.set_title(f"{s.replace('_', ' ')}, β = {b:g}", fontsize=9)
-            if i == len(curvatures) - 1:
+            ax.set_title(f"{s.replace('_', ' ')}, β = {b:g}", fontsize=10)
+            if i == len(settings) - 1:
                 ax.set_xlabel("iteration $k$")
-        axes[i, 0].set_ylabel(r"mean $\|D_k - \partial_\theta x^\star\|^2$")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
+            if j == 0:
+                ax.set_ylabel(r"mean $\|D_k - \partial_\theta x^\star\|^2$")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", ncol=len(labels), fontsize=LEGEND_PT)
     return fig
 
 
 def plateau_figure(plateaus, slopes, settings, curvatures):
-    fig, axes = plt.subplots(1, len(curvatures), figsize=(4.6 * len(curvatures), 3.6), squeeze=False)
+    fig, axes = plt.subplots(len(curvatures), 1, figsize=(PAGE_WIDTH, 3.4 * len(curvatures)), squeeze=False, layout="constrained")
     for i, b in enumerate(curvatures):
-        ax = axes[0, i]
+        ax = axes[i, 0]
         for j, s in enumerate(settings):
             g = plateaus[(plateaus.setting == s) & (plateaus.beta == b)]
             fit = slopes[(slopes.setting == s) & (slopes.beta == b)]
@@ -64,17 +66,16 @@ def plateau_figure(plateaus, slopes, settings, curvatures):
         ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(r"step size $\eta$")
         ax.set_ylabel(r"plateau of $\mathbb{E}\|D_k - \partial_\theta x^\star\|^2$")
-        ax.set_title(f"β = {b:g}" + (" (lines: exact; dotted: the bound)" if b == 0 else ""), fontsize=9)
-        ax.legend(fontsize=7.5)
-    fig.tight_layout()
+        ax.set_title(f"β = {b:g}" + (" (lines: exact; dotted: the bound)" if b == 0 else ""), fontsize=10)
+        legend_outside(ax)
     return fig
 
 
 def decreasing_figure(decr, curves, exact):
     betas = list(decr.beta)
-    fig, axes = plt.subplots(1, len(betas), figsize=(4.6 * len(betas), 3.6), squeeze=False)
+    fig, axes = plt.subplots(len(betas), 1, figsize=(PAGE_WIDTH, 3.4 * len(betas)), squeeze=False, layout="constrained")
     for i, row in enumerate(decr.itertuples()):
-        ax = axes[0, i]
+        ax = axes[i, 0]
         g = curves[curves.beta == row.beta]
         Y = g.pivot(index="seed", columns="k", values="D_err2")
         kk = Y.columns.to_numpy() + row.k0
@@ -92,9 +93,8 @@ def decreasing_figure(decr, curves, exact):
         ax.loglog(kk, y_ref * ref / kk, ":", color="grey", lw=1.2, label=r"$\propto 1/(k+k_0)$")
         ax.axvline(kk[0] + row.window_start, color="grey", lw=0.6)
         ax.set_xlabel("$k + k_0$")
-        ax.set_title(f"{row.setting}, β = {row.beta:g}, $k_0$ = {row.k0:.0f}", fontsize=9)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+        ax.set_title(f"{row.setting}, β = {row.beta:g}, $k_0$ = {row.k0:.0f}", fontsize=10)
+        legend_outside(ax)
     return fig
 
 
@@ -102,11 +102,10 @@ def interpolation_figure(rates, curves, exact, fractions, mu_over_L, iters):
     """Left: double interpolation at the smallest β, error against k; right: −log factor per step
     against η, measured, exact (β = 0) and the bound 1 − μη/2.  ``mu_over_L``: μ/L of the problem shown."""
     dbl = rates[(rates.setting == "double_interpolation") & (rates.quantity == "Jacobian")]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, axes = plt.subplots(2, 1, figsize=(PAGE_WIDTH, 7.2), layout="constrained")
     if not len(dbl):
         for ax in axes:
             ax.text(0.5, 0.5, "no double-interpolation rate in this configuration", ha="center", transform=ax.transAxes)
-        fig.tight_layout()
         return fig
     ax = axes[0]
     b_show = curves[curves.setting == "double_interpolation"].beta.min()
@@ -120,8 +119,8 @@ def interpolation_figure(rates, curves, exact, fractions, mu_over_L, iters):
     ax.set_xlim(0, min(iters, int(40 / (mu_over_L * min(fractions)))))
     ax.set_xlabel("iteration $k$")
     ax.set_ylabel(r"mean $\|D_k - I\|^2$")
-    ax.set_title(f"double interpolation, β = {b_show:g} (dashed: exact)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title(f"double interpolation, β = {b_show:g} (dashed: exact)", fontsize=10)
+    legend_outside(ax)
     ax = axes[1]
     for i, (b, g) in enumerate(dbl.groupby("beta")):
         ax.loglog(g.eta, -np.log(g.rate), "o", color=f"C{i}", label=f"measured, β = {b:g}")
@@ -130,18 +129,16 @@ def interpolation_figure(rates, curves, exact, fractions, mu_over_L, iters):
             ax.loglog(g.eta, -np.log(g.exact_rate), "-", color="k", lw=1, label="exact spectral radius, β = 0")
     ax.set_xlabel(r"step size $\eta$")
     ax.set_ylabel(r"$-\log$ (factor per step)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    legend_outside(ax)
     return fig
 
 
 def error_term_figure(const_curves, decr_curves, decr, beta, setting_const, fractions):
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(3, 1, figsize=(PAGE_WIDTH, 10.5), layout="constrained")
     if beta <= 0:
         for ax in axes:
             ax.text(0.5, 0.5, "no β > 0 among the curvatures: the error term is zero", ha="center", transform=ax.transAxes,
-                    fontsize=8)
-        fig.tight_layout()
+                    fontsize=10)
         return fig
     ax = axes[0]
     for frac, col in zip(fractions, fraction_colours(fractions)):
@@ -152,8 +149,8 @@ def error_term_figure(const_curves, decr_curves, decr, beta, setting_const, frac
         ax.loglog(rms.index[1:], rms.to_numpy()[1:], color=col, lw=0.8, ls="--")
     ax.set_xlabel("iteration $k$")
     ax.set_ylabel(r"$\|\mathbb{E}_k e_{k+1}\|/\eta$ (solid), RMS (dashed)")
-    ax.set_title(f"constant steps, {setting_const}, β = {beta:g}", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title(f"constant steps, {setting_const}, β = {beta:g}", fontsize=10)
+    legend_outside(ax)
     ax = axes[1]
     row = decr[decr.beta == beta].iloc[0]
     g = decr_curves[decr_curves.beta == beta].groupby("k")
@@ -165,21 +162,20 @@ def error_term_figure(const_curves, decr_curves, decr, beta, setting_const, frac
     ax.loglog(kk, np.sqrt(g.x_err2.mean().to_numpy()), color="C2", lw=1, label=r"$\|x_k - x^\star\|$ (RMS)")
     ax.loglog(kk, bias[-1] * np.sqrt(kk[-1] / kk), ":", color="grey", label=r"$\propto (k+k_0)^{-1/2}$")
     ax.set_xlabel("$k + k_0$")
-    ax.set_title(f"decreasing steps, {row.setting}, β = {beta:g}", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title(f"decreasing steps, {row.setting}, β = {beta:g}", fontsize=10)
+    legend_outside(ax)
     ax = axes[2]
     for j, (s, g) in enumerate(const_curves[const_curves.beta == beta].groupby("setting", sort=False)):
         for frac in (fractions[0], fractions[-1]):
             h = g[g.fraction == frac]
             dx, bb = np.sqrt(h.x_err2.to_numpy()), h.eps_bias.to_numpy()
             ok = (dx > 1e-12) & (bb > 0)
-            ax.loglog(dx[ok], bb[ok], ".", ms=1.5, color=f"C{j}", alpha=0.5, label=s.replace("_", " ") if frac == fractions[0] else None)
+            ax.loglog(dx[ok], bb[ok], ".", ms=2.5, color=f"C{j}", alpha=0.5, label=s.replace("_", " ") if frac == fractions[0] else None)
     grid = np.geomspace(1e-6, 1, 10)
     ax.loglog(grid, grid, "k:", lw=0.8, label="slope 1")
     ax.loglog(grid, grid**2, "k--", lw=0.8, label="slope 2")
     ax.set_xlabel(r"$\|x_k - x^\star\|$ (forward deviation $\delta_k$)")
     ax.set_ylabel(r"$\|\mathbb{E}_k e_{k+1}\|/\eta$")
-    ax.set_title(f"bias against the deviation, β = {beta:g}", fontsize=9)
-    ax.legend(fontsize=7, markerscale=6)
-    fig.tight_layout()
+    ax.set_title(f"bias against the deviation, β = {beta:g}", fontsize=10)
+    legend_outside(ax, markerscale=6)
     return fig
