@@ -122,7 +122,9 @@ def corollary1_verdicts(ledger: V.Ledger, fits: pd.DataFrame, tol: float) -> lis
 
 
 def _bound_text(a: float) -> str:
-    return "O(1)" if a == 0 else ("O(T)" if a == 1 else f"O(T^{a:g})")
+    fractions = {0.25: "¹ᐟ⁴", 0.5: "¹ᐟ²", 0.75: "³ᐟ⁴"}
+    power = fractions.get(a, f"{a:g}".translate(str.maketrans("0123456789.-", "⁰¹²³⁴⁵⁶⁷⁸⁹·⁻")))
+    return "O(1)" if a == 0 else ("O(T)" if a == 1 else f"O(T{power})")
 
 
 _TABLE1_OUTCOME = {True: "holds", False: "fails", None: "unresolved"}
@@ -137,7 +139,7 @@ def table1_verdicts(ledger: V.Ledger, table1: pd.DataFrame, fits: pd.DataFrame, 
     for _, r in table1.iterrows():
         sub = fits[(fits.geometry == r.geometry) & (fits["pass"] == r["pass"]) & (fits["mean"] == r["mean"])]
         base = _row(fits, r.geometry, STANDARD)
-        grid = ", ".join(f"a={x.a:g}: {x.exponent:.2f}±{x.se:.2f} ({x.status})" for x in sub.sort_values("a").itertuples())
+        grid = ", ".join(f"a={x.a:g}: {format_estimate(x.exponent, x.se)} ({x.status})" for x in sub.sort_values("a").itertuples())
         ev = (f"paper: Q = {_bound_text(r.paper_a)}; {r.agreement}. Exponent of the rate {reference[r.geometry]:.3f}, "
               f"unperturbed runs {format_estimate(base.exponent, base.se)}; {grid}.")
         holds = None if r.holds is None or (isinstance(r.holds, float) and math.isnan(r.holds)) else bool(r.holds)
