@@ -59,10 +59,13 @@ def html_table(table: pd.DataFrame) -> str:
             f"{rows}</table>")
 
 
-def link(row) -> str:
+CHAPTERS_URL = "../chapters/"  # from the back-matter pages (summary/) to the chapters
+
+
+def link(row, prefix: str = CHAPTERS_URL) -> str:
     """HTML link from a back-matter page to the place where a claim is judged."""
     get = row.get if hasattr(row, "get") else lambda k: getattr(row, k)
-    return f'<a href="{get("chapter")}.html#{anchor(get("claim_id"))}">{html.escape(str(get("claim")))}</a>'
+    return f'<a href="{prefix}{get("chapter")}.html#{anchor(get("claim_id"))}">{html.escape(str(get("claim")))}</a>'
 
 
 def ledger_table(results: pd.DataFrame, chapter_order: list[str]) -> pd.DataFrame:

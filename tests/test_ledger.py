@@ -29,7 +29,7 @@ def test_ledger_orders_by_section_then_chapter_and_counts_marks():
     counts = L.mark_counts(led).set_index("outcome")
     assert counts.loc["holds", "claims"] == 1 and counts.loc["does not hold", "book"] == 1 and counts.claims.sum() == 4
     assert list(L.errata_table(led).claim_id) == ["a.y"]
-    assert 'href="a.html#claim-a-y"' in L.link(led.iloc[3])
+    assert 'href="../chapters/a.html#claim-a-y"' in L.link(led.iloc[3])
 
 
 def test_completeness_fails_when_a_chapter_is_missing(monkeypatch):

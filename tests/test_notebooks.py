@@ -14,7 +14,7 @@ import pytest
 from papermill.inspection import inspect_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb")) + sorted((ROOT / "summary").glob("*.ipynb"))
 
 
 def test_there_are_chapters():
