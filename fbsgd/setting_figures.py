@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import FancyBboxPatch
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-from .figures import _arrow
 
 __all__ = ["chain_diagram", "depth_figure"]
+
+
+def _arrow(ax, p, q, colour, style="-|>", lw=1.4, ls="-"):
+    ax.add_patch(FancyArrowPatch(p, q, arrowstyle=style, mutation_scale=12, color=colour, lw=lw, linestyle=ls))
 
 
 def chain_diagram(n_shown: int = 4, ax=None):
