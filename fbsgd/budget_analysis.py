@@ -19,7 +19,7 @@ from .rate_design import GEOMETRIES
 from .rate_statistics import compare_exponents, fit_groups, format_estimate
 from .table1 import table1_comparison
 
-__all__ = ["geometric_mean", "with_status", "promise", "corollary1_fits", "table1_fits", "table1_display",
+__all__ = ["geometric_mean", "spike_traces", "with_status", "promise", "corollary1_fits", "table1_fits", "table1_display",
            "COROLLARY1_CHECKS", "corollary1_verdicts", "table1_verdicts", "conservative_verdict", "ordering_verdicts",
            "spike_level", "spike_peak", "spike_table", "RECOVERY_FACTOR", "OFF_COURSE_FACTOR", "SHRINK_RATIO",
            "spike_verdicts"]
@@ -278,3 +278,10 @@ def spike_verdicts(ledger: V.Ledger, table: pd.DataFrame, gamma: float) -> list:
 def table1_rows(fits: pd.DataFrame) -> pd.DataFrame:
     """The Table 1 comparison from the fits of the perturbed budgets."""
     return table1_comparison(fits[fits.setting != STANDARD][["geometry", "pass", "mean", "a", "status"]])
+
+
+def spike_traces(traces, spikes) -> pd.DataFrame:
+    """The sweep's traces of the Figure 2 runs with their scenario, γ, seed and T as columns."""
+    labels = spikes[["config_id", "scenario", "gamma", "seed", "T"]].drop_duplicates("config_id")
+    return traces.merge(labels, on="config_id")
+
