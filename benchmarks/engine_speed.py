@@ -8,7 +8,12 @@ Compares, on the same configurations,
 and projects the wall time of the book's full Section 7 grid (Figures 3–8 at
 T = 200,000) from the engine's speed on a random sample of that grid.
 
+The projection times the sample at two horizons (T/4 and T), fits
+wall = fixed + per-iteration × T, and extrapolates to the grid's T, so the
+fixed cost of a sweep is counted once per sweep, not once per 20,000 steps.
+
 Run:  .venv/bin/python benchmarks/engine_speed.py [--sample 64] [--T 20000] [--naive-T 300]
+      NUMBA_CPU_NAME=haswell .venv/bin/python benchmarks/engine_speed.py   # AVX2 code only
 The last line is machine-readable:
   speedup_vs_naive=<x> us_per_config_iteration=<z> heavy_us_per_config_iteration=<h> full_grid_minutes=<y>
 
@@ -40,10 +45,23 @@ def naive_us(configs, T):
     return (time.perf_counter() - start) / (len(configs) * T) * 1e6
 
 
-def engine_us(configs, n_jobs):
-    res = run_sweep(configs, n_jobs=n_jobs, cache_dir=False, progress=False)
-    T = configs[0].T
-    return res.wall_s / (len(configs) * T) * 1e6
+def engine_walls(sample, horizons, n_jobs):
+    """Wall seconds of one sweep of ``sample`` at each horizon T (the engine, ``n_jobs`` workers)."""
+    walls = {}
+    for T in horizons:
+        configs = [RunConfig(**{**c.__dict__, "T": T}) for c in sample]
+        walls[T] = run_sweep(configs, n_jobs=n_jobs, cache_dir=False, progress=False).wall_s
+    return walls
+
+
+def host_cpu() -> str:
+    """The CPU numba compiles for (``NUMBA_CPU_NAME`` overrides it) and whether AVX-512 is used."""
+    import llvmlite.binding as llvm
+
+    name = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
+    features = os.environ.get("NUMBA_CPU_FEATURES") or llvm.get_host_cpu_features().flatten()
+    wide = "+avx512f" in features and not os.environ.get("NUMBA_CPU_NAME")
+    return f"{name} ({'AVX-512' if wide else 'no AVX-512'} in the generated code)"
 
 
 def kernel_breakdown(T_short=2000, T_long=22000, C=16):
@@ -115,7 +133,8 @@ def heavy_us(n_jobs=2, C=128, T_short=1000, T_long=6000):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sample", type=int, default=64, help="configurations sampled from the full grid (default 64)")
-    ap.add_argument("--T", type=int, default=20000, help="iterations per configuration for the engine timing (default 20000)")
+    ap.add_argument("--T", type=int, default=20000,
+                    help="longer of the two horizons of the engine timing; the shorter is T/4 (default 20000)")
     ap.add_argument("--naive-configs", type=int, default=4, help="configurations for the naive timing (default 4)")
     ap.add_argument("--naive-T", type=int, default=300, help="iterations per configuration for the naive timing (default 300)")
     ap.add_argument("--n-jobs", type=int, default=2, help="joblib workers for the engine (default 2)")
@@ -126,21 +145,30 @@ def main():
 
     grid = book_grid("paper")
     sample = random.Random(args.seed).sample(grid, min(args.sample, len(grid)))
-    timed = [RunConfig(**{**c.__dict__, "T": args.T}) for c in sample]
-    print(f"machine: {os.cpu_count()} cores; full grid: {len(grid)} distinct runs of T = {grid[0].T:,}")
+    print(f"machine: {os.cpu_count()} cores, code generated for {host_cpu()}; "
+          f"full grid: {len(grid)} distinct runs of T = {grid[0].T:,}")
 
     # warm up: compile (or load from numba's cache) the kernel in this process and in every worker
     warm = [RunConfig(**{**c.__dict__, "T": 40}) for c in sample[: 4 * args.n_jobs]]
     run_sweep(warm, n_jobs=args.n_jobs, cache_dir=False, progress=False, chunk_size=1)
 
-    eng = engine_us(timed, args.n_jobs)
+    # the sample at two horizons: wall(T) = fixed + per_iteration * T, extrapolated to the grid's T
+    short, long_ = args.T // 4, args.T
+    walls = engine_walls(sample, (short, long_), args.n_jobs)
+    per_iteration = (walls[long_] - walls[short]) / (long_ - short)
+    fixed = walls[long_] - per_iteration * long_
+    full_s = len(grid) / len(sample) * (fixed + per_iteration * grid[0].T)
+    eng = full_s / (len(grid) * grid[0].T) * 1e6
     naive_cfgs = [RunConfig(**{**c.__dict__, "T": args.naive_T, "precision": "float64"}) for c in sample[: args.naive_configs]]
     nai = naive_us(naive_cfgs, args.naive_T)
-    full_minutes = len(grid) * grid[0].T * eng / 60e6
+    full_minutes = full_s / 60
 
     print(f"\nnaive reference (Python loop over t, core passes, 1 core): {nai:9.2f} µs per configuration-iteration")
-    print(f"engine (lockstep kernel, {args.n_jobs} workers, sample of {len(timed)} from the grid, T = {args.T}): {eng:9.3f} µs wall per configuration-iteration")
-    print(f"projected full grid (Figures 3–8): {len(grid)} × {grid[0].T:,} iterations × {eng:.3f} µs = {full_minutes:.2f} minutes")
+    print(f"engine (lockstep kernel, {args.n_jobs} workers, sample of {len(sample)} from the grid): "
+          f"{walls[short]:.2f} s at T = {short:,}, {walls[long_]:.2f} s at T = {long_:,}; "
+          f"fixed cost {fixed:.2f} s, {per_iteration / len(sample) * 1e6:.3f} µs wall per configuration-iteration")
+    print(f"projected full grid (Figures 3–8): {len(grid)} runs × {grid[0].T:,} iterations = {full_minutes:.2f} minutes "
+          f"({eng:.3f} µs per configuration-iteration, fixed costs included)")
 
     heavy = heavy_us(args.n_jobs)
     print(f"heavy workload (forward + backward per sample, gradient norm every step, float32, 128 configurations, "

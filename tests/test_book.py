@@ -31,6 +31,7 @@ def test_whole_book_builds_without_warnings(tmp_path):
         assert "<img" in text or "<table" in text, f"{page}: neither a figure nor a table was rendered"
         assert "highlight-ipythontb" not in text and "output traceback" not in text, f"{page}: an error output was rendered"
         assert "fbsgd-verdict" in text or page in ("summary/status", "summary/tables"), f"{page}: no verdict rendered"
+        _check_download(html, page, text)
     _check_ledger(html)
     status = (html / "summary" / "status.html").read_text()
     for page in pages:
@@ -38,6 +39,16 @@ def test_whole_book_builds_without_warnings(tmp_path):
     assert "sweep engine hash" in status and "git commit" in status
     api = (html / "chapters" / "api.html").read_text()
     assert "fbsgd.perturbations.Round" in api and "fbsgd.sweeps.run_sweep" in api
+
+
+def _check_download(html, page, text):
+    """The page's download button offers the notebook as executed, with its outputs."""
+    import json
+
+    assert f'href="../_sources/{page}.ipynb"' in text, f"{page}: no notebook download link"
+    nb = json.loads((html / "_sources" / f"{page}.ipynb").read_text())
+    outputs = [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("outputs")]
+    assert outputs, f"{page}: the downloadable notebook has no outputs (the unexecuted source was offered)"
 
 
 def _check_ledger(html):

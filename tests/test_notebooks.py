@@ -29,6 +29,15 @@ def test_committed_without_outputs(path):
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_headings_carry_no_hand_written_numbers(path):
+    """The book numbers sections itself; "## 1. Set-up" would render as "5.2. 1. Set-up"."""
+    nb = json.loads(path.read_text())
+    numbered = [line for c in nb["cells"] if c["cell_type"] == "markdown"
+                for line in "".join(c["source"]).splitlines() if re.match(r"#+\s+\(?\d+[.)]\s", line)]
+    assert not numbered, f"{path.name}: headings with hand-written numbers: {numbered}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
 def test_one_parameters_cell_with_typed_commented_defaults_then_a_check(path):
     nb = nbformat.read(path, as_version=4)
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
