@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["atomic_write_bytes", "save_table", "download_link", "publish", "verdict", "parameter_table"]
+__all__ = ["atomic_write_bytes", "save_table", "download_link", "publish", "verdict", "parameter_table",
+           "header", "number", "show"]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -82,3 +85,59 @@ def parameter_table(resolved: dict):
     rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(repr(v))}</code></td></tr>" for k, v in resolved.items())
     text = ", ".join(f"{k}={v!r}" for k, v in resolved.items())
     return _HTML(f'<table class="fbsgd-params"><tr><th>parameter</th><th>value used</th></tr>{rows}</table>', text)
+
+
+# ---------------------------------------------------------------------------
+# tables as a reader sees them: the CSV keeps the raw columns, the page shows these
+# ---------------------------------------------------------------------------
+
+SYMBOLS = {
+    "gamma": "γ", "lr": "γ", "sigma_f": "σ_f", "sigma_b": "σ_b", "sigma": "σ", "sigma2": "σ²", "rho": "ρ",
+    "mu": "μ", "beta": "β", "eta": "η", "delta0": "Δ₀", "Q_delta": "Q_δ", "Q_eps": "Q_ε", "k0": "k₀",
+    "interval": "Δt", "w_star_norm": "‖w*‖",
+}
+MINUS = "\u2212"
+
+
+def header(name: str) -> str:
+    """The printed name of a column: its symbol if it has one (``gamma`` → γ), else with spaces."""
+    return SYMBOLS.get(str(name), str(name).replace("_", " "))
+
+
+def number(x, digits: int = 3) -> str:
+    """A number as the book prints it: ``digits`` significant figures, integers and numbers
+    below a million that have more digits than that in full, with thousands separators, a true minus sign, "—" for a missing value and "∞" for an infinite one."""
+    if x is None or isinstance(x, str):
+        return "—" if x is None else x
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, (int, np.integer)):
+        text = f"{int(x):,}"
+    else:
+        x = float(x)
+        if math.isnan(x):
+            return "—"
+        if math.isinf(x):
+            return "∞" if x > 0 else MINUS + "∞"
+        whole = x.is_integer() or 10 ** digits <= abs(x)  # 123,457 rather than 1.23e+05
+        text = f"{x:,.0f}" if whole and abs(x) < 1e6 else f"{x:.{digits}g}"
+    return text.replace("-", MINUS)
+
+
+def show(df: pd.DataFrame, caption: str, columns=None, rename: dict | None = None, digits: int = 3,
+         formats: dict | None = None):
+    """The table a chapter displays: the chosen ``columns`` in order (default all), printed
+    headers (:func:`header`, or ``rename``), numbers by :func:`number` (or a per-column
+    callable or format string in ``formats``), no index, and a caption.  The full table
+    belongs in the CSV (:func:`publish`)."""
+    columns = list(df.columns if columns is None else columns)
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise KeyError(f"show: no column(s) {missing} in the table; it has {list(df.columns)}")
+    names = {c: (rename or {}).get(c, header(c)) for c in columns}
+    table = df[columns].rename(columns=names)
+    fmt = {}
+    for c in columns:
+        f = (formats or {}).get(c)
+        fmt[names[c]] = f if f is not None else (lambda x, d=digits: number(x, d))
+    return table.style.hide(axis="index").format(fmt).set_caption(caption).set_table_attributes('class="fbsgd-table"')
