@@ -116,7 +116,7 @@ class AddNoise:
     ξ_t ~ N(0, std² I) drawn from the counter stream ``key`` at step t, then ``inner``.
 
     The Section 7 runs add ξ_t to the full-batch gradient to mimic sampling
-    (eq. 5d); the compiled engine draws the same ξ_t.
+    (the set-up of Section 7.1, inside the update (5d)); the compiled engine draws the same ξ_t.
     """
 
     inner: object

@@ -5,7 +5,7 @@ object with explicit state:
 
 >>> p = every(10, zero_mean_uniform(sigma=1.0, dim=10))
 >>> state = p.init(seed)
->>> y_tilde, state = p(y, state)       # y_tilde = P(y) = y + δ, state advanced one step
+>>> y_tilde, state = p(y, state)  # ỹ = y + δ; the state advances one step
 
 A :class:`Plan` places perturbations in a chain: ``forward[i]`` acts on the
 output of operator i (eq. 5a), ``backward[i]`` on the intermediate gradient

@@ -1,7 +1,8 @@
 """Sweeps: many Section 7 configurations run in lockstep, cached by content,
 split into independent chunks executed through joblib, returned as a tidy table.
 
->>> configs = [RunConfig(perturbation="forward", sigma_f=s, gamma=g, seed=k) for s in ... for g in ... for k in ...]
+>>> configs = [RunConfig(perturbation="forward", sigma_f=s, gamma=g, seed=k)
+...            for s in ... for g in ... for k in ...]
 >>> result = run_sweep(configs, n_jobs=2)
 >>> result.table          # one row per configuration
 >>> result.traces         # long table of the EWMA curves (for trajectory plots)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["listing", "html_listing", "EMBED_LIMIT"]
+__all__ = ["listing", "html_listing", "size", "EMBED_LIMIT"]
 
 EMBED_LIMIT = 5 * 2**20  # larger tables are offered on their chapter's page only
 
@@ -20,6 +20,15 @@ def listing(results_dir) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["table", "rows", "columns", "bytes"])
 
 
+def size(n_bytes: int) -> str:
+    """A file size as the page prints it: bytes below 1 KiB, then KiB, then MiB."""
+    if n_bytes < 1024:
+        return f"{n_bytes} B"
+    if n_bytes < 2**20:
+        return f"{n_bytes / 1024:.0f} KiB"
+    return f"{n_bytes / 2**20:.1f} MiB"
+
+
 def html_listing(table: pd.DataFrame, results_dir) -> str:
     """The listing as an HTML table whose names download the CSV (from the page itself)."""
     from .report import download_link
@@ -30,6 +39,6 @@ def html_listing(table: pd.DataFrame, results_dir) -> str:
             link = download_link(pd.read_csv(Path(results_dir) / r.table), r.table, r.table)._repr_html_()
         else:
             link = f"{html.escape(r.table)} (on its chapter's page)"
-        out.append(f"<tr><td>{link}</td><td>{r.rows}</td><td>{r.columns}</td><td>{r.bytes / 1024:.0f} KiB</td></tr>")
+        out.append(f"<tr><td>{link}</td><td>{r.rows}</td><td>{r.columns}</td><td>{size(r.bytes)}</td></tr>")
     return ('<table class="fbsgd-tables"><tr><th>table</th><th>rows</th><th>columns</th><th>size</th></tr>'
             + "".join(out) + "</table>")

@@ -16,9 +16,19 @@ def _rows(specs):
 
 @pytest.mark.parametrize("ref,section", [("Section 7.2.1, Figure 4", "Section 7"), ("Appendix A.3, Figure 9", "Appendix A"),
                                          ("A.2, eq. (55)", "Appendix A"), ("related work: forward gradients", "Related work"),
-                                         ("the book's claims ledger", "Book"), ("Section 4, Lemma 1", "Section 4")])
+                                         ("the book's claims ledger", "Book"), ("Section 4, Lemma 1", "Section 4"),
+                                         ("Gao et al. (2022), Section 2; Baydin et al. (2022)", "Related work"),
+                                         ("Theorem 2, eqs. (23), (33)", "Section 4"), ("Theorems 4–5", "Section 5"),
+                                         ("Kong et al., Corollary 1 (PL): bias", "Section 6"),
+                                         ("Figure 6; fbsgd.limits", "Section 7"), ("beyond the paper (Adam)", "Book")])
 def test_section_of(ref, section):
     assert L.section_of(ref) == section
+
+
+def test_a_reference_without_a_section_goes_by_its_chapter():
+    assert L.section_of("implicit function theorem", "sgd_derivatives") == "Related work"
+    assert L.section_of("implicit function theorem", "setting") == "Book"
+    assert set(L.SECTION_ORDER) == set(L.SECTION_TITLES)
 
 
 def test_ledger_orders_by_section_then_chapter_and_counts_marks():
@@ -54,4 +64,17 @@ def test_tables_page_lists_every_csv_with_its_size(tmp_path):
     t = Tb.listing(tmp_path)
     assert list(t.table) == ["one.csv", "two.csv"] and list(t.rows) == [3, 1] and list(t["columns"]) == [1, 2]
     page = Tb.html_listing(t, tmp_path)
-    assert page.count('download="') == 2 and "KiB" in page
+    assert page.count('download="') == 2 and " B</td>" in page
+
+
+@pytest.mark.parametrize("n, text", [(0, "0 B"), (300, "300 B"), (1024, "1 KiB"), (5 * 2**20, "5.0 MiB")])
+def test_sizes_never_print_as_zero_kib(n, text):
+    from fbsgd import tables as Tb
+
+    assert Tb.size(n) == text
+
+
+def test_a_verdict_without_a_key_number_prints_a_dash():
+    t = _rows([("a.x", "a", "Section 4", "holds", "paper", "")])
+    t["key_number"], t["key_label"] = float("nan"), ""
+    assert "<td>—</td>" in L.html_table(t)
