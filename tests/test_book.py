@@ -26,6 +26,7 @@ def test_whole_book_builds_without_warnings(tmp_path):
     for page in pages:
         text = (html / f"{page}.html").read_text()
         assert "cdn.jsdelivr" not in text, f"{page}: MathJax must not come from a CDN"
+        assert "_static/fbsgd.css" in text, f"{page}: the book's style sheet (tables that fit the column) is not linked"
         if page.startswith("chapters/"):  # the back-matter pages have no math, so no MathJax script
             assert "mathjax/tex-chtml.js" in text, f"{page}: the bundled MathJax is not loaded"
         assert "<img" in text or "<table" in text, f"{page}: neither a figure nor a table was rendered"
