@@ -80,11 +80,23 @@ def verdict(claim: str, holds: bool | None, evidence: str):
     return _HTML(block, text)
 
 
-def parameter_table(resolved: dict):
-    """The parameters this run used, as a small table."""
-    rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(repr(v))}</code></td></tr>" for k, v in resolved.items())
+def _value(v) -> str:
+    """A parameter's value as the table prints it: floats to 6 significant figures, the rest as repr."""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return repr(v)
+
+
+def parameter_table(resolved: dict, collapsed: bool = True):
+    """The parameters this run used, as a small table, folded under "Parameters used (n)"
+    (``collapsed=False``: the bare table)."""
+    rows = "".join(f"<tr><td><code>{html.escape(k)}</code></td><td><code>{html.escape(_value(v))}</code></td></tr>"
+                   for k, v in resolved.items())
     text = ", ".join(f"{k}={v!r}" for k, v in resolved.items())
-    return _HTML(f'<table class="fbsgd-params"><tr><th>parameter</th><th>value used</th></tr>{rows}</table>', text)
+    table = f'<table class="fbsgd-params"><tr><th>parameter</th><th>value used</th></tr>{rows}</table>'
+    if collapsed:
+        table = f"<details><summary>Parameters used ({len(resolved)})</summary>{table}</details>"
+    return _HTML(table, text)
 
 
 # ---------------------------------------------------------------------------

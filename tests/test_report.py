@@ -30,3 +30,10 @@ def test_show_selects_renames_formats_and_captions():
 def test_show_names_a_missing_column():
     with pytest.raises(KeyError, match="no column"):
         R.show(pd.DataFrame({"a": [1]}), "c", columns=["b"])
+
+
+def test_parameter_table_is_folded_and_prints_computed_floats_short():
+    html = R.parameter_table({"c_pl": 8.290548002318811, "gammas": [0.1, 0.3], "T": 200_000})._repr_html_()
+    assert html.startswith("<details><summary>Parameters used (3)</summary>")
+    assert "8.29055" in html and "8.290548002318811" not in html and "[0.1, 0.3]" in html
+    assert not R.parameter_table({"a": 1}, collapsed=False)._repr_html_().startswith("<details>")
