@@ -35,7 +35,7 @@ from .rate_statistics import fit_power_law
 from .section7_verdicts import AGREEMENT_BAND, DECREASE_SLOPE, FLOOR_OVER_SGD, RECOVERY_FACTOR, geometric_mean, in_band
 from .verdicts import Verdict, outcome_of_cases
 
-__all__ = ["LOWER_RATIO", "SETTING", "COSTS", "drift_ratio", "is_settled", "outcome_of_flags", "stable_slopes", "rate_exponents", "has_floor", "classify", "summary",
+__all__ = ["LOWER_RATIO", "SETTING", "COSTS", "num", "factor", "relative_text", "drift_ratio", "is_settled", "outcome_of_flags", "stable_slopes", "rate_exponents", "has_floor", "classify", "summary",
            "expected_message_limit", "debias_predictions", "corrector_verdict", "debias_verdict", "prediction_verdict", "a3_verdict"]
 
 LOWER_RATIO = 0.5  # floor ratio below this: the corrector lowers the floor; above 1/LOWER_RATIO: raises it
@@ -53,15 +53,46 @@ COSTS = {
     "exact": ("none", "a logit and a sum of about 28/(2a) terms per entry, at the receiver"),
 }
 
-_RULE_CLASSES = (f"a plain perturbation has a floor to remove if its slope <= {DECREASE_SLOPE} and its S(γ_min) > "
+_RULE_CLASSES = (f"a plain perturbation has a floor to remove if its slope ≤ {DECREASE_SLOPE} and its S(γ_min) > "
                  f"{FLOOR_OVER_SGD:g} × standard SGD's; 'restores the rate': slope > {DECREASE_SLOPE} or "
-                 f"S(γ_min) <= {RECOVERY_FACTOR:g} × standard SGD's; 'lowers the floor': floor ratio < {LOWER_RATIO:g}; "
+                 f"S(γ_min) ≤ {RECOVERY_FACTOR:g} × standard SGD's; 'lowers the floor': floor ratio < {LOWER_RATIO:g}; "
                  f"'raises the floor': ratio > {1 / LOWER_RATIO:g}; 'no effect': otherwise; 'diverges': a run at the "
                  f"smallest step sizes diverged; '{UNSETTLED}' (undecided): neither 'restores' nor 'diverges', and the "
                  f"setting or standard SGD is not settled at γ_min (a run is settled when the mean EWMA over its last "
                  f"quarter / that over the quarter before lies in {AGREEMENT_BAND[0]:g}–{AGREEMENT_BAND[1]:g}); a plain "
-                 f"perturbation that is flat and above SGD but not settled leaves an undecided case; slope of log S on log γ over the {SLOPE_WINDOW} smallest γ, floor "
-                 f"ratio = S_corrected / S_plain at the smallest γ (geometric means over seeds)")
+                 f"perturbation that is flat and above SGD but not settled leaves an undecided case; slope of log S on "
+                 f"log γ over the {SLOPE_WINDOW} smallest γ, floor ratio = S_corrected / S_plain at the smallest γ "
+                 f"(geometric means over seeds)")
+
+
+def num(x, spec: str = ".3g", missing: str = "—") -> str:
+    """``x`` formatted with ``spec``; ``missing`` ("—", or "diverged") when it is NaN, None or infinite."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return missing
+    if not np.isfinite(x):
+        return missing
+    return format(x, spec).replace("-", "−")
+
+
+def factor(x) -> str:
+    """A factor in prose: three significant digits, plain notation ("630×", "1.05×", "0.0123×"), "—" if not finite."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "—"
+    if not np.isfinite(x):
+        return "—"
+    r = float(f"{x:.3g}")
+    return (f"{r:,.0f}" if abs(r) >= 100 else f"{r:.3g}") + "×"
+
+
+def relative_text(ratio, what: str) -> str:
+    """"unchanged from <what> (ratio 1.00)" when ``ratio`` lies in AGREEMENT_BAND, else "<ratio>× <what>"."""
+    if np.isfinite(ratio) and bool(in_band(np.array([ratio]))[0]):
+        return f"unchanged from {what} (ratio {ratio:.3g})"
+    return f"{factor(ratio)} {what}"
 
 
 def drift_ratio(trace) -> float:
@@ -212,10 +243,19 @@ def expected_message_limit(problem, a: float, message=None, nodes: int = 64) -> 
 def _case_text(rows) -> str:
     def settled(r):
         return "" if r.settled or r.effect == "diverges" else ", not settled at γ_min"
-    return "; ".join(f"{r.perturbation} ({r.place}): {r.effect} (slope {r.slope:.2f} vs plain {r.plain_slope:.2f}"
-                     f"{'' if r.plain_floor is not None else ' (plain not settled)'}; S(γ_min) {r.floor_over_sgd:.3g} × "
-                     f"SGD's vs plain {r.plain_over_sgd:.3g} ×; floor ratio {r.floor_ratio:.2g}{settled(r)})"
-                     for r in rows.itertuples())
+
+    def plain(r):
+        return (f"plain: slope {num(r.plain_slope, '.2f')}, S(γ_min) {num(r.plain_over_sgd)} × SGD's"
+                f"{'' if r.plain_floor is not None else ', not settled'}")
+
+    def one(r):
+        if r.effect == "diverges":
+            return f"{r.perturbation} ({r.place}): diverges ({plain(r)})"
+        return (f"{r.perturbation} ({r.place}): {r.effect} (slope {num(r.slope, '.2f')} vs plain "
+                f"{num(r.plain_slope, '.2f')}{'' if r.plain_floor is not None else ' (plain not settled)'}; "
+                f"S(γ_min) {num(r.floor_over_sgd)} × SGD's vs plain {num(r.plain_over_sgd)} ×; floor ratio "
+                f"{num(r.floor_ratio, '.2g')}{settled(r)})")
+    return "; ".join(one(r) for r in rows.itertuples())
 
 
 def _tri(x):
@@ -253,7 +293,8 @@ def corrector_verdict(claim, name: str, table: pd.DataFrame, place, corrector: s
         rule=f"cases: the perturbations of the {place} message that leave a floor when plain; "
              f"holds if every case is 'restores the rate', fails if none is, partial if some are and others are "
              f"decided otherwise; unresolved if there is no case, or if the decided cases agree but some case is "
-             f"'{UNSETTLED}' or its plain floor is; {_RULE_CLASSES}",
+             f"undecided (its corrected curve is '{UNSETTLED}', or its plain floor is not settled); "
+             f"{_RULE_CLASSES}",
         evidence=(f"{place} message, {corrector}: {_case_text(cases)}." if len(cases) else
                   f"{place} message: no perturbation leaves a floor when plain.") + extra,
         key_number=float(cases.slope.min()) if len(cases) else None,
@@ -271,7 +312,7 @@ def debias_verdict(claim, name: str, table: pd.DataFrame, corrector: str) -> Ver
         return v
     sgd = rows.floor / rows.floor_over_sgd
     note = "; ".join(f"{r.perturbation}: predicted γ → 0 floor with {corrector} {r.predicted_floor:.3g} = "
-                     f"{r.predicted_floor / q:.2g} × standard SGD's S(γ_min) {q:.3g}" for r, q in zip(rows.itertuples(), sgd))
+                     f"{num(r.predicted_floor / q, '.2g')} × standard SGD's S(γ_min) {num(q)}" for r, q in zip(rows.itertuples(), sgd))
     return Verdict(v.claim, v.outcome, rule=v.rule, evidence=f"{v.evidence} {note} (a residual below SGD's level cannot "
                    f"show at this γ_min).", key_number=v.key_number, key_label=v.key_label)
 

@@ -31,7 +31,7 @@ from .rate_design import FLOW_TIME
 from .sweeps import stable_summary
 
 __all__ = ["LogisticChainGradient", "compression_settings", "debias_settings", "run_stable", "run_rate",
-           "gamma_scan", "rate_scan", "a3_scan", "problem"]
+           "gamma_scan", "rate_scan", "a3_scan", "figure9_radii", "problem"]
 
 NOISE_STD = 1e-3  # the sampling noise ξ_t ~ N(0, NOISE_STD² I) of Section 7
 
@@ -87,7 +87,7 @@ def debias_settings(sigma_fs, d: int) -> list[dict]:
         for corr, fix in (("plain", None), ("second-order", SecondOrderDebias.for_noise(noise)),
                           ("exact", UniformDebias.for_noise(noise))):
             plan = Plan(forward={1: noise}, backward={2: fix} if fix is not None else {})
-            rows.append(dict(part="debias", place="forward", perturbation=f"uniform σ_f={s:g}", corrector=corr,
+            rows.append(dict(part="debias", place="forward", perturbation=f"uniform σ_f = {s:g}", corrector=corr,
                              sigma_f=float(s), plan=plan))
     return rows
 
@@ -185,3 +185,12 @@ def a3_scan(gammas, steps: int, offset: float = 1e-6) -> pd.DataFrame:
                                  stable_uncompressed=bool(radius < 1), variant=variant, final_norm=float(norms[-1]),
                                  fate="diverges" if len(norms) < steps + 1 else fate(norms)))
     return pd.DataFrame(rows)
+
+
+def figure9_radii() -> pd.DataFrame:
+    """The step size, momentum and spectral radius of the uncompressed iteration of each panel of
+    the paper's Figure 9 (Appendix A.3): radius < 1 means that panel's step size is stable."""
+    rows = [dict(setting=name, gamma=float(g), beta=float(beta),
+                 radius=spectral_radius(topk_iteration_matrix(A, g, beta)))
+            for name, (A, g, beta) in PAPER_SETTINGS.items()]
+    return pd.DataFrame(rows).assign(stable=lambda d: d.radius < 1)

@@ -33,6 +33,9 @@ __all__ = ["DeepRun", "classification_data", "initial_weights", "split_weights",
            "optimizer_verdict", "optimizer_floor_table", "optimizer_floor_verdict", "lemma_factors"]
 
 OPTIMIZERS = ("sgd", "heavyball", "adam")
+OPTIMIZER_NAMES = {"sgd": "SGD", "heavyball": "heavy-ball", "adam": "Adam"}  # as words in verdict texts
+COLUMN_WORDS = {"relative_gradient_error": "the relative gradient error E‖ũ − u‖²/‖u‖²",
+                "over_clean": "the stable gradient norm over the clean run's"}
 
 
 @dataclass(frozen=True)
@@ -242,10 +245,15 @@ def compounding_verdict(claim, growth: pd.DataFrame, name: str, optimizer: str =
                    rule="E‖ũ − u‖²/‖u‖² at the final weights grows from N_min to N_max by more than N_max/N_min "
                         "(the growth of N sources that add without compounding), for every mechanism and place "
                         "(holds: all; partial: some; fails: none)",
-                   evidence="; ".join(f"{r.mechanism} {r.place}: ×{r.error_ratio:.3g} from N = {r.N_min} to {r.N_max} "
-                                      f"(additive ×{r.additive_ratio:g}), {r.per_layer_factor:.3f} per layer"
-                                      for r in g.itertuples()) + f" ({optimizer}).",
-                   key_number=float(g.per_layer_factor.max()), key_label="largest growth per layer")
+                   evidence="; ".join(f"{r.mechanism} {r.place}: endpoints ×{r.error_ratio:.3g} from N = {r.N_min} to "
+                                      f"{r.N_max} (additive ×{r.additive_ratio:g}; "
+                                      f"{r.error_ratio ** (1 / (r.N_max - r.N_min)):.3f} per layer between the endpoints), "
+                                      f"log-linear fit over all depths {r.per_layer_factor:.3f} per layer"
+                                      for r in g.itertuples()) + f" ({OPTIMIZER_NAMES.get(optimizer, optimizer)}). "
+                            "The two per-layer factors differ when the error is not geometric in N: the fit weighs "
+                            "every depth, the endpoint ratio only the shallowest and deepest chain.",
+                   key_number=float(g.error_ratio.min()) if len(g) else None,
+                   key_label="smallest endpoint growth error(N_max)/error(N_min)")
 
 
 def _pass_ratio(stable: pd.DataFrame, optimizer: str, column: str):
@@ -261,9 +269,10 @@ def forward_sensitive_verdict(claim, stable: pd.DataFrame, name: str, optimizer:
 
     ratio = _pass_ratio(stable, optimizer, column)
     return Verdict(claim(name), outcome_of_cases(ratio > 1.0),
-                   rule=f"{column} (geometric mean over seeds) forward / backward > 1 at every mechanism and depth "
+                   rule=f"{COLUMN_WORDS.get(column, column)} (geometric mean over seeds), forward / backward > 1 at "
+                        f"every mechanism and depth "
                         f"(holds: all; partial: some; fails: none)",
-                   evidence=f"{optimizer}: " + "; ".join(f"{m}, N = {n}: {v:.3g}" for (m, n), v in ratio.items()) + ".",
+                   evidence=f"{OPTIMIZER_NAMES.get(optimizer, optimizer)}: " + "; ".join(f"{m}, N = {n}: {v:.3g}" for (m, n), v in ratio.items()) + ".",
                    key_number=float(ratio.min()), key_label="smallest forward/backward ratio")
 
 
@@ -278,9 +287,9 @@ def optimizer_verdict(claim, stable: pd.DataFrame, name: str, optimizers=("heavy
             continue
         deepest = ratio[ratio.index.get_level_values(1) == ratio.index.get_level_values(1).max()]
         flags += list(deepest > 1.0)
-        parts.append(f"{opt}: " + ", ".join(f"{m} at N = {n}: {v:.3g}" for (m, n), v in deepest.items()))
+        parts.append(f"{OPTIMIZER_NAMES.get(opt, opt)}: " + ", ".join(f"{m} at N = {n}: {v:.3g}" for (m, n), v in deepest.items()))
     return Verdict(claim(name), outcome_of_cases(flags),
-                   rule=f"{column} forward / backward > 1 at the deepest chain for every optimizer and mechanism "
+                   rule=f"{COLUMN_WORDS.get(column, column)}, forward / backward > 1 at the deepest chain for every optimizer and mechanism "
                         f"(holds: all; partial: some; fails: none)",
                    evidence="; ".join(parts) + ".", key_number=None)
 
@@ -314,13 +323,13 @@ def optimizer_floor_verdict(claim, floors: pd.DataFrame, name: str, optimizer: s
     far = f.iloc[int(np.argmax(np.abs(np.log(f.ratio_to_base.to_numpy()))))] if len(f) else None
     return Verdict(claim(name), outcome_of_cases(f.same_floor),
                    rule=f"floor = stable gradient norm over the clean run's (geometric mean over seeds); the floor under "
-                        f"{optimizer} / the floor under plain SGD within {lo:g}–{hi:g} at every mechanism, place and depth "
+                        f"{OPTIMIZER_NAMES.get(optimizer, optimizer)} / the floor under plain SGD within {lo:g}–{hi:g} at every mechanism, place and depth "
                         f"(holds: all; partial: some; fails: none)",
                    evidence=f"{int(f.same_floor.sum())} of {len(f)} cases within {lo:g}–{hi:g}; "
                             + "; ".join(f"{r.mechanism} {r.place}, N = {r.N}: {r.over_clean:.3g} vs SGD {r.base_over_clean:.3g} "
                                         f"(×{r.ratio_to_base:.3g})" for r in f.itertuples()) + ".",
                    key_number=float(far.ratio_to_base) if far is not None else None,
-                   key_label=f"{optimizer}/SGD floor ratio farthest from 1")
+                   key_label=f"{OPTIMIZER_NAMES.get(optimizer, optimizer)}/SGD floor ratio farthest from 1")
 
 
 def lemma_factors(depths, width: int, gain: float, seed: int = 0) -> pd.DataFrame:

@@ -12,6 +12,11 @@ import pandas as pd
 from .metrics import log_slope
 from .verdicts import Ledger, Verdict, outcome_of_cases
 
+
+def _set(values) -> str:
+    """A set of numbers as prose: {1, 4, 16} (sorted, :g format, no Python list syntax)."""
+    return "{" + ", ".join(f"{v:g}" for v in sorted(set(float(x) for x in values))) + "}"
+
 __all__ = ["SLOPE_TOL", "Z_MAX", "GRAND_MEAN_MAX", "RESOLVE_SE", "FLOOR_RATIO_TOL", "FLOOR_PRED_TOL",
            "STATIONARY_RELAXATIONS", "MUCH_SLOWER", "TIE_LOSS", "PROGRESS_BAND", "PROGRESS_FACTOR",
            "judge_error_rate", "judge_error_size", "judge_unbiased", "judge_variance", "judge_contraction_factor",
@@ -59,13 +64,16 @@ def judge_error_size(ledger: Ledger, mc: pd.DataFrame, u) -> Verdict:
 def judge_unbiased(ledger: Ledger, mc: pd.DataFrame, u) -> Verdict:
     """The grand mean of all draws misses u by less than GRAND_MEAN_MAX times its expected size, at every K."""
     r = mc.grand_mean_ratio.to_numpy()
+    best = mc.loc[mc.grand_mean_error.idxmin()]
+    most = mc.loc[(mc.K * mc.repeats).idxmax()]
     return ledger.judge(
         "unbiased", outcome_of_cases(r < GRAND_MEAN_MAX),
         rule=f"grand mean of repeats×K draws misses ∇f by less than {GRAND_MEAN_MAX:g} times its expected RMS size "
              f"√((n+1)‖∇f‖²/(K·repeats)), at every K",
         evidence=f"over the {len(mc)} values of K, the grand mean misses ∇f = ({u[0]:.4f}, {u[1]:.4f}) by at most "
-                 f"{r.max():.2f} times its expected size (smallest miss {mc.grand_mean_error.min():.2e} with "
-                 f"{int(mc.K.max() * mc.repeats.iloc[0]):,} draws).",
+                 f"{r.max():.2f} times its expected size (smallest miss {best.grand_mean_error:.2e} at K = {int(best.K)}, with "
+                 f"{int(best.K * best.repeats):,} draws; with the most draws, "
+                 f"{int(most.K * most.repeats):,} at K = {int(most.K)}, the miss is {most.grand_mean_error:.2e}).",
         key_number=float(r.max()), key_label="largest miss / expected size")
 
 
@@ -76,7 +84,7 @@ def judge_variance(ledger: Ledger, var: pd.DataFrame) -> Verdict:
     return ledger.judge(
         "variance", outcome_of_cases(z < Z_MAX),
         rule=f"|measured relative variance − (n+1)/K| < {Z_MAX:g} standard errors in every case (partial: some cases)",
-        evidence=f"{len(var)} cases, n = {int(var.n.min())}..{int(var.n.max())}, K ∈ {sorted(int(k) for k in set(var.K))}: "
+        evidence=f"{len(var)} cases, n = {int(var.n.min())}..{int(var.n.max())}, K ∈ {_set(var.K)}: "
                  f"every measured relative variance is within {z.max():.1f} standard errors of (n+1)/K "
                  f"(e.g. n = {int(big.n)}, K = {int(big.K)}: measured {big.variance:.1f}, closed form "
                  f"{big.closed_form_variance:.0f}).",
@@ -89,7 +97,7 @@ def judge_contraction_factor(ledger: Ledger, stab: pd.DataFrame) -> Verdict:
     return ledger.judge(
         "contraction_factor", outcome_of_cases(z < Z_MAX),
         rule=f"|measured mean one-step factor − (1 − 2γ + γ²(n+2))| < {Z_MAX:g} standard errors in every run",
-        evidence=f"{len(stab)} runs (n ∈ {sorted(int(n) for n in set(stab.n))}, γ = c·2/(n+2), "
+        evidence=f"{len(stab)} runs (n ∈ {_set(stab.n)}, γ = c·2/(n+2), "
                  f"{int(stab.ratios.iloc[0])} one-step ratios each): measured factors within {z.max():.1f} standard errors "
                  f"of the closed form.",
         key_number=float(z.max()), key_label="largest |z|")
@@ -108,7 +116,7 @@ def judge_contraction_threshold(ledger: Ledger, stab: pd.DataFrame) -> Verdict:
              f"{RESOLVE_SE:g} standard errors (unresolved if none)",
         evidence=f"contraction at every c < 1 and growth at every c > 1 among the {int(resolved.sum())} of {len(stab)} "
                  f"resolved runs: {'yes' if agree.all() else 'no'} ({int((~agree).sum())} with the wrong sign); "
-                 f"c ∈ {sorted(float(c) for c in set(stab.c))}.",
+                 f"c ∈ {_set(stab.c)}.",
         key_number=float((~agree).sum()), key_label="runs with the wrong sign")
 
 
@@ -149,7 +157,7 @@ def judge_noise_floor(ledger: Ledger, floors: pd.DataFrame) -> Verdict:
                  + (", ".join(f"γ={r.lr:g}: {r.measured_ratio:.1f} (linearized prediction {r.predicted_ratio:.1f})"
                               for r in st.iloc[1:].itertuples()) or "none")
                  + f"; all measured floors within {100 * float(rel.max()):.0f}% of the linearized predictions. "
-                   f"Stationary steps (μ = {mu:.3f}): {list(st.lr)}.",
+                   f"Stationary steps (μ = {mu:.3f}): γ ∈ {_set(st.lr)}.",
         key_number=float(small.measured_ratio / (n + 2)), key_label="floor ratio / (n+2) at the smallest step")
 
 

@@ -34,8 +34,9 @@ def depth_panels(stable, optimizers):
             style = "o-" if "forward" in lab else "s--"
             axes[j, 0].semilogy(g.N, g.relative_gradient_error, style, ms=4, label=lab)
             axes[j, 1].plot(g.N, g.over_clean, style, ms=4, label=lab)
-        axes[j, 0].set_title(f"{opt}: gradient error", fontsize=10)
-        axes[j, 1].set_title(f"{opt}: stable norm", fontsize=10)
+        name = {"sgd": "SGD", "heavyball": "heavy-ball", "adam": "Adam"}.get(opt, opt)
+        axes[j, 0].set_title(f"{name}: gradient error", fontsize=10)
+        axes[j, 1].set_title(f"{name}: stable norm", fontsize=10)
         axes[j, 1].axhline(1.0, color="k", lw=0.8)
         axes[j, 0].set_ylabel(r"$E\|\tilde u - u\|^2 / \|u\|^2$")
         axes[j, 1].set_ylabel("stable norm / clean")

@@ -107,7 +107,22 @@ def forward_prediction_verdict(claim, slopes: pd.DataFrame, name: str) -> Verdic
                    evidence=f"standard SGD {base:.3g} at γ = {_sgd(slopes).gamma_min:g}; " + "; ".join(
                        f"{r.mechanism}: slope {r.slope:.2f}, {c[1]} → {'agrees' if c[0] else 'disagrees'}"
                        for r, c in zip(sub.itertuples(), calls)) + ".",
-                   key_number=float((sub.norm_at_gamma_min / base).max()), key_label="largest forward S / SGD's at the smallest γ")
+                   **_prediction_key(sub, base))
+
+
+def _prediction_key(sub: pd.DataFrame, base: float) -> dict:
+    """Key number of :func:`forward_prediction_verdict`: the measured / predicted floor farthest
+    from 1 over the visible predictions; without one, the largest measured S / SGD's over the
+    invisible ones (which :func:`floor_call` requires to stay ≤ RECOVERY_FACTOR)."""
+    visible = sub[sub.predicted_limit > FLOOR_OVER_SGD * base]
+    if len(visible):
+        ratio = (visible.norm_at_gamma_min / visible.predicted_limit).to_numpy(dtype=float)
+        worst = float(ratio[int(np.argmax(np.abs(np.log(ratio))))])
+        return dict(key_number=worst, key_label="measured / predicted floor farthest from 1 (visible predictions)")
+    if not len(sub):
+        return dict(key_number=None, key_label="no forward mechanism")
+    return dict(key_number=float((sub.norm_at_gamma_min / base).max()),
+                key_label="largest measured S / SGD's at the smallest γ (every prediction below the visible level)")
 
 
 def asymmetry_table(slopes: pd.DataFrame) -> pd.DataFrame:

@@ -159,6 +159,15 @@ def _rows(table, kinds, text):
     return sub, "; ".join(f"{r.mechanism} on {r.message}: {text(r)}" for r in sub.itertuples())
 
 
+def _num(x, spec: str = ".3g", missing: str = "—") -> str:
+    """``x`` by ``spec`` with a true minus sign; ``missing`` for NaN/None/inf."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return missing
+    return format(x, spec).replace("-", "−") if np.isfinite(x) else missing
+
+
 def zero_mean_verdict(claim, table: pd.DataFrame, name: str, kinds, mode: str | None = None) -> Verdict:
     """The mechanisms of ``kinds`` (and rounding ``mode``) are zero-mean given the input on every
     message: holds / partial / fails by the cases of :func:`classify`."""
@@ -166,10 +175,10 @@ def zero_mean_verdict(claim, table: pd.DataFrame, name: str, kinds, mode: str | 
     if mode is not None:
         sub = sub[sub.mechanism.str.endswith(mode)]
     flags = sub.zero_mean == "given the input"
-    ev = "; ".join(f"{r.mechanism} on {r.message}: conditional bias {r.conditional_bias:.3g}, mean z {r.mean_z:.2g} "
-                   f"→ {r.zero_mean}" for r in sub.itertuples())
+    ev = "; ".join(f"{r.mechanism} on {r.message}: conditional bias {_num(r.conditional_bias)}, mean / s.e. "
+                   f"{_num(r.mean_z, '.2g')} → {r.zero_mean}" for r in sub.itertuples())
     return Verdict(claim(name), outcome_of_cases(flags),
-                   rule=f"E[δ | x] = 0: |mean z| ≤ {MEAN_Z:g} and ‖E[δ|x]‖²/E‖δ‖² < {CONDITIONAL_BIAS_MAX:g} on every "
+                   rule=f"E[δ | x] = 0: |mean / s.e. of δ| ≤ {MEAN_Z:g} and ‖E[δ|x]‖²/E‖δ‖² < {CONDITIONAL_BIAS_MAX:g} on every "
                         f"message (holds: all; partial: some; fails: none)",
                    evidence=ev + ".", key_number=float(sub.conditional_bias.max()), key_label="largest conditional bias")
 
@@ -178,10 +187,11 @@ def biased_verdict(claim, table: pd.DataFrame, name: str, kinds) -> Verdict:
     """The mechanisms of ``kinds`` are not zero-mean given the input (conditional bias ≥ the threshold, or biased)."""
     sub = table[table.kind.isin(kinds)]
     flags = sub.zero_mean != "given the input"
-    ev = "; ".join(f"{r.mechanism} on {r.message}: conditional bias {r.conditional_bias:.3g}, mean z {r.mean_z:.2g}"
+    ev = "; ".join(f"{r.mechanism} on {r.message}: conditional bias {_num(r.conditional_bias)}, mean / s.e. "
+                   f"{_num(r.mean_z, '.2g')}"
                    for r in sub.itertuples())
     return Verdict(claim(name), outcome_of_cases(flags),
-                   rule=f"not zero-mean given the input: |mean z| > {MEAN_Z:g} or ‖E[δ|x]‖²/E‖δ‖² ≥ {CONDITIONAL_BIAS_MAX:g} "
+                   rule=f"not zero-mean given the input: |mean / s.e. of δ| > {MEAN_Z:g} or ‖E[δ|x]‖²/E‖δ‖² ≥ {CONDITIONAL_BIAS_MAX:g} "
                         f"on every message (holds: all; partial: some; fails: none)",
                    evidence=ev + ".", key_number=float(sub.conditional_bias.min()), key_label="smallest conditional bias")
 
@@ -191,8 +201,11 @@ def bounded_verdict(claim, table: pd.DataFrame, name: str, kinds, field: str | N
     sub = table[table.kind.isin(kinds)]
     if field is not None:
         sub = sub[sub.mechanism.str.contains(f" {field} ")]
-    ev = "; ".join(f"{r.mechanism} on {r.message}: max|δ|/max|x| = {r.max_over_range:.3g}, "
-                   f"non-finite {r.nonfinite_fraction:.2g}" for r in sub.itertuples())
+    ev = "; ".join(f"{r.mechanism} on {r.message}: max|δ|/max|x| = "
+                   f"{_num(r.max_over_range, missing='∞ (non-finite entries)')}, "
+                   f"non-finite fraction {_num(r.nonfinite_fraction, '.2g')}" for r in sub.itertuples())
     return Verdict(claim(name), outcome_of_cases(sub.bounded),
                    rule="every δ finite and max|δ| ≤ max|x| on every message (holds: all; partial: some; fails: none)",
-                   evidence=ev + ".", key_number=float(sub.max_over_range.max()), key_label="largest max|δ|/max|x|")
+                   evidence=ev + ".", key_number=(float(sub.max_over_range.max()) if np.isfinite(sub.max_over_range.max()) else None),
+                   key_label=("largest max|δ|/max|x|" if np.isfinite(sub.max_over_range.max()) else
+                              "largest max|δ|/max|x|: ∞ (non-finite entries)"))

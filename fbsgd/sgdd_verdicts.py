@@ -28,6 +28,11 @@ EXPONENT_TOL = {0.5: 0.1, -0.5: 0.1, 1.0: 0.15, 2.0: 0.3, 3.0: 0.3}  # |fitted �
 PL_SLOPE_MAX = -0.4  # the bias must decay at least like (k + k₀)^(−0.4)
 
 
+
+def _set(values) -> str:
+    """Numbers as a set in prose: {0.03125, 0.0625} (:g format, sorted, no Python list syntax)."""
+    return "{" + ", ".join(f"{v:g}" for v in sorted(set(float(x) for x in values))) + "}"
+
 def three_way(flags_hold, flags_fail) -> str:
     """Outcome of a claim about every case when each case holds, fails, or is undecided (neither):
     holds if all hold, fails if all fail, partial if some hold and the others fail, else unresolved."""
@@ -71,8 +76,8 @@ def judge_plateau_linear(ledger: Ledger, slopes: pd.DataFrame, fractions, iters:
         rule=f"|log–log slope of the plateau against η − 1| < {PLATEAU_SLOPE_TOL:g} for every (setting, β) with a "
              f"plateau (σ_D > 0) (partial: some)",
         evidence="fitted exponent of the plateau against η: " + "; ".join(
-            f"{r.setting}, β={r.beta:g}: {r.slope:.3f} ± {r.slope_se:.3f}" for r in slopes.itertuples())
-        + f". Steps η = c/L with c ∈ {list(fractions)}, {iters:,} iterations, {n_seeds} seeds.",
+            f"{r.setting}, β = {r.beta:g}: {r.slope:.3f} ± {r.slope_se:.3f}" for r in slopes.itertuples())
+        + f". Steps η = c/L with c ∈ {_set(fractions)}, {iters:,} iterations, {n_seeds} seeds.",
         key_number=float(slopes.slope.iloc[int(np.argmax(np.abs(slopes.slope - 1)))]) if len(slopes) else None,
         key_label="exponent farthest from 1")
 
@@ -186,7 +191,7 @@ def judge_simple_interpolation(ledger: Ledger, rates: pd.DataFrame, drops: pd.Da
 
 def judge_ols_error_zero(ledger: Ledger, plateaus: pd.DataFrame, decr: pd.DataFrame) -> Verdict:
     e = np.r_[plateaus[plateaus.beta == 0].e_max, decr[decr.beta == 0].e_max]
-    rule = "largest ‖e_(k+1)‖ over every step of every β = 0 run == 0 exactly (unresolved without a β = 0 run)"
+    rule = "largest ‖e_(k+1)‖ over every step of every β = 0 run = 0 exactly (unresolved without a β = 0 run)"
     if not e.size:
         return ledger.judge("ols_error_zero", "unresolved", rule=rule, evidence="no β = 0 run in this configuration.")
     return ledger.judge("ols_error_zero", "holds" if float(e.max()) == 0.0 else "fails", rule=rule,

@@ -47,3 +47,11 @@ def test_fragility_verdict():
     assert A.fragility_verdict(claim, cells(1e-5, 1e-3), "f").outcome == "holds"
     assert A.fragility_verdict(claim, cells(1e-3, 1e-5), "f").outcome == "fails"
     assert A.fragility_verdict(claim, cells(1e-5, 1e-5), "f").outcome == "unresolved"
+
+
+def test_boundary_verdict_key_number_counts_cells_inside_and_notes_unbounded_flips():
+    c = A.classify_cells(table([("forward", 1e-9, 1.2, False), ("forward", 1e-10, 5.0, False),
+                                ("forward", 1e-3, 1.2, False)]), 200_000, 2000)
+    v = A.boundary_verdict(claim, c, "b")
+    assert v.outcome == "fails" and v.key_number == pytest.approx(0.5)  # 1 of the 2 cells inside
+    assert "inside the boundary" in v.key_label and "not a counterexample" in v.evidence

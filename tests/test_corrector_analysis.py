@@ -210,3 +210,28 @@ def test_debias_verdict_reports_the_predicted_residual_against_sgd():
     spec[("debias", "forward", "u", "second-order")] = lambda g: 0.01 + 0 * g  # keeps a floor, lowered 5×
     t = CA.summary(CA.stable_slopes(_scan(spec)))
     assert CA.debias_verdict(CLAIM, "debias_second_order", t, "second-order").outcome == "fails"
+
+
+def test_rule_text_is_complete_and_uses_math_symbols():
+    v = CA.corrector_verdict(CLAIM, "ef_backward", _table(backward_ef=SGD), "backward", "error feedback")
+    assert "<=" not in v.rule and "≤" in v.rule
+    assert "its plain floor is;" not in v.rule and "plain floor is not settled" in v.rule
+
+
+def test_diverged_cases_print_diverges_not_nan():
+    t = _table(backward_ef=lambda g: np.nan)  # error feedback diverges on backward Top-K
+    v = CA.corrector_verdict(CLAIM, "ef_backward", t, "backward", "error feedback")
+    assert v.outcome == "fails" and "Top-K (backward): diverges" in v.evidence
+    assert "nan" not in v.evidence.lower()
+
+
+@pytest.mark.parametrize("x, want", [(630.4, "630×"), (6304.0, "6,300×"), (1.0012, "1×"), (0.01234, "0.0123×"),
+                                     (np.nan, "—"), (np.inf, "—")])
+def test_factor_prints_plain_numbers(x, want):
+    assert CA.factor(x) == want
+
+
+def test_relative_text_says_unchanged_inside_the_band():
+    assert CA.relative_text(1.001, "the plain one").startswith("unchanged from the plain one")
+    assert CA.relative_text(0.2, "the plain one") == "0.2× the plain one"
+    assert CA.num(np.nan) == "—" and CA.num(-0.5, ".2f") == "−0.50"

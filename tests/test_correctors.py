@@ -101,3 +101,12 @@ def test_lean_chain_gradient_equals_the_passes():
         g1, _ = LogisticChainGradient(plan)(w, pr.data, plan.init(3))
         g2, _ = PassGradient(pr.net, plan)(w, pr.data, plan.init(3))
         assert np.allclose(g1, g2, rtol=1e-12, atol=1e-15)
+
+
+def test_figure9_radii_plain_panel_unstable_momentum_panel_stable():
+    from fbsgd.corrector_runs import figure9_radii
+    r = figure9_radii().set_index("setting")
+    # plain: I − γAᵀA with eigenvalues 10 and 490 of AᵀA at γ = 0.1: factors 0 and −48
+    assert r.loc["plain", "gamma"] == 0.1 and r.loc["plain", "radius"] == pytest.approx(48.0, rel=1e-9)
+    assert not r.loc["plain", "stable"] and r.loc["momentum", "stable"]
+    assert r.loc["momentum", "radius"] < 1

@@ -92,3 +92,12 @@ def test_bmm_matches_matmul():
     g = np.random.default_rng(3)
     a, b = g.standard_normal((3, 5, 7)), g.standard_normal((3, 7, 4))
     assert np.allclose(DC._bmm(a, b), a @ b, rtol=1e-13, atol=1e-13)
+
+
+def test_compounding_evidence_names_endpoints_and_fit_and_rule_uses_words():
+    geo = _stable({("m", "forward"): [1.0, 4.0, 64.0]})
+    v = DC.compounding_verdict(claim, DC.depth_growth(geo), "c")
+    assert "endpoints ×64" in v.evidence and "log-linear fit" in v.evidence and v.key_number == pytest.approx(64)
+    t = _stable({("m", "forward"): [2.0, 2.0, 0.5], ("m", "backward"): [1.0, 1.0, 1.0]})
+    v = DC.forward_sensitive_verdict(claim, t, "f", column="relative_gradient_error")
+    assert "relative_gradient_error" not in v.rule and "relative gradient error" in v.rule

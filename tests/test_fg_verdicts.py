@@ -119,3 +119,14 @@ def test_summarize_runs_reads_the_slowdown():
     tab = FM.summarize_runs(runs, curves)
     assert np.allclose(tab.slowdown, 2.0, rtol=0.02)
     assert np.allclose(tab.early_progress_per_lr, 1.0)
+
+
+def test_unbiased_evidence_pairs_the_smallest_miss_with_its_own_draws():
+    from fbsgd import fg_verdicts as FV
+    from fbsgd.verdicts import Ledger
+    mc = pd.DataFrame(dict(K=[1, 50, 100], repeats=[1000, 2000, 200000], grand_mean_ratio=[0.5, 0.4, 0.6],
+                           grand_mean_error=[3e-3, 8e-4, 1.1e-3]))
+    v = FV.judge_unbiased(Ledger("forward_gradients"), mc, np.array([1.0, 2.0]))
+    assert "smallest miss 8.00e-04 at K = 50, with 100,000 draws" in v.evidence
+    assert "20,000,000 at K = 100, the miss is 1.10e-03" in v.evidence
+    assert FV._set([4, 1, 1.0]) == "{1, 4}"

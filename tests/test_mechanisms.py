@@ -99,3 +99,17 @@ def test_backward_no_floor_verdict():
     m = _moments({("s stochastic", "backward σ(z)"): "given the input", ("t stochastic", "backward σ(z)"): "given the input"})
     t = _slopes([("sgd", "baseline", 0.5, 1, 0), ("s stochastic", "backward", 0.5, 1, 0), ("t stochastic", "backward", 0.0, 1, 0)])
     assert MS.backward_no_floor_verdict(claim, t, m, "b").outcome == "partial"
+
+
+def test_forward_prediction_key_is_the_worst_measured_over_predicted():
+    t = _slopes([("sgd", "baseline", 0.5, 0.1, 0.0), ("a", "forward", 0.0, 1.1, 1.0), ("b", "forward", 0.0, 5.0, 2.0)])
+    v = MS.forward_prediction_verdict(claim, t, "f")
+    assert v.key_number == pytest.approx(2.5) and "measured / predicted" in v.key_label
+
+
+def test_bounded_verdict_prints_infinity_in_words():
+    t = _moments({("BitFlip exponent 0.001", "x"): "biased"}).assign(kind="BitFlip", max_over_range=np.inf,
+                                                                       nonfinite_fraction=0.01, bounded=False)
+    v = MX.bounded_verdict(claim, t, "e", ["BitFlip"], field="exponent")
+    assert "∞ (non-finite entries)" in v.evidence and "inf" not in v.evidence.replace("non-finite", "")
+    assert v.key_number is None and "∞" in v.key_label

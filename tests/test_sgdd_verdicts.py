@@ -105,3 +105,8 @@ def test_interpolation_rates_recover_a_known_geometric_decay():
     rates = SS.interpolation_rates(curves, {("double_interpolation", 0.0): pr})
     got = dict(zip(rates.quantity, rates.rate))
     assert got["Jacobian"] == pytest.approx(0.9) and got["iterate"] == pytest.approx(0.8)
+
+
+def test_set_prints_numbers_as_a_set():
+    from fbsgd.sgdd_verdicts import _set
+    assert _set([0.0625, 0.03125, 0.0625]) == "{0.03125, 0.0625}"

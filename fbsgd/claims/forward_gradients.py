@@ -12,7 +12,7 @@ CLAIMS = [
           text="Averages of K forward gradients approach the true gradient, with an error falling like K⁻¹ᐟ²"),
     Claim(id=f"{_C}.error_size", chapter=_C, ref="closed form E‖ḡ_K − ∇f‖² = (n+1)‖∇f‖²/K", source="book",
           text="The mean squared error of an average of K forward gradients is exactly (n+1)‖∇f‖²/K"),
-    Claim(id=f"{_C}.unbiased", chapter=_C, ref="Gao et al. (2022), Section 2; Baydin et al. (2022)", source="paper",
+    Claim(id=f"{_C}.unbiased", chapter=_C, ref="Gao et al. (2022), §3.1, Theorem 1 and Appendix A; Baydin et al. (2022), Theorem 1", source="paper",
           text="The forward gradient is unbiased: the grand mean of all draws shows no offset beyond its sampling error"),
     Claim(id=f"{_C}.variance", chapter=_C, ref="closed form from E[vvᵀAvvᵀ] = tr(A)I + 2A; the variance term of Theorem 3",
           source="book",

@@ -39,5 +39,5 @@ CLAIMS = [
                "(1 in general, 2 at zero residual, 3 in double interpolation), shrinking like √η with constant steps "
                "and like k⁻¹ᐟ² with decreasing steps"),
     Claim(id=f"{_C}.pl_condition_edge", chapter=_C, ref="Kong et al., Corollary 1 (PL): bias ≲ T⁻¹ᐟ² ln¹ᐟ² T", source="book",
-          text="With decreasing steps the bias meets Kong et al.'s PL condition ‖E ε‖ ≲ T⁻¹ᐟ² ln¹ᐟ² T in order, at the edge"),
+          text="With decreasing steps the bias meets Kong et al.'s PL condition ‖E δ‖ ≲ T⁻¹ᐟ² ln¹ᐟ² T in order, at the edge"),
 ]
