@@ -4,7 +4,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["band", "style", "LEGEND_PT", "PAGE_WIDTH", "legend_outside", "stable_norm_vs_gamma", "trajectories", "perturbation_panels", "interval_panels"]
+__all__ = ["band", "style", "tex_label", "MARKERS", "LEGEND_PT", "PAGE_WIDTH", "legend_outside", "stable_norm_vs_gamma", "trajectories", "perturbation_panels", "interval_panels"]
 
 
 def style():
@@ -56,17 +56,44 @@ def band(ax, x, samples, label=None, colour=None, log=False, **kw):
     return line
 
 
+MARKERS = "o^vDPX<>"  # one per level, so lines that coincide stay distinguishable
+
+_SYMBOLS = (("σ_f", r"\sigma_f"), ("σ_b", r"\sigma_b"), ("ε_N", r"\varepsilon_N"), ("δ_1", r"\delta_1"),
+            ("Δt", r"\Delta t"), ("γ", r"\gamma"), ("ρ", r"\rho"))
+
+
+def tex_label(text: str) -> str:
+    """A table's level name as a legend label typeset by mathtext: "σ_f=0.5" → $\\sigma_f = 0.5$
+    (a literal "σ_f" would print its underscore).  Text without such a symbol is returned as is."""
+    import re
+
+    text = str(text)
+    m = re.fullmatch(r"\s*(σ_f|σ_b|ε_N|δ_1|Δt|γ|ρ)\s*=\s*(\S+)\s*", text)
+    if m:
+        return f"${dict(_SYMBOLS)[m.group(1)]} = {m.group(2)}$"
+    for plain, tex in _SYMBOLS:
+        if "_" in plain:
+            text = text.replace(plain, f"${tex}$")
+    return text
+
+
 def _geo(x):
     from .section7_verdicts import geometric_mean
 
     return geometric_mean(x)
 
 
-def stable_norm_vs_gamma(ax, table, level_col: str = "level", order=None, predictions=None, title=None):
+DODGE = 0.012  # decades of γ between the markers of neighbouring levels
+
+
+def stable_norm_vs_gamma(ax, table, level_col: str = "level", order=None, predictions=None, title=None,
+                         dodge: float = DODGE):
     """Stable gradient norm against γ, one line per level: geometric mean over
     seeds with a min–max band; diverged runs as red crosses on the top edge;
     γ → 0 predictions as short dotted lines with a triangle left of the grid
-    (omitted when they are more than 100 times below every measured value)."""
+    (omitted when they are more than 100 times below every measured value).
+    Each level is drawn ``dodge`` decades of γ beside the previous one (±0.03 decades,
+    about ±7 %, for six levels), so levels that coincide stay visible."""
     order = order or list(dict.fromkeys(table[level_col]))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     gmin, gmax = table.gamma.min(), table.gamma.max()
@@ -79,8 +106,14 @@ def stable_norm_vs_gamma(ax, table, level_col: str = "level", order=None, predic
         colour = "k" if base else colours[i % len(colours)]
         ok = g[~g.diverged]
         stats = ok.groupby("gamma").stable_grad_norm.agg([_geo, "min", "max"]).reset_index()
-        ax.loglog(stats.gamma, stats["_geo"], "o-" if not base else "s--", ms=3.5, lw=1.3, color=colour, label=level)
-        ax.fill_between(stats.gamma, stats["min"], stats["max"], color=colour, alpha=0.15, lw=0)
+        stats["gamma"] = stats.gamma * 10 ** (dodge * (i - (len(order) - 1) / 2))
+        if base:  # on top, dashed with large open squares: levels that coincide with it show beside it
+            look = dict(marker="s", ls="--", mfc="none", ms=9, lw=1.2, zorder=5)
+        else:  # a marker per level, a little smaller for each later level
+            look = dict(marker=MARKERS[i % len(MARKERS)], ls="-", ms=max(4.0, 7.5 - 0.7 * i), lw=1.3,
+                        zorder=3 + 0.1 * i, mfc=colour if i % 2 else "none", mew=1.2)
+        ax.loglog(stats.gamma, stats["_geo"], color=colour, label=tex_label(level), **look)
+        ax.fill_between(stats.gamma, stats["min"], stats["max"], color=colour, alpha=0.12, lw=0)
         div = g[g.diverged]
         if len(div):
             any_div = True
@@ -129,7 +162,15 @@ def perturbation_panels(table, slopes, panels=(("left", r"forward perturbations 
         order = ["standard SGD"] + list(slopes[slopes.panel == panel].level)
         stable_norm_vs_gamma(ax, table[table.panel.isin([panel, "baseline"])], order=order, predictions=preds, title=title)
         legend_outside(ax)
+    _label_bottom_only(axes[:, 0])
     return fig
+
+
+def _label_bottom_only(axes):
+    """Stacked panels that share x: the x label once, under the bottom panel (it would touch the
+    title of the panel below otherwise)."""
+    for ax in axes[:-1]:
+        ax.set_xlabel("")
 
 
 def interval_panels(table, slopes, sigma_f_panels, intervals):
@@ -147,4 +188,5 @@ def interval_panels(table, slopes, sigma_f_panels, intervals):
                              order=["standard SGD"] + [f"Δt = {i}" for i in intervals],
                              predictions=dict(zip(part.level, part.predicted_limit)), title=rf"$\sigma_f = {sf:g}$")
         legend_outside(ax)
+    _label_bottom_only(axes[:, 0])
     return fig
