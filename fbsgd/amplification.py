@@ -3,7 +3,7 @@
 The measurements are :func:`fbsgd.propagation.depth_amplification`: the error
 ‖ũ₁ − u₁‖ that one backward perturbation ε_N at the deepest operator of a
 linear network leaves in the first weight gradient, for several depths N and
-layer norms s.  By (6b) it is ‖W₂ᵀ⋯W_{N−1}ᵀ ε_N‖·‖x‖, so for layers that
+layer norms s.  By (6b) it is ‖W₂ᵀ⋯W_(N−1)ᵀ ε_N‖·‖x‖, so for layers that
 stretch every vector by s it is exactly s^{N−2}‖ε_N‖‖x‖: a factor s per layer.
 
 Here: the fitted factor per layer (:func:`growth_factors`) and the verdicts of
@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import verdicts as V
 from .metrics import log_slope
+from .report import number
 
 __all__ = ["ORTHOGONAL_TOL", "CLOSED_FORM_TOL", "growth_factors", "closed_form_gap",
            "judge_closed_form", "judge_orthogonal_growth", "judge_gaussian_factor", "judge_all"]
@@ -43,8 +44,9 @@ def judge_closed_form(claim: V.Claim, table: pd.DataFrame, tol: float = CLOSED_F
     """The perturbed passes carry ε_N to u₁ exactly as the product (6b) says."""
     gap = closed_form_gap(table)
     return V.Verdict(claim, "holds" if gap < tol else "fails",
-                     rule=f"largest relative gap between passes and the product W₂ᵀ⋯W₍N−1₎ᵀε₍N₎·‖x‖ < {tol:g}",
-                     evidence=f"the passes and the closed form agree to {gap:.1e} over all {len(table)} networks "
+                     rule=f"largest relative gap between ‖ũ₁ − u₁‖ from the passes and "
+                          f"‖W₂ᵀ⋯W_(N−1)ᵀ ε_N‖·‖x‖ < {number(tol, 1)}",
+                     evidence=f"the passes and the closed form agree to {number(gap, 2)} over all {len(table)} networks "
                               f"(both layer families, every depth and scale).",
                      key_number=gap, key_label="largest relative gap")
 
@@ -57,9 +59,9 @@ def judge_orthogonal_growth(claim: V.Claim, factors: pd.DataFrame, eps_norm: flo
     worst = float(orth.deviation_from_s.max()) if len(orth) else float("nan")
     grow = ", ".join(f"s = {r.scale:g}: ×{r.factor:.4f}" for r in orth.itertuples())
     return V.Verdict(claim, V.outcome_of_cases(ok),
-                     rule=f"at every scale s, the fitted factor per layer is within relative {tol:g} of s",
+                     rule=f"at every scale s, the fitted factor per layer is within relative {number(tol, 1)} of s",
                      evidence=f"fitted factor per layer, orthogonal layers: {grow} (largest relative deviation from s: "
-                              f"{worst:.1e}); an additive error (6a) would stay at {eps_norm:g} at every depth.",
+                              f"{number(worst, 2)}); an additive error (6a) would stay at {number(eps_norm)} at every depth.",
                      key_number=worst, key_label="largest relative deviation from s")
 
 

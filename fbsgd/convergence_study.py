@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import verdicts as V
+from .report import number
 from .limits import small_step_limit
 from .logistic_forms import assumption3_moments, logistic_chain_constants, region_moments, uniform_ranges
 from .rate_design import GEOMETRIES, active_steps, design, geometry_fields, horizon_configs
@@ -30,7 +31,8 @@ from .sweeps import RunConfig
 from .theorem_bounds import ProblemConstants, estimate_constants, path, rhs_nonconvex, rhs_pl
 
 __all__ = ["GEOS", "STANDARD", "TIGHT_SPREAD", "settings", "Setup", "setup", "constants_table", "convergence_design",
-           "bounds_table", "fit_table", "rate_verdict", "bound_verdict", "tightness_verdict", "section4_verdict"]
+           "bounds_table", "fit_table", "rate_verdict", "bound_verdict", "tightness_verdict", "section4_verdict",
+           "constants_view", "region_note", "exponent_comparison", "transient_product"]
 
 GEOS = ("nonconvex", "pl")
 STANDARD = "standard SGD"
@@ -198,3 +200,58 @@ def section4_verdict(claim: V.Claim, rhs: pd.DataFrame) -> V.Verdict:
     return V.Verdict(claim, V.outcome_of_cases(ok), "mean over seeds ≤ the Section 4 right-hand side at every perturbed "
                      "(geometry, setting, T): holds if at all, partial if at some, fails if at none", ev,
                      pert.section4_over_measured.min(), "smallest bound / measured")
+
+
+# --- what the page prints ---------------------------------------------------------
+
+_GEO_NAME = {"nonconvex": "non-convex", "pl": "PL"}
+_CONSTANT_ROWS = [  # constants_table column -> printed quantity
+    ("regularizer", "regularizer"), ("rho", "ρ"), ("L", "L_∇ℓ"), ("mu", "μ"), ("sigma2", "σ²"), ("delta0", "Δ₀"),
+    ("w_star_norm", "‖w*‖"), ("region_max_norm", "largest ‖w‖ in the region"), ("step_limit", "1/(3L_∇ℓ)"),
+    ("schedule", "schedule"), ("c", "c"), ("largest_gamma", "largest γ (T = T_min)")]
+
+
+def constants_view(const_table: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    """:func:`constants_table` as the page shows it: one row per constant (its symbol), one column
+    per geometry, numbers to ``digits`` significant figures."""
+    cols = {_GEO_NAME.get(r.geometry, r.geometry): r for r in const_table.itertuples()}
+    return pd.DataFrame([{"quantity": label, **{g: number(getattr(r, c), digits) for g, r in cols.items()}}
+                         for c, label in _CONSTANT_ROWS])
+
+
+def region_note(runs: pd.DataFrame, const_table: pd.DataFrame) -> str:
+    """One sentence per geometry: do the runs end inside the region on which the constants and the
+    exact error moments were taken (largest final ‖w_T‖ against the region's largest norm)?"""
+    parts = []
+    for r in const_table.itertuples():
+        g = runs[runs.geometry == r.geometry]
+        if not len(g):
+            continue
+        far = g.loc[g.final_weight_norm.idxmax()]
+        where = f"{far.setting}, T = {int(far['T']):,}"
+        if far.final_weight_norm > r.region_max_norm:
+            parts.append(f"In the {_GEO_NAME.get(r.geometry, r.geometry)} problem the runs end outside the region on which the constants were estimated: the "
+                         f"largest ‖w_T‖ is {number(far.final_weight_norm)} ({where}), while the region reaches only "
+                         f"‖w‖ = {number(r.region_max_norm)}, so the constants and the exact error moments used for its "
+                         "bounds below are not guaranteed for the whole of these runs.")
+        else:
+            parts.append(f"In the {_GEO_NAME.get(r.geometry, r.geometry)} problem every run ends inside the region "
+                         f"(largest ‖w_T‖ {number(far.final_weight_norm)}, {where}; the region reaches "
+                         f"‖w‖ = {number(r.region_max_norm)}).")
+    return " ".join(parts)
+
+
+def exponent_comparison(fits: pd.DataFrame, geometry: str, setting: str) -> str:
+    """"−0.928 (95 % interval −1.21 … −0.647), which contains the unperturbed −0.95": a perturbed
+    setting's fitted exponent against standard SGD's in the same geometry."""
+    row = fits[(fits.geometry == geometry) & (fits.setting == setting)].iloc[0]
+    ref = float(fits[(fits.geometry == geometry) & (fits.setting == STANDARD)].iloc[0].exponent)
+    inside = row.ci_low <= ref <= row.ci_high
+    return (f"{number(row.exponent)} (95 % interval {number(row.ci_low)} … {number(row.ci_high)}), which "
+            f"{'contains' if inside else 'does not contain'} the unperturbed {number(ref, 4)}")
+
+
+def transient_product(const_table: pd.DataFrame, c: float, T: int, geometry: str = "nonconvex") -> float:
+    """γTμ for γ = c/√T: how many curvature times 1/μ the run of horizon T lasts."""
+    mu = float(const_table[const_table.geometry == geometry].mu.iloc[0])
+    return c / np.sqrt(T) * T * mu

@@ -10,6 +10,7 @@ from . import counterexamples as C
 from . import verdicts as V
 from .metrics import log_slope
 from .optimizers import DIVERGENCE_THRESHOLD
+from .report import number
 
 __all__ = ["A1_Z", "A1_SMALL", "A1_SLOPE_TOL", "A1_MIN_POINTS", "A2_AGREE", "a1_bias", "a1_quadratic", "a2_limit",
            "a2_wider_range", "a3_worked_step", "a3_top1_fails", "a3_plain_uncompressed", "a3_momentum_contrast",
@@ -29,11 +30,13 @@ def a1_bias(claim: V.Claim, a1: pd.DataFrame) -> V.Verdict:
     uni = a1[a1.law == "uniform"]
     zmax = float((uni.abs_error / uni.standard_error).max()) if len(uni) else float("nan")
     top = a1[(a1.law == "two-point") & (a1.a == a1.a.max())]
-    drop = f"; at a = {a1.a.max():g} the slope drops from 0.25 by {-top.closed_form.iloc[0]:.3f} (two-point)" if len(top) else ""
+    drop = (f"; at a = {number(a1.a.max())} the expected slope drops from σ′(0) = 0.25 to "
+            f"{number(0.25 + top.closed_form.iloc[0])} (two-point law)" if len(top) else "")
     return V.Verdict(claim, V.outcome_of_cases(ok),
-                     rule=f"at every (law, a): Monte Carlo bias < 0 and within {A1_Z:g} standard errors (+1e-12) of the closed form",
+                     rule=f"at every (law, a): Monte Carlo bias < 0 and within {A1_Z:g} standard errors (+10⁻¹²) of the closed form",
                      evidence=f"the Monte Carlo bias is negative at {int((a1.monte_carlo < 0).sum())} of {len(a1)} (law, a) pairs and "
-                              f"matches the closed form at {int(within.sum())} (largest deviation {zmax:.2f} standard errors for the "
+                              f"matches the closed form at {int(within.sum())} of {len(a1)} pairs (largest deviation "
+                              f"{zmax:.2f} standard errors for the "
                               f"uniform law, exact for the two-point law){drop}.",
                      key_number=zmax, key_label="largest deviation (standard errors, uniform law)")
 
@@ -68,9 +71,9 @@ def a2_limit(claim: V.Claim, a2: pd.DataFrame, x0: float, delta: float) -> V.Ver
         return V.Verdict(claim, "unresolved", rule, "no step size below 1/2 was run; add one to a2_gammas.")
     ok = _a2_on_track(cases, x0, delta)
     return V.Verdict(claim, V.outcome_of_cases(ok), rule,
-                     f"core passes and closed form agree to {a2.max_abs_run_minus_closed_form.max():.1e} (relative); after "
+                     f"core passes and closed form agree to {number(a2.max_abs_run_minus_closed_form.max(), 2)} (relative); after "
                      f"{int(cases.steps.max())} steps every run with γ = {', '.join(f'{g:g}' for g in cases.gamma)} is within "
-                     f"{cases.distance_to_minus_delta.max():.1e} of −δ = {-delta:g}, shrinking by |1 − 2γ| per step.",
+                     f"{number(cases.distance_to_minus_delta.max(), 2)} of −δ = {number(-delta)}, shrinking by |1 − 2γ| per step.",
                      key_number=float(cases.distance_to_minus_delta.max()), key_label="largest distance to −δ")
 
 
@@ -88,24 +91,26 @@ def a2_wider_range(claim: V.Claim, a2: pd.DataFrame, x0: float, delta: float) ->
            if len(outside) else "")
     return V.Verdict(claim, V.outcome_of_cases(ok), rule,
                      "beyond the paper's range: " + ", ".join(f"γ = {r.gamma:g} converges (|1 − 2γ| = {r.contraction:.2f}, "
-                                                              f"distance {r.distance_to_minus_delta:.1e})" for r in wider.itertuples())
-                     + out + ". The paper's γ < 1/2 is a sufficient condition; the exact range is 0 < γ < 1.",
+                                                              f"distance {number(r.distance_to_minus_delta, 2)})" for r in wider.itertuples())
+                     + out + ". Read as 0 < γ < 1/2 (for γ ≤ 0 the iterates do not converge), the paper's "
+                     "condition is sufficient; the closed form (55) gives the range 0 < γ < 1, and every run agrees.",
                      key_number=float(wider.gamma.max()), key_label="largest γ ≥ 1/2 that converges")
 
 
 def a3_worked_step(claim: V.Claim, worked: pd.DataFrame, s: float) -> V.Verdict:
     ok = [np.allclose(a, b, atol=1e-12) for a, b in zip(worked.computed, worked.paper)]
-    vals = {q: v for q, v in zip(worked.quantity, worked.computed)}
-    return V.Verdict(claim, V.outcome_of_cases(ok), rule="each computed quantity equals the appendix's value to 1e-12",
-                     evidence=f"with s = {s:g}: y₁ = {vals['y1']}, u₁ = {vals['u1']}, w₁ after one step = {vals['w1 after one step']}.")
+    vals = {q: C.vector(v) for q, v in zip(worked.quantity, worked.computed)}
+    return V.Verdict(claim, V.outcome_of_cases(ok), rule="each computed quantity equals the appendix's value to 10⁻¹²",
+                     evidence=f"with s = {number(s)}: y₁ = {vals['y₁']}, u₁ = {vals['u₁']}, "
+                              f"w₁ after one step = {vals['w₁ after one step']}.")
 
 
 def a3_top1_fails(claim: V.Claim, paper_runs: pd.DataFrame) -> V.Verdict:
     ok = paper_runs.top1 == "diverges"
     return V.Verdict(claim, V.outcome_of_cases(ok),
                      rule="in each setting of Figure 9, the Top-1 run from (s, s) diverges (its norm grows by a factor 10³, or the run stops "
-                          f"once a weight exceeds {DIVERGENCE_THRESHOLD:g})",
-                     evidence="; ".join(f"{r.setting} γ = {r.gamma:g}, β = {r.beta:g}: Top-1 {r.top1} (‖w₁‖ = {r.final_top1:.2e} when stopped)"
+                          f"once a weight exceeds {C.power_of_ten(DIVERGENCE_THRESHOLD)})",
+                     evidence="; ".join(f"{r.setting} γ = {r.gamma:g}, β = {r.beta:g}: Top-1 {r.top1} (‖w₁‖ = {number(r.final_top1, 3)} when stopped)"
                                         for r in paper_runs.itertuples()) + ".")
 
 
@@ -123,8 +128,8 @@ def a3_plain_uncompressed(claim: V.Claim, paper_runs: pd.DataFrame, offset: floa
     return V.Verdict(claim, outcome,
                      rule="the method converges if the spectral radius of the uncompressed iteration is < 1 (stable from every start) "
                           "and a run from (s, s + offset) converges; fails if neither; unresolved if they disagree",
-                     evidence=f"spectral radius {r.radius_uncompressed:.1f} at γ = {r.gamma:g}; from (s, s + {offset:g}) the uncompressed "
-                              f"run {r.uncompressed} (‖w₁‖ = {r.final_uncompressed:.2e}). From (s, s) itself it lands on 0 after one step, "
+                     evidence=f"spectral radius {r.radius_uncompressed:.1f} at γ = {r.gamma:g}; from (s, s + {C.power_of_ten(offset)}) the uncompressed "
+                              f"run {r.uncompressed} (‖w₁‖ = {number(r.final_uncompressed, 3)}). From (s, s) itself it lands on 0 after one step, "
                               "so the panel compares two unstable methods, one of them started on its stable line.",
                      key_number=float(r.radius_uncompressed), key_label="spectral radius, uncompressed, γ = 0.1",
                      erratum=erratum)
@@ -138,8 +143,8 @@ def a3_momentum_contrast(claim: V.Claim, paper_runs: pd.DataFrame, offset: float
                      rule="at the paper's γ and β: the uncompressed iteration has spectral radius < 1 and converges from (s, s + offset), "
                           "and the Top-1 run from (s, s) diverges",
                      evidence=f"γ = {r.gamma:g}, β = {r.beta:g}: uncompressed spectral radius {r.radius_uncompressed:.3f}, from "
-                              f"(s, s + {offset:g}) it {r.uncompressed} (‖w₁‖ = {r.final_uncompressed:.2e}); Top-1 {r.top1} "
-                              f"(‖w₁‖ = {r.final_top1:.2e}).",
+                              f"(s, s + {C.power_of_ten(offset)}) it {r.uncompressed} (‖w₁‖ = {number(r.final_uncompressed, 3)}); Top-1 {r.top1} "
+                              f"(‖w₁‖ = {number(r.final_top1, 3)}).",
                      key_number=float(r.radius_uncompressed), key_label="spectral radius, uncompressed")
 
 

@@ -28,6 +28,8 @@ __all__ = [
     "topk_step_size_scan",
     "fate",
     "PAPER_SETTINGS",
+    "vector",
+    "power_of_ten",
     "SCAN_GAMMAS",
     "a1_table",
     "a2_table",
@@ -35,6 +37,7 @@ __all__ = [
     "a3_curves",
     "a3_scan",
     "a3_paper_runs",
+    "scan_ranges",
 ]
 
 # --- A.1: zero-mean forward noise biases the slope of a sigmoid ---------------
@@ -223,10 +226,28 @@ def worked_first_step(s: float):
     first = passes(topk_net(PAPER_A_PLAIN), np.ones((1, 2)), np.array([s, s, 0.0, 0.0]))
     w_next = topk_run(PAPER_A_PLAIN, 0.1, 1, w1=(s, s), compress=False)[1, :2]
     return pd.DataFrame({
-        "quantity": ["y1", "u1", "w1 after one step"],
+        "quantity": ["y₁", "u₁", "w₁ after one step"],
         "computed": [first.ys[1][0], first.us[1][0], w_next],
         "paper": [np.array([-2 * s, 4 * s]), np.array([10 * s, 10 * s]), np.zeros(2)],
     })
+
+
+def vector(v) -> str:
+    """A small vector as the book prints it: (−2, 4), each entry by :func:`fbsgd.report.number`."""
+    from .report import number
+
+    return "(" + ", ".join(number(float(x)) for x in np.ravel(v)) + ")"
+
+
+def power_of_ten(x: float) -> str:
+    """10⁸ for 1e8 (any exact power of ten, superscript exponent); other numbers by
+    :func:`fbsgd.report.number`."""
+    from .report import number
+
+    k = round(float(np.log10(x))) if x > 0 else None
+    if k is not None and float(10.0 ** k) == float(x):
+        return "10" + str(k).translate(str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"))
+    return number(x)
 
 
 def a3_curves(steps: int, s: float, offset: float):
@@ -258,3 +279,25 @@ def a3_paper_runs(steps: int, s: float, offset: float):
 
     return pd.concat([topk_step_size_scan(A, [g], max(steps, SCAN_MIN_STEPS), beta=b, w1=(s, s), offset=offset)
                       .assign(setting=name) for name, (A, g, b) in PAPER_SETTINGS.items()], ignore_index=True)
+
+
+def _span(a: float, b: float) -> str:
+    """"a" or "a – b", each to 3 significant figures (one number when both print alike)."""
+    from .report import number
+
+    return number(a) if number(a) == number(b) else f"{number(a)} – {number(b)}"
+
+
+def scan_ranges(scan):
+    """The A.3 scan condensed for the page: consecutive step sizes of one setting with the same
+    outcome (uncompressed, Top-1) form one row, with their γ range, how many step sizes it holds
+    and the range of the uncompressed spectral radius."""
+    same = ["setting", "uncompressed", "top1"]
+    block = scan[same].ne(scan[same].shift()).any(axis=1).cumsum()
+    ranges = scan.groupby(block, sort=False).agg(
+        setting=("setting", "first"), gamma_from=("gamma", "min"), gamma_to=("gamma", "max"),
+        step_sizes=("gamma", "size"), radius_from=("radius_uncompressed", "min"),
+        radius_to=("radius_uncompressed", "max"), uncompressed=("uncompressed", "first"), top1=("top1", "first"))
+    ranges["gamma"] = [_span(a, b) for a, b in zip(ranges.gamma_from, ranges.gamma_to)]
+    ranges["spectral_radius"] = [_span(a, b) for a, b in zip(ranges.radius_from, ranges.radius_to)]
+    return ranges.reset_index(drop=True)

@@ -22,10 +22,11 @@ import pandas as pd
 
 from . import perturbations as pert
 from .metrics import log_slope
+from .report import number
 from .propagation import error_vs_bounds, linear_chain_error, scaled_layers, tanh_chain, unit_vector
 
 __all__ = ["GROUP_ROWS", "RESOLVED_Z", "SERIES", "NULL_SERIES", "Study", "growth", "hierarchy", "tightness_cases", "tightness",
-           "looseness", "bias_exponent", "summary"]
+           "looseness", "bias_exponent", "summary", "growth_view", "looseness_view"]
 
 GROUP_ROWS = 512  # rows per group of Monte Carlo draws: small enough to stay in cache (see gradient_error)
 RESOLVED_Z = 3.0  # an estimate counts as resolved when it exceeds this many standard errors
@@ -142,7 +143,7 @@ def growth(depth: pd.DataFrame) -> pd.DataFrame:
 
 
 def hierarchy(location: pd.DataFrame) -> pd.DataFrame:
-    """Per chain: E‖ũ − u‖² for δ₁ over δ₍N−1₎ and for ε_N over ε₂, measured and in the bound's coefficients."""
+    """Per chain: E‖ũ − u‖² for δ₁ over δ_(N−1) and for ε_N over ε₂, measured and in the bound's coefficients."""
     rows = []
     for chain, sub in location.groupby("chain", sort=False):
         N = int(sub.N.iloc[0])
@@ -187,7 +188,7 @@ def looseness(tight: pd.DataFrame) -> pd.DataFrame:
         r = g.ratio if printed else g.ratio_derivation
         if len(g) >= 3:
             f = log_slope(g.N, r, log_x=False)
-            rows.append(dict(case=case, perturbation=lab, constants="printed" if printed else "derived",
+            rows.append(dict(case=case, perturbation=lab, constants="printed" if printed else "derivation",
                              depths=f"{int(g.N.min())}..{int(g.N.max())}", ratio_shallowest=r.iloc[0], ratio_deepest=r.iloc[-1],
                              orders_per_operator=f.slope / np.log(10),
                              orders_per_operator_last=np.log10(r.iloc[-1] / r.iloc[-2]) / (g.N.iloc[-1] - g.N.iloc[-2])))
@@ -202,26 +203,60 @@ def bias_exponent(bias: pd.DataFrame, series: str, upper: float | None = None):
     return (log_slope(g.sigma, g.bias_sq) if len(g) >= 2 else None), len(g)
 
 
+def _arrow(a: float, b: float, digits: int = 2) -> str:
+    return f"{number(a, digits)} → {number(b, digits)}"
+
+
+def growth_view(growth_t: pd.DataFrame) -> pd.DataFrame:
+    """:func:`growth` as the page shows it: the measured factor with its 95 % interval, the closed
+    form, the bound's fitted factor and its factor at the shallow → deep end."""
+    return pd.DataFrame(dict(
+        chain=growth_t.chain, perturbation=growth_t.perturbation,
+        measured=[f"{number(m)} ({number(lo)}–{number(hi)})" for m, lo, hi in
+                  zip(growth_t.measured_factor, growth_t.measured_ci_low, growth_t.measured_ci_high)],
+        closed_form=growth_t.closed_form_factor, bound_fit=growth_t.bound_factor_fit,
+        bound_shallow_to_deep=[_arrow(a, b, 3) for a, b in zip(growth_t.bound_factor_first, growth_t.bound_factor_last)],
+    )).reset_index(drop=True)
+
+
+def looseness_view(loose: pd.DataFrame) -> pd.DataFrame:
+    """:func:`looseness` as the page shows it: one case per row, the tightness ratio at the
+    shallowest → deepest chain, and its growth in orders of magnitude per operator."""
+    return pd.DataFrame(dict(
+        case=loose.case + " · " + loose.perturbation, constants=loose.constants,
+        N=loose.depths,
+        ratio=[_arrow(a, b) for a, b in zip(loose.ratio_shallowest, loose.ratio_deepest)],
+        orders_per_operator=loose.orders_per_operator, at_the_deep_end=loose.orders_per_operator_last,
+    )).reset_index(drop=True)
+
+
 def summary(growth_t: pd.DataFrame, hier: pd.DataFrame, bias: pd.DataFrame, loose: pd.DataFrame, sigmas, N_bias: int) -> pd.DataFrame:
-    """The chapter's measured numbers next to the bounds', one row per quantity."""
-    rows = [dict(quantity=f"growth per operator, {r.chain} · {r.perturbation}", measured=f"×{r.measured_factor:.3f}",
-                 bound=f"×{r.bound_factor_fit:.3g} (fit), ×{r.bound_factor_last:.3g} (deep end)") for r in growth_t.itertuples()]
+    """The chapter's measured numbers next to the bounds', one row per quantity ("—" where the
+    row has no measured value of its own: the tightness rows give the ratio bound / measured)."""
+    rows = [dict(quantity=f"growth per operator, {r.chain} · {r.perturbation}", measured=f"×{number(r.measured_factor)}",
+                 bound=f"×{number(r.bound_factor_fit)} (fit), ×{number(r.bound_factor_last)} (deep end)")
+            for r in growth_t.itertuples()]
     for r in hier.itertuples():
-        rows.append(dict(quantity=f"δ₁ / δ₍N−1₎, {r.chain}, N = {r.N}", measured=f"{r.forward_ratio:.3g}", bound=f"{r.forward_ratio_bound:.3g}"))
-        rows.append(dict(quantity=f"ε₍N₎ / ε₂, {r.chain}, N = {r.N}", measured=f"{r.backward_ratio:.3g}", bound=f"{r.backward_ratio_bound:.3g}"))
+        rows.append(dict(quantity=f"δ₁ / δ_(N−1), {r.chain}, N = {r.N}", measured=number(r.forward_ratio),
+                         bound=number(r.forward_ratio_bound)))
+        rows.append(dict(quantity=f"ε_N / ε₂, {r.chain}, N = {r.N}", measured=number(r.backward_ratio),
+                         bound=number(r.backward_ratio_bound)))
     mid = float(np.exp(np.mean(np.log(sigmas))))
     f_fwd, _ = bias_exponent(bias, "tanh · zero-mean · δ₁", upper=mid)
     if f_fwd is not None:
         fz = bias[bias.series == "tanh · zero-mean · δ₁"]
-        rows.append(dict(quantity=f"bias exponent, zero-mean δ₁, tanh N = {N_bias}", measured=f"{f_fwd.slope:.2f} ± {1.96 * f_fwd.slope_se:.2f}",
-                         bound=f"{log_slope(fz.sigma, fz.bias_bound).slope:.2f}"))
+        rows.append(dict(quantity=f"bias exponent, zero-mean δ₁, tanh N = {N_bias}",
+                         measured=f"{number(f_fwd.slope)} ± {number(1.96 * f_fwd.slope_se, 2)}",
+                         bound=number(log_slope(fz.sigma, fz.bias_bound).slope)))
     for n in ("tanh · non-zero-mean · δ₁", "tanh · non-zero-mean · ε_N"):
         f, _ = bias_exponent(bias, n)
         if f is not None:
-            rows.append(dict(quantity=f"bias exponent, {n.split(' · ', 1)[1]}", measured=f"{f.slope:.3f}", bound="2 (leading term)"))
+            rows.append(dict(quantity=f"bias exponent, {n.split(' · ', 1)[1]}",
+                             measured=f"{number(f.slope, 4)} ± {number(1.96 * f.slope_se, 2)}", bound="2 (leading term)"))
     zmax = float(bias[bias.series.isin(NULL_SERIES)].z.abs().max())
-    rows.append(dict(quantity="zero-mean ε₍N₎ bias (tanh) and zero-mean δ₁ bias (linear)", measured=f"|estimate| ≤ {zmax:.2f} s.e.",
+    rows.append(dict(quantity="zero-mean bias: ε_N (tanh), δ₁ (linear)", measured=f"|estimate| ≤ {zmax:.2f} s.e.",
                      bound="0 (ε); σ⁴ term (δ)"))
-    rows += [dict(quantity=f"tightness, {r.case} · {r.perturbation}", measured="1",
-                  bound=f"{r.ratio_shallowest:.2g} → {r.ratio_deepest:.2g} (N = {r.depths})") for r in loose.itertuples()]
+    rows += [dict(quantity=f"tightness, {r.case} · {r.perturbation}", measured=None,
+                  bound=f"bound / measured {_arrow(r.ratio_shallowest, r.ratio_deepest)} (N = {r.depths})")
+             for r in loose.itertuples()]
     return pd.DataFrame(rows)

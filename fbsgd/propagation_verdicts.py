@@ -8,6 +8,7 @@ import pandas as pd
 
 from . import verdicts as V
 from .metrics import log_slope
+from .report import number
 from .propagation_study import RESOLVED_Z, bias_exponent
 
 __all__ = ["CLOSED_FORM_Z", "NULL_Z", "Z95", "closed_form", "depth_growth", "bound_outgrows", "location_hierarchy",
@@ -19,7 +20,7 @@ NULL_Z = 3.5  # an exactly-zero bias: every estimate within this many standard e
 Z95 = 1.96  # two-sided 95% intervals
 ORDER4_TOL = 0.3  # zero-mean forward bias: |exponent − 4| below max(this, 2·1.96·s.e.)
 ORDER2_TOL = 0.15  # non-zero mean: |exponent − 2| below this
-_NAMES = {"δ₁": "δ₁", "ε_N": "ε₍N₎"}
+_NAMES: dict = {}  # label -> printed name; the labels (δ₁, ε_N) already print as the prose writes them
 
 
 def _lab(label: str) -> str:
@@ -57,8 +58,8 @@ def bound_outgrows(claim: V.Claim, growth: pd.DataFrame) -> V.Verdict:
     lin = growth[growth.chain == "linear"]
     rising = bool(len(lin)) and bool((lin.bound_factor_last > lin.bound_factor_first).all())
     extra = (f" For the linear chain the bound's factor itself increases with depth (from ×{lin.bound_factor_first.min():.3g} to "
-             f"×{lin.bound_factor_last.max():.3g}), because C∇f contains the norm of the largest visited layer input, s to the power "
-             "N − 1, and C_v is C∇f to the power N." if rising else "")
+             f"×{lin.bound_factor_last.max():.3g}), because C_∇f contains the norm of the largest visited layer input, s to the power "
+             "N − 1, and C_v is C_∇f to the power N." if rising else "")
     return V.Verdict(claim, V.outcome_of_cases(ok),
                      rule="per (chain, perturbation): the bound's fitted factor per operator ≥ the measured one",
                      evidence="; ".join(f"{r.chain} {_lab(r.perturbation)}: bound ×{r.bound_factor_fit:.3g} (×{r.bound_factor_first:.3g} at "
@@ -71,9 +72,9 @@ def bound_outgrows(claim: V.Claim, growth: pd.DataFrame) -> V.Verdict:
 def location_hierarchy(claim: V.Claim, hier: pd.DataFrame) -> V.Verdict:
     ok = list(hier.forward_ratio > 1) + list(hier.backward_ratio > 1)
     return V.Verdict(claim, V.outcome_of_cases(ok),
-                     rule="per chain: E‖ũ − u‖² for δ₁ / for δ₍N−1₎ > 1 and for ε₍N₎ / for ε₂ > 1",
-                     evidence="; ".join(f"{r.chain} chain (N = {r.N}): E‖ũ − u‖² is {r.forward_ratio:.3g}× larger for δ₁ than for δ₍N−1₎ "
-                                        f"(bound's coefficients: {r.forward_ratio_bound:.3g}×), and {r.backward_ratio:.3g}× larger for ε₍N₎ "
+                     rule="per chain: E‖ũ − u‖² for δ₁ / for δ_(N−1) > 1 and for ε_N / for ε₂ > 1",
+                     evidence="; ".join(f"{r.chain} chain (N = {r.N}): E‖ũ − u‖² is {r.forward_ratio:.3g}× larger for δ₁ than for δ_(N−1) "
+                                        f"(bound's coefficients: {r.forward_ratio_bound:.3g}×), and {r.backward_ratio:.3g}× larger for ε_N "
                                         f"than for ε₂ (bound: {r.backward_ratio_bound:.3g}×)" for r in hier.itertuples())
                               + ". The bound orders the locations the same way and exaggerates both gaps.",
                      key_number=float(min(min(hier.forward_ratio), min(hier.backward_ratio))), key_label="smallest ratio")
@@ -119,7 +120,7 @@ def no_bias(claim: V.Claim, bias: pd.DataFrame, series: str, draws: int) -> V.Ve
         upper_rel = float(((bw.bias_sq + Z95 * bw.bias_sq_se) / fw.bias_sq).max())
         upper_mse = float(((bw.bias_sq.abs() + Z95 * bw.bias_sq_se) / bw.mse).max())
         extra = (f"; the 95% upper limit of this bias is at most {upper_rel:.2g}× the zero-mean forward bias at the same σ, "
-                 f"and at most {upper_mse:.1e} of the mean-square error")
+                 f"and at most {number(upper_mse, 2)} of the mean-square error")
     return V.Verdict(claim, "holds" if zmax < NULL_Z else "fails",
                      rule=f"at every σ of the sweep the squared-bias estimate is within {NULL_Z:g} standard errors of 0",
                      evidence=f"{len(g)} sizes × {draws:,} draws: every estimate is within {zmax:.2f} standard errors of zero{extra}.",
@@ -131,8 +132,9 @@ def nonzero_mean_order(claim: V.Claim, bias: pd.DataFrame) -> V.Verdict:
     fits = {n: bias_exponent(bias, n)[0] for n in names}
     ok = [f is not None and abs(f.slope - 2) < ORDER2_TOL for f in fits.values()]
     return V.Verdict(claim, V.outcome_of_cases(ok),
-                     rule=f"per perturbation (δ₁, ε₍N₎): the log-log slope of the resolved squared bias against σ is within {ORDER2_TOL:g} of 2",
-                     evidence="fitted exponents: " + ", ".join(f"{_lab(n.split(' · ')[-1])} {f.slope:.3f} ± {Z95 * f.slope_se:.3f}"
+                     rule=f"per perturbation (δ₁, ε_N): the log-log slope of the resolved squared bias against σ is within {ORDER2_TOL:g} of 2",
+                     evidence="fitted exponents: " + ", ".join(f"{_lab(n.split(' · ')[-1])} {f.slope:.4f} ± "
+                                                              f"{number(Z95 * f.slope_se, 2)}"
                                                               for n, f in fits.items() if f is not None) + ".",
                      key_number=max((abs(f.slope - 2) for f in fits.values() if f is not None), default=None),
                      key_label="largest |exponent − 2|")
@@ -176,21 +178,21 @@ def bounds_loose(claim: V.Claim, loose: pd.DataFrame) -> V.Verdict:
 
 
 def printed_bias_crossover(depth: pd.DataFrame, sigma: float) -> pd.DataFrame:
-    """Linear chains, non-zero-mean δ₁: the bias is ∝ σ² and the printed bound is C̃ᵇ E‖δ‖⁴ ∝ σ⁴ (constants held
+    """Linear chains, non-zero-mean δ₁: the bias is ∝ σ² and the printed bound is C̃^b E‖δ‖⁴ ∝ σ⁴ (constants held
     fixed), so the printed bound falls below the bias for σ < σ* = σ·√(bias / bound).  One row per N with bound > 0."""
     nz = depth[(depth.chain == "linear") & (depth.law == "non-zero-mean") & (depth.bias_bound > 0)].sort_values("N")
     return pd.DataFrame(dict(N=nz.N.values, sigma_star=sigma * np.sqrt(nz.bias_sq.values / nz.bias_bound.values)))
 
 
 def theorem1_erratum() -> str:
-    return ("(21) prints the backward coefficient Cᵉ for ε_k as S₍k−1₎ − 1, but the proof's (19) carries 2·Σ (3C∇f²)ᵐ over "
-            "m = 1..k−1, that is 2(S₍k−1₎ − 1): the factor 2 is dropped between (19) and (21).")
+    return ("(21) prints the backward coefficient C^e for ε_k as S_(k−1) − 1, but the proof's (19) carries 2·Σ (3(C_∇f)²)ᵐ over "
+            "m = 1..k−1, that is 2(S_(k−1) − 1): the factor 2 is dropped between (19) and (21).")
 
 
 def theorem2_erratum(depth: pd.DataFrame, sigma: float) -> str:
     star = printed_bias_crossover(depth, sigma).head(4)
-    cross = ", ".join(f"σ* ≈ {s:.2g} for N = {int(n)}" for n, s in zip(star.N, star.sigma_star))
-    return ("(33a) prints L∇²f² in front of Cᵇ for δ, whereas the proof's (32) derives C∇²f². A linear layer has constant second "
-            "derivatives, so L∇²f = 0 and the printed Cᵇ for δ is 0: a non-zero mean ‖Eδ‖² is charged nothing. For N ≥ 3 only the "
-            "σ⁴ term C̃ᵇ E‖δ‖⁴ remains, which falls below the σ² bias for small enough perturbations"
+    cross = ", ".join(f"σ* ≈ {number(s, 2)} for N = {int(n)}" for n, s in zip(star.N, star.sigma_star))
+    return ("(33a) prints (L_∇²f)² in front of C^b for δ, whereas the proof's (32) derives (C_∇²f)². A linear layer has constant second "
+            "derivatives, so L_∇²f = 0 and the printed C^b for δ is 0: a non-zero mean ‖Eδ‖² is charged nothing. For N ≥ 3 only the "
+            "σ⁴ term C̃^b E‖δ‖⁴ remains, which falls below the σ² bias for small enough perturbations"
             + (f" (with this run's constants, below {cross})" if cross else "") + ".")

@@ -7,7 +7,62 @@ import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 
-__all__ = ["chain_diagram", "depth_figure"]
+__all__ = ["chain_diagram", "depth_figure", "wrap_code"]
+
+
+def _scan(line: str):
+    """(column of the line's first opening bracket or None, the columns just after each comma
+    directly inside that bracket, the column of a trailing comment or None); strings skipped."""
+    depth, opened, cuts, quote, closed = 0, None, [], None, False
+    for j, ch in enumerate(line):
+        if quote:
+            quote = None if ch == quote and line[j - 1] != "\\" else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return opened, cuts, j
+        elif closed:
+            continue  # only the first bracket's arguments are split
+        elif ch in "([{":
+            depth += 1
+            opened = j if opened is None else opened
+        elif ch in ")]}":
+            depth -= 1
+            closed = depth == 0
+        elif ch == "," and depth == 1:
+            cuts.append(j + 1)
+    return opened, cuts, None
+
+
+def _wrap_line(line: str, width: int) -> list[str]:
+    if len(line) <= width:
+        return [line]
+    opened, cuts, comment = _scan(line)
+    indent = line[: len(line) - len(line.lstrip())]
+    if comment is not None and line[:comment].strip():  # the comment goes on its own line above
+        return [indent + line[comment:]] + _wrap_line(line[:comment].rstrip(), width)
+    if opened is None or not cuts:
+        return [line]
+    bounds = [0] + cuts + [len(line)]
+    pieces = [line[a:b].strip() if k else line[a:b] for k, (a, b) in enumerate(zip(bounds, bounds[1:]))]
+    out, current = [], pieces[0]
+    for piece in filter(None, pieces[1:]):
+        if len(current) + 1 + len(piece) <= width:
+            current += " " + piece
+        else:
+            out.append(current)
+            current = " " * (opened + 1) + piece
+    return out + [current]
+
+
+def wrap_code(source: str, width: int = 76) -> str:
+    """``source`` with every line longer than ``width`` shortened for a listing in the book's text
+    column (76 characters fit it): a trailing comment moves to its own line above the code, and
+    code still too long is broken after the commas of its first bracket, the continuation lines
+    aligned with that bracket (PEP 8) and filled as far as ``width`` allows.  The code means the
+    same (its syntax tree is unchanged); a long line without such commas is kept as it is."""
+    out = [part for line in source.splitlines() for part in _wrap_line(line, width)]
+    return "\n".join(out) + ("\n" if source.endswith("\n") else "")
 
 
 def _arrow(ax, p, q, colour, style="-|>", lw=1.4, ls="-"):

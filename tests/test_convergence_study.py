@@ -63,3 +63,35 @@ def test_section4_verdict_over_perturbed_settings_only():
 
 def test_settings_leave_out_sizes_zero():
     assert list(S.settings(4.0, 0.0, "shared")) == [S.STANDARD, "forward, σ_f = 4"]
+
+
+def _const(region=(2.0, 1.0)):
+    return pd.DataFrame([dict(geometry=g, regularizer="r", rho=0.1, L=0.25, mu=mu, sigma2=1e-5, delta0=0.7, w_star_norm=1.0,
+                              region_max_norm=rm, step_limit=4 / 3, schedule="γ = c/√T", c=10.0, largest_gamma=0.316)
+                         for g, mu, rm in (("nonconvex", 0.0372, region[0]), ("pl", 0.2, region[1]))])
+
+
+def test_constants_view_prints_symbols_and_three_figures():
+    v = S.constants_view(_const())
+    assert list(v.columns) == ["quantity", "non-convex", "PL"]
+    row = v.set_index("quantity")
+    assert row.loc["σ²", "non-convex"] == "1e\u221205" and row.loc["μ", "non-convex"] == "0.0372"
+    assert row.loc["1/(3L_∇ℓ)", "PL"] == "1.33"
+
+
+def test_region_note_says_whether_runs_leave_the_region():
+    runs = pd.DataFrame(dict(geometry=["nonconvex", "nonconvex", "pl"], setting=["a", "b", "a"], T=[1000, 1000, 1000],
+                             final_weight_norm=[3.01, 1.5, 0.8]))
+    note = S.region_note(runs, _const((2.63, 0.9)))
+    assert "non-convex problem the runs end outside" in note and "3.01 (a, T = 1,000)" in note and "2.63" in note
+    assert "PL problem every run ends inside" in note
+
+
+def test_exponent_comparison_and_transient_product():
+    fits = pd.DataFrame(dict(geometry="pl", setting=[S.STANDARD, "backward"], exponent=[-0.95, -0.928],
+                             ci_low=[-0.96, -1.21], ci_high=[-0.94, -0.647]))
+    assert S.exponent_comparison(fits, "pl", "backward") == (
+        "\u22120.928 (95 % interval \u22121.21 … \u22120.647), which contains the unperturbed \u22120.95")
+    fits.loc[1, "ci_low"] = -0.93
+    assert "does not contain" in S.exponent_comparison(fits, "pl", "backward")
+    assert S.transient_product(_const(), 10.0, 1000) == pytest.approx(10 / np.sqrt(1000) * 1000 * 0.0372)

@@ -74,3 +74,13 @@ def test_a3_scan_rule():
 
 def test_worked_step_matches_the_appendix():
     assert CV.a3_worked_step(CLAIM, C.worked_first_step(2.0), 2.0).outcome == "holds"
+
+
+def test_evidence_prints_values_not_reprs():
+    worked = CV.a3_worked_step(CLAIM, C.worked_first_step(2.0), 2.0).evidence
+    assert "y₁ = (\u22124, 8)" in worked and "u₁ = (20, 20)" in worked and "[" not in worked
+    t = _a1()
+    ev = CV.a1_bias(CLAIM, t).evidence
+    assert f"at {len(t)} of {len(t)} pairs" in ev
+    top = float(C.two_point_slope_bias(1.0)) + 0.25  # σ′(1) for the largest a of the table
+    assert f"to {top:.3g} (two-point law)" in ev

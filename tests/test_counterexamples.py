@@ -50,3 +50,25 @@ def test_momentum_example_converges_uncompressed_and_not_with_top1():
     assert np.linalg.norm(w[-1, :2]) < 1e-5
     w = C.topk_run(C.PAPER_A_MOMENTUM, 0.05, 400, beta=0.9, compress=True)
     assert np.linalg.norm(w[-1, :2]) > 10
+
+
+def test_printed_vectors_and_powers_of_ten():
+    assert C.vector(np.array([-2.0, 4.0])) == "(\u22122, 4)"
+    assert C.vector(np.zeros(2)) == "(0, 0)"
+    assert C.power_of_ten(1e8) == "10⁸" and C.power_of_ten(1e-3) == "10⁻³" and C.power_of_ten(1.0) == "10⁰"
+    assert C.power_of_ten(2e8) == "2e+08" and C.power_of_ten(5.0) == "5"
+
+
+def test_scan_ranges_groups_consecutive_equal_outcomes():
+    import pandas as pd
+
+    scan = pd.DataFrame(dict(
+        setting=["plain"] * 3 + ["momentum"] * 2, gamma=[0.01, 0.02, 0.04, 0.01, 0.02],
+        radius_uncompressed=[0.9, 0.95, 1.2, 0.5, 0.5],
+        uncompressed=["converges", "converges", "diverges", "converges", "converges"],
+        top1=["diverges", "diverges", "diverges", "converges", "converges"]))
+    r = C.scan_ranges(scan)
+    assert list(r.setting) == ["plain", "plain", "momentum"]
+    assert list(r.step_sizes) == [2, 1, 2]
+    assert list(r.gamma) == ["0.01 \u2013 0.02", "0.04", "0.01 \u2013 0.02"]
+    assert list(r.spectral_radius) == ["0.9 \u2013 0.95", "1.2", "0.5"]

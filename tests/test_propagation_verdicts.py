@@ -91,3 +91,25 @@ def test_printed_bias_crossover_is_where_sigma4_meets_sigma2():
     depth = pd.DataFrame(dict(chain="linear", law="non-zero-mean", N=[3], bias_sq=[4.0], bias_bound=[1.0]))
     # bias ∝ σ², bound ∝ σ⁴: at σ* = σ·√(bias/bound) they meet
     assert PV.printed_bias_crossover(depth, 0.1).sigma_star.iloc[0] == pytest.approx(0.2)
+
+
+def test_page_views_of_growth_looseness_and_summary():
+    g = _growth([1.2, 1.5]).assign(bound_factor_first=[273.0, 10.0], bound_factor_last=[88315.0, 10.0])
+    view = S.growth_view(g)
+    assert list(view.columns) == ["chain", "perturbation", "measured", "closed_form", "bound_fit", "bound_shallow_to_deep"]
+    assert view.measured.iloc[0] == "1.3 (1.2–1.4)" and view.bound_shallow_to_deep.iloc[0] == "273 → 88,315"
+    t = pd.concat([_tight([1.0] * 3, [10.0, 100.0, 1000.0], case="Theorem 1 · x"),
+                   _tight([1.0] * 3, [0.0, 0.0, 0.0], derived=[10.0, 100.0, 1000.0])], ignore_index=True)
+    loose = S.looseness(t)
+    assert list(loose.constants) == ["printed", "derivation"]
+    lv = S.looseness_view(loose)
+    assert lv.case.iloc[0] == "Theorem 1 · x · δ₁" and lv.ratio.iloc[0] == "10 → 1,000" and len(lv.columns) <= 7
+    h = pd.DataFrame(dict(chain=["c"], N=[4], forward_ratio=[4.0], forward_ratio_bound=[40.0], backward_ratio=[3.0],
+                          backward_ratio_bound=[30.0]))
+    s = np.geomspace(0.1, 1.0, 5)
+    b = pd.concat([_bias("tanh · zero-mean · δ₁", s, 1e-2 * s ** 4, 1e-4 * s ** 4),
+                   _bias("tanh · zero-mean · ε_N", s, 0 * s, np.ones(5))], ignore_index=True)
+    summ = S.summary(g, h, b, loose, s, 7)
+    tight = summ[summ.quantity.str.startswith("tightness")]
+    assert len(tight) == 2 and tight.measured.isna().all() and tight.bound.str.startswith("bound / measured").all()
+    assert not summ.quantity.str.contains("₍").any() and "δ₁ / δ_(N−1), c, N = 4" in set(summ.quantity)

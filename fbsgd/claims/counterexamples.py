@@ -9,9 +9,10 @@ def _c(name, ref, source, text):
 CLAIMS = [
     _c("a1_bias", "Appendix A.1", "paper", "Zero-mean forward noise biases the expected gradient of a sigmoid"),
     _c("a1_quadratic", "Appendix A.1; Lemma 2", "book",
-       "For small noise the bias is quadratic in the noise size, so its square scales like the fourth moment E|δ|⁴ of Lemma 2"),
+       "For small noise the bias is quadratic in the noise size, so its square scales like the fourth moment E‖δ‖⁴ of Lemma 2"),
     _c("a2_limit", "Appendix A.2, eq. (55)", "paper",
-       "For any γ < 1/2, gradient descent on x² with a constant forward error δ converges to −δ, not to the minimizer 0"),
+       "For any γ < 1/2 (read as 0 < γ < 1/2), gradient descent on x² with a constant forward error δ converges to −δ, "
+       "not to the minimizer 0"),
     _c("a2_wider_range", "Appendix A.2, eq. (55)", "book",
        "The iterates converge to −δ for every 0 < γ < 1, not only for γ < 1/2, and do not for γ ≥ 1"),
     _c("a3_worked_step", "Appendix A.3", "paper", "The worked first step of Appendix A.3 (plain setting)"),

@@ -3,8 +3,8 @@ from fbsgd.verdicts import Claim
 
 CLAIMS = [
     Claim(id="setting.closed_form", chapter="setting", ref="Section 1.4, eq. (6b)", source="book",
-          text="The perturbed passes carry a backward perturbation ε₍N₎ to the first weight gradient as the product "
-               "W₂ᵀ⋯W₍N−1₎ᵀ ε₍N₎ xᵀ"),
+          text="A backward perturbation ε_N at the deepest operator changes the first weight gradient by "
+               "‖ũ₁ − u₁‖ = ‖W₂ᵀ⋯W_(N−1)ᵀ ε_N‖·‖x‖, the norm of the product (6b)"),
     Claim(id="setting.geometric_amplification", chapter="setting", ref="Section 1.4, eq. (6b)", source="paper",
           text="A backward perturbation at the deepest operator is multiplied geometrically with depth, by the "
                "layers' operator norm s per layer when the layers stretch every vector by s"),
