@@ -22,7 +22,8 @@ from .table1 import table1_comparison
 __all__ = ["geometric_mean", "spike_traces", "with_status", "promise", "corollary1_fits", "table1_fits", "table1_display",
            "COROLLARY1_CHECKS", "corollary1_verdicts", "table1_verdicts", "conservative_verdict", "ordering_verdicts",
            "spike_level", "spike_peak", "spike_table", "RECOVERY_FACTOR", "OFF_COURSE_FACTOR", "SHRINK_RATIO",
-           "spike_verdicts"]
+           "spike_verdicts", "STEEP_FACTOR", "times", "forward_allowed_text", "replication_text", "steep_kept",
+           "steep_text", "corollary1_display", "table1_status_display", "spike_display"]
 
 _GEO_NAME = {"nonconvex": "non-convex", "pl": "PL"}
 _EQ = {"nonconvex": "(43)", "pl": "(44)"}
@@ -75,7 +76,7 @@ def table1_display(table1: pd.DataFrame) -> pd.DataFrame:
         "rate": [GEOMETRIES[g]["rate"] for g in table1.geometry],
         "zero mean": [{"zero": "✓", "nonzero": "✗"}[m] for m in table1["mean"]],
         "pass": table1["pass"],
-        "paper: Q ≲ T^a with a =": table1.paper_a,
+        "paper: Q ≲ Tᵃ with a =": table1.paper_a,
         "measured: kept up to a =": table1.kept_up_to,
         "measured: lost from a =": table1.lost_from,
         "averaging argument": table1.averaging_a,
@@ -92,7 +93,7 @@ def _status_evidence(r, base, tol: float) -> str:
 def _status_rule(tol: float) -> str:
     return (f"excess exponent over the rate's, one-sided 95 % bounds: kept if the upper bound < {tol:g}, lost if the "
             f"lower bound > {tol:g}, else unresolved; the verdict holds if the status is the one claimed, fails if it "
-            f"is the other, and is unresolved if the status is")
+            f"is the other, and is unresolved if the status is unresolved")
 
 
 def _row(fits: pd.DataFrame, geometry: str, setting: str):
@@ -139,12 +140,12 @@ def table1_verdicts(ledger: V.Ledger, table1: pd.DataFrame, fits: pd.DataFrame, 
     for _, r in table1.iterrows():
         sub = fits[(fits.geometry == r.geometry) & (fits["pass"] == r["pass"]) & (fits["mean"] == r["mean"])]
         base = _row(fits, r.geometry, STANDARD)
-        grid = ", ".join(f"a={x.a:g}: {format_estimate(x.exponent, x.se)} ({x.status})" for x in sub.sort_values("a").itertuples())
+        grid = ", ".join(f"a = {x.a:g}: {format_estimate(x.exponent, x.se)} ({x.status})" for x in sub.sort_values("a").itertuples())
         ev = (f"paper: Q = {_bound_text(r.paper_a)}; {r.agreement}. Exponent of the rate {reference[r.geometry]:.3f}, "
               f"unperturbed runs {format_estimate(base.exponent, base.se)}; {grid}.")
         holds = None if r.holds is None or (isinstance(r.holds, float) and math.isnan(r.holds)) else bool(r.holds)
         out.append(V.Verdict(ledger.claim(f"table1_{r.geometry}_{r['pass']}_{r['mean']}"), _TABLE1_OUTCOME[holds], rule, ev,
-                             r.kept_up_to, f"largest kept a (paper: {r.paper_a:g})"))
+                             None if math.isnan(r.kept_up_to) else r.kept_up_to, f"largest kept a (paper: {r.paper_a:g})"))
     return out
 
 
@@ -162,6 +163,10 @@ def conservative_verdict(ledger: V.Ledger, table1: pd.DataFrame) -> V.Verdict:
                      "the paper's a; holds if in every row, partial if in some, fails if in none; a row with no kept "
                      "budget leaves the verdict unresolved unless another row exceeds", ev + ".",
                      float(sum(flags)), "rows where the measured budget is larger")
+
+
+def _nan_none(x: float):
+    return None if math.isnan(x) else float(x)
 
 
 def _fa(x: float) -> str:
@@ -186,7 +191,7 @@ def ordering_verdicts(ledger: V.Ledger, table1: pd.DataFrame) -> list:
             "unresolved if they tie or either is undefined (no kept budget)",
             f"largest a up to which every budget keeps the rate: backward {_fa(b0.kept_up_to)}, forward {_fa(f0.kept_up_to)}; "
             f"first budget that loses it: backward {_fa(b0.lost_from)}, forward {_fa(f0.lost_from)}.",
-            b0.kept_up_to - f0.kept_up_to, "backward − forward largest kept a"))
+            _nan_none(b0.kept_up_to - f0.kept_up_to), "backward − forward largest kept a"))
         if math.isnan(f1.kept_up_to) or math.isnan(b1.kept_up_to):
             same = "unresolved"
         else:
@@ -197,7 +202,7 @@ def ordering_verdicts(ledger: V.Ledger, table1: pd.DataFrame) -> list:
             "unresolved if either is undefined (no kept budget)",
             f"largest a up to which every budget keeps the rate: forward {_fa(f1.kept_up_to)}, backward {_fa(b1.kept_up_to)}; "
             f"first budget that loses it: forward {_fa(f1.lost_from)}, backward {_fa(b1.lost_from)}.",
-            f1.kept_up_to - b1.kept_up_to, "forward − backward largest kept a"))
+            _nan_none(f1.kept_up_to - b1.kept_up_to), "forward − backward largest kept a"))
     return out
 
 
@@ -254,8 +259,8 @@ def spike_verdicts(ledger: V.Ledger, table: pd.DataFrame, gamma: float) -> list:
     out.append(V.Verdict(
         ledger.claim("figure2_disturbance_off_course"), "holds" if off else "fails",
         f"end gradient norm and end loss gap ≥ {OFF_COURSE_FACTOR:g}× standard SGD's",
-        f"gradient norm settles at {b.end_grad_norm:.3g} ({b.end_grad_norm / base.end_grad_norm:.0f}× standard SGD), "
-        f"loss gap at {b.end_loss_gap:.3g} ({b.end_loss_gap / base.end_loss_gap:.0f}×).",
+        f"gradient norm settles at {b.end_grad_norm:.3g} ({times(b.end_grad_norm / base.end_grad_norm)} standard SGD), "
+        f"loss gap at {b.end_loss_gap:.3g} ({times(b.end_loss_gap / base.end_loss_gap)}).",
         b.end_grad_norm / base.end_grad_norm, "end gradient norm / standard SGD's"))
     out.append(V.Verdict(
         ledger.claim("figure2_spike_above_disturbance"), "holds" if a.peak_grad_norm > b.end_grad_norm else "fails",
@@ -285,3 +290,106 @@ def spike_traces(traces, spikes) -> pd.DataFrame:
     labels = spikes[["config_id", "scenario", "gamma", "seed", "T"]].drop_duplicates("config_id")
     return traces.merge(labels, on="config_id")
 
+
+
+# -------------------------------------------------------------------------------------------------
+# computed sentences and display tables of the chapter
+# -------------------------------------------------------------------------------------------------
+
+STEEP_FACTOR = 3.0  # "far steeper than the rate": an excess below −STEEP_FACTOR × the tolerance
+_MINUS = "\u2212"
+
+
+def _signed(x: float, digits: int = 3) -> str:
+    return f"{x:+.{digits}f}".replace("-", _MINUS)
+
+
+def _exp(x: float, digits: int = 3) -> str:
+    return f"{x:.{digits}f}".replace("-", _MINUS)
+
+
+def times(ratio: float) -> str:
+    """A ratio as "290×" or, from 1,000 on, "4.1e+05×" (two significant figures, no spurious digits)."""
+    return f"{ratio:.0f}×" if abs(ratio) < 1000 else f"{ratio:.2g}×"
+
+
+def forward_allowed_text(cor1_fits: pd.DataFrame) -> str:
+    """Status and excess of the zero-mean forward error of the size (43)/(44) allow, per geometry."""
+    parts = []
+    for geo in GEOS:
+        r = _row(cor1_fits, geo, "forward, zero-mean, as allowed")
+        parts.append(f"{r.status} in the {_GEO_NAME[geo]} case (excess {_signed(r.excess)})")
+    return " and ".join(parts)
+
+
+def replication_text(cor1_fits: pd.DataFrame, table1_fits: pd.DataFrame) -> str:
+    """Corollary 1's constant zero-mean backward error against Table 1's a = 1 (the same setting
+    with other random streams): the status of each, per geometry, and where they differ."""
+    parts, differ = [], []
+    for geo in GEOS:
+        c = _row(cor1_fits, geo, "backward, zero-mean, constant")
+        t = table1_fits[(table1_fits.geometry == geo) & (table1_fits["pass"] == "backward")
+                        & (table1_fits["mean"] == "zero") & np.isclose(table1_fits.a, 1.0)]
+        if not len(t):
+            parts.append(f"{_GEO_NAME[geo]}: Corollary 1 {c.status} ({_exp(c.exponent, 2)}), Table 1 has no a = 1")
+            continue
+        t = t.iloc[0]
+        parts.append(f"{_GEO_NAME[geo]}: Corollary 1 {c.status} ({_exp(c.exponent, 2)}), "
+                     f"Table 1 at a = 1 {t.status} ({_exp(t.exponent, 2)})")
+        if c.status != t.status:
+            differ.append(_GEO_NAME[geo])
+    verdict = (f"the two statuses differ in the {' and the '.join(differ)} case{'s' if len(differ) > 1 else ''}, "
+               f"so this status is sensitive to the draws" if differ else
+               "the two statuses agree in both geometries")
+    return "; ".join(parts) + "; " + verdict
+
+
+def steep_kept(fits: pd.DataFrame, tol: float, factor: float = STEEP_FACTOR) -> pd.DataFrame:
+    """The kept fits whose exponent is steeper than the rate's by more than ``factor`` × ``tol``
+    (excess < −factor·tol): the one-sided test calls them kept, but their metric falls faster than
+    the rate, which is weak evidence that the rate as such is kept."""
+    return fits[(fits.status == "kept") & (fits.excess < -factor * tol) & (fits.setting != STANDARD)]
+
+
+def _setting_name(r) -> str:
+    if "a" in r and not (isinstance(r.a, float) and math.isnan(r.a)):
+        return f"{_GEO_NAME[r.geometry]}, {case_label((r['pass'], r['mean']))}, a = {r.a:g}"
+    return f"{_GEO_NAME[r.geometry]}, {r.setting}"
+
+
+def steep_text(cor1_fits: pd.DataFrame, table1_fits: pd.DataFrame, reference: dict, tol: float,
+               factor: float = STEEP_FACTOR) -> str:
+    """The sentence that lists :func:`steep_kept` in both analyses (or says there is none)."""
+    rows = [r for f in (cor1_fits, table1_fits) for _, r in steep_kept(f, tol, factor).iterrows()]
+    if not rows:
+        return (f"no kept status rests on an exponent steeper than the rate's by more than {factor:g}× the "
+                f"tolerance")
+    listed = "; ".join(f"{_setting_name(r)}: {format_estimate(r.exponent, r.se).replace('-', _MINUS)} against "
+                       f"{_exp(reference[r.geometry])} for the rate" for r in rows)
+    return (f"{len(rows)} kept status{'es rest' if len(rows) > 1 else ' rests'} on an exponent steeper than the "
+            f"rate's by more than {factor:g}× the tolerance ({listed})")
+
+
+def corollary1_display(fits: pd.DataFrame) -> pd.DataFrame:
+    """The Corollary 1 fits as the page shows them (long: one row per setting and geometry)."""
+    return pd.DataFrame({
+        "setting": fits.setting, "geometry": [_GEO_NAME[g] for g in fits.geometry], "size_rule": fits.size_rule,
+        "exponent": [format_estimate(e, s).replace("-", _MINUS) for e, s in zip(fits.exponent, fits.se)],
+        "status": fits.status})
+
+
+def table1_status_display(fits: pd.DataFrame, geometry: str) -> pd.DataFrame:
+    """One geometry's Table 1 fits as a status matrix: rows a, columns the four cells, entries
+    "status (exponent)"."""
+    part = fits[(fits.geometry == geometry) & (fits.setting != STANDARD)]
+    cell = [case_label((p, m)) for p, m in zip(part["pass"], part["mean"])]
+    result = [f"{st} ({_exp(e, 2)})" for st, e in zip(part.status, part.exponent)]
+    wide = (part.assign(case=cell, result=result)
+            .pivot_table(index="a", columns="case", values="result", aggfunc="first"))
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+def spike_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The spike table with the peaks of the γ/10 runs (not recorded) as missing values."""
+    return table[["scenario", "gamma", "end_grad_norm", "end_loss_gap", "peak_grad_norm", "peak_loss_gap"]]

@@ -3,7 +3,7 @@
 
 * :func:`corollary1_design` — a perturbation at every iteration, of constant size or
   shrinking with T as (43)/(44) allow (:data:`DECAY`), or half as fast (Corollary 1);
-* :func:`table1_design` — Q ≈ T^a occurrences of an O(1) perturbation spread over the
+* :func:`table1_design` — Q ≈ Tᵃ occurrences of an O(1) perturbation spread over the
   run, for every cell of Table 1 and every budget exponent a (Corollaries 2–4);
 * :func:`spike_design` — the scenarios of Figure 2 (Section 6.3) at a constant step size.
 """
@@ -16,7 +16,7 @@ from .rate_design import budget_fields, decaying_size, design, horizon_configs, 
 from .sweeps import RunConfig
 
 __all__ = ["GEOS", "STANDARD", "DECAY", "SIZE_FIELD", "cases", "case_label", "corollary1_design", "table1_design",
-           "spike_checkpoint", "spike_scenarios", "spike_design", "SPIKE", "BIASED", "ZERO_BACKWARD", "ZERO_FORWARD"]
+           "spike_checkpoint", "superscript", "spike_scenarios", "spike_design", "SPIKE", "BIASED", "ZERO_BACKWARD", "ZERO_FORWARD"]
 
 GEOS = ("nonconvex", "pl")
 STANDARD = "standard SGD"
@@ -46,6 +46,14 @@ def case_label(case) -> str:
     return f"{case[0]}, {'zero-mean' if case[1] == 'zero' else 'biased'}"
 
 
+_SUPERSCRIPT = str.maketrans("0123456789.-", "⁰¹²³⁴⁵⁶⁷⁸⁹·⁻")
+
+
+def superscript(x: float) -> str:
+    """An exponent as Unicode superscripts: −0.125 → "⁻⁰·¹²⁵"."""
+    return f"{x:g}".translate(_SUPERSCRIPT)
+
+
 def _decaying(fields: dict, place: str, T_ref: int, p: float, lp: float):
     field = SIZE_FIELD[place]
     fixed = {k: v for k, v in fields.items() if k != field}
@@ -64,7 +72,7 @@ def corollary1_design(Ts, seeds: dict, c_used: dict, rho: dict, the_cases: dict,
         for case, (p, lp) in DECAY[geo].items():
             for label, f in (("as allowed", 1.0), ("half as fast", 0.5)):
                 fixed, size = _decaying(the_cases[case], case[0], min(Ts), f * p, f * lp)
-                rule = f"T^-{f * p:g}" + (f" ln^{f * lp:g} T" if lp else "")
+                rule = f"T{superscript(-f * p)}" + (f" ln{superscript(f * lp)} T" if lp else "")
                 items.append((f"{case_label(case)}, {label}", fixed, size, rule))
         for name, kw, size, rule in items:
             cs = horizon_configs(geo, Ts, seeds[geo], c_used[geo], rho[geo], size=size, data_seed=data_seed, mode=mode, **kw)
@@ -75,7 +83,7 @@ def corollary1_design(Ts, seeds: dict, c_used: dict, rho: dict, the_cases: dict,
 def table1_design(Ts, seeds: dict, c_used: dict, rho: dict, the_cases: dict, exponents, *, data_seed: int,
                   mode: str) -> pd.DataFrame:
     """Per geometry: standard SGD, and every (pass, mean) case at every budget exponent a with
-    Q ≈ T^a occurrences spread over the run (:func:`fbsgd.rate_design.spread_fields`).  At a = 1
+    Q ≈ Tᵃ occurrences spread over the run (:func:`fbsgd.rate_design.spread_fields`).  At a = 1
     (Q = T) the perturbation acts at every iteration, as in the constant-size runs of
     :func:`corollary1_design`, but with other random streams (its fields say budget = T): an
     independent replication, which keeps the verdicts of the two analyses independent."""

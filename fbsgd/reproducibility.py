@@ -18,7 +18,56 @@ from .verdicts import Ledger, Verdict
 
 __all__ = ["EWMA_VARIANTS", "TOLERANCES", "variant_configs", "run_variants", "figure_verdicts", "compare_variants",
            "comparison_summary", "tolerance_configs", "run_tolerances", "unchanged_verdict", "settles_verdict", "deviation", "tolerance_verdict",
-           "metric_verdict", "fig3_sigma_f_verdict"]
+           "metric_verdict", "fig3_sigma_f_verdict", "VARIANT_NAMES", "SHORT_TITLES", "MARKS", "short_title",
+           "change_text", "drift_text", "agree_text"]
+
+# readable names of the variants (the keys are claim names and stay in the CSV)
+VARIANT_NAMES = {"alt_mode": "other draw mode", "alt_w0": "w₀ ~ N(0, I)", "alt_fig6_l2": "Figure 6 with ρ‖w‖²",
+                 "alt_ewma_fast": "EWMA β = 0.9", "alt_ewma_slow": "EWMA β = 0.999"}
+# short titles of the rerun verdicts, by claim id
+SHORT_TITLES = {
+    "frequent_zero_mean.fig4_backward_decreases": "Figure 4, backward: keeps decreasing",
+    "frequent_zero_mean.fig4_forward_plateau": "Figure 4, forward: pinned at a floor",
+    "nonzero_mean.plateau_every_sigma_b": "Figure 6: a plateau for every σ_b",
+    "nonzero_mean.plateau_grows": "Figure 6: the plateau rises with σ_b",
+    "nonzero_mean.baseline_decreases": "Figure 6: standard SGD keeps decreasing",
+}
+MARKS = {"holds": "✔", "fails": "✘", "partial": "◐", "unresolved": "?", "not run": "—"}
+
+
+def short_title(claim_id: str, text: str = "") -> str:
+    """The short title of a rerun verdict (its claim text if it has none)."""
+    return SHORT_TITLES.get(claim_id, text or claim_id)
+
+
+def agree_text(n: int) -> str:
+    """"both verdicts agree", "all 5 verdicts agree", "the verdict agrees"."""
+    return {0: "no verdict to compare", 1: "the verdict agrees", 2: "both verdicts agree"}.get(n, f"all {n} verdicts agree")
+
+
+def change_text(comparison: pd.DataFrame, name: str) -> str:
+    """What variant ``name`` changes: "1 of 3 verdicts change (Figure 6: the plateau rises with σ_b ◐ → ✔)"."""
+    sub = comparison[comparison.variant == name]
+    changed = sub[sub.changed]
+    if changed.empty:
+        return f"none of its {len(sub)} verdicts changes" if len(sub) != 1 else "its verdict does not change"
+    which = "; ".join(f"{short_title(c.claim_id, c.claim)} {MARKS[c.main]} → {MARKS[c.alternative]}"
+                      for c in changed.itertuples())
+    return f"{len(changed)} of {len(sub)} verdicts change ({which})"
+
+
+def drift_text(main_slopes: pd.DataFrame, l2_slopes: pd.DataFrame, l2_table: pd.DataFrame) -> str:
+    """Whether the drift of the non-convex Figure 6 belongs to its regularizer: the σ_b predicted to
+    escape with each regularizer, and the largest final ‖w_T‖ with ρ‖w‖²."""
+    def esc(sl):
+        e = sl[(sl.perturbation != "none") & sl.escapes.astype(bool)]
+        return ", ".join(f"{x:g}" for x in e.sigma_b) or "none"
+    w = l2_table[l2_table.perturbation != "none"].final_weight_norm.max()
+    n_main = esc(main_slopes)
+    belongs = (n_main != "none" and esc(l2_slopes) == "none")
+    return (f"σ_b predicted to escape: {n_main} with the non-convex regularizer, {esc(l2_slopes)} with ρ‖w‖² "
+            f"(largest final ‖w_T‖ there {w:.3g})" + ("; so the drift belongs to the non-convex regularizer, "
+                                                       "not to the experiment" if belongs else ""))
 
 # alternative EWMA factors, read off the main runs (fbsgd.sweeps.ALT_EWMAS): claim name -> β
 EWMA_VARIANTS = {"alt_ewma_fast": 0.9, "alt_ewma_slow": 0.999}
@@ -105,8 +154,9 @@ def compare_variants(runs: pd.DataFrame) -> pd.DataFrame:
 
 def comparison_summary(comparison: pd.DataFrame) -> pd.DataFrame:
     """Per variant: how many verdicts were compared, how many changed, and which."""
-    return pd.DataFrame([dict(variant=v, verdicts=len(g), changed=int(g.changed.sum()),
-                              which=", ".join(f"{r.claim_id}: {r.main} → {r.alternative}" for r in g[g.changed].itertuples()) or "—")
+    return pd.DataFrame([dict(variant=VARIANT_NAMES.get(v, v), verdicts=len(g), changed=int(g.changed.sum()),
+                              which="; ".join(f"{short_title(r.claim_id, r.claim)} {MARKS[r.main]} → {MARKS[r.alternative]}"
+                                              for r in g[g.changed].itertuples()) or "—")
                          for v, g in comparison.groupby("variant", sort=False)])
 
 
@@ -118,9 +168,10 @@ def unchanged_verdict(claim, name: str, comparison: pd.DataFrame, erratum: str =
         claim(name), "holds" if changed.empty else "fails",
         rule="every verdict of the Figure 4 / Figure 6 grids has the same outcome as under the main choices "
              "(holds if none changes; fails if any does)",
-        evidence=(f"all {len(sub)} verdicts agree with the main choices." if changed.empty else
+        evidence=(f"{VARIANT_NAMES.get(name, name)}: " + (f"{agree_text(len(sub))} with the main choices." if changed.empty else
                   f"{len(changed)} of {len(sub)} verdicts change: "
-                  + "; ".join(f"{c.claim_id} {c.main} → {c.alternative}" for c in changed.itertuples()) + "."),
+                  + "; ".join(f"{short_title(c.claim_id, c.claim)} {MARKS[c.main]} → {MARKS[c.alternative]}"
+                              for c in changed.itertuples()) + ".")),
         key_number=len(changed), key_label="verdicts changed", erratum=erratum)
 
 
@@ -133,9 +184,10 @@ def settles_verdict(claim, slopes: pd.DataFrame, table: pd.DataFrame) -> Verdict
         claim("fig6_l2_settles"), S.outcome_of_cases(ok),
         rule=f"no σ_b is predicted to escape and measured / predicted at the smallest γ is within "
              f"{S.AGREEMENT_BAND[0]:g}–{S.AGREEMENT_BAND[1]:g} (holds: every σ_b; partial: some; fails: none)",
-        evidence="measured / predicted at the smallest γ: " + ", ".join(f"{r.level}: {x:.3f}" for r, x in zip(pert.itertuples(), ratio))
+        evidence="measured / predicted at the smallest γ: " + ", ".join(f"{S.level_name(r.level)}: {x:.3f}" for r, x in zip(pert.itertuples(), ratio))
         + f"; predicted escapes: {int(pert.escapes.sum())}; largest mean ‖w_T‖ {table[table.perturbation != 'none'].final_weight_norm.max():.3g}.",
-        key_number=float(ratio.iloc[np.argmax(np.abs(np.log(ratio.to_numpy())))]), key_label="ratio farthest from 1")
+        key_number=float(ratio.iloc[np.argmax(np.abs(np.log(ratio.to_numpy())))]) - 1.0,
+        key_label="measured / predicted − 1, farthest from 0")
 
 
 def deviation(a: pd.DataFrame, b: pd.DataFrame, comparison: str, metric_every: int) -> dict:
@@ -169,7 +221,9 @@ def metric_verdict(claim, in_pass: pd.DataFrame, separate: pd.DataFrame, metric_
     """The in-pass metric against the separate float64 pass on the same runs: the measured changes, and
     whether any verdict of the Figure 4 grid changes outcome (rejudged on both tables)."""
     row = deviation(in_pass, separate, "metric", metric_every)
-    a = {v.claim.id: v.outcome for v in figure_verdicts(in_pass.assign(variant="in-pass"))}
+    va = figure_verdicts(in_pass.assign(variant="in-pass"))
+    a = {v.claim.id: v.outcome for v in va}
+    title = {v.claim.id: short_title(v.claim.id, v.claim.text) for v in va}
     b = {v.claim.id: v.outcome for v in figure_verdicts(separate.assign(variant="float64"))}
     changed = [k for k in a if a[k] != b.get(k)]
     return Verdict(
@@ -178,8 +232,9 @@ def metric_verdict(claim, in_pass: pd.DataFrame, separate: pd.DataFrame, metric_
              "in-pass metric (holds if none changes; fails if any does)",
         evidence=f"{row['runs']} runs: largest relative change of the stable gradient norm {row['max_rel_stable_norm']:.2e}, "
                  f"of the stable iteration {row['max_rel_stable_iteration']:.2e} ({row['max_abs_stable_iteration']:g} iterations); "
-                 f"{len(a)} verdicts rejudged, " + (f"{len(changed)} change: {', '.join(changed)}." if changed else "none changes: "
-                 + ", ".join(f"{k.split('.')[-1]} {a[k]}" for k in a) + "."),
+                 f"{len(a)} verdicts rejudged, " + (f"{len(changed)} change: " + "; ".join(f"{title[k]} {MARKS[a[k]]} → {MARKS.get(b.get(k), '—')}"
+                                                          for k in changed) + "." if changed else "none changes: "
+                 + "; ".join(f"{title[k]} {MARKS[a[k]]}" for k in a) + "."),
         key_number=row["max_rel_stable_norm"], key_label="largest relative change of the stable norm"), row
 
 
@@ -197,6 +252,6 @@ def fig3_sigma_f_verdict(claim, slopes: pd.DataFrame, text_value: float = 1.0, c
                        evidence=f"the Figure 4 grid lacks σ_f = {text_value:g} or {caption_value:g}.")
     return Verdict(
         claim("fig3_sigma_f"), S.outcome_of_cases(pinned.pinned), rule=rule + " (holds: both; partial: one; fails: neither)",
-        evidence="; ".join(f"{r.level}: slope {r.slope:.2f}, measured/predicted floor {r.ratio:.2f} → "
+        evidence="; ".join(f"{S.level_name(r.level)}: slope {r.slope:.2f}, measured/predicted floor {r.ratio:.2f} → "
                            f"{'pinned, decided by ' + r.decided_by if r.pinned else 'not pinned'}" for r in pinned.itertuples()) + ".",
         key_number=float(pinned.slope.max()), key_label="largest slope of the two", erratum=erratum)

@@ -25,7 +25,8 @@ from .verdicts import Verdict, outcome_of_cases
 
 __all__ = ["PLATEAU_SLOPE", "DECREASE_SLOPE", "AGREEMENT_BAND", "FLOOR_OVER_SGD", "MONOTONE_TOLERANCE",
            "RECOVERY_FACTOR", "FIG3_GAIN_RATIO", "geometric_mean", "in_band", "trend", "falls_with_interval",
-           "recovery_interval", "forward_pinned", "figure3_verdict", "backward_verdict", "forward_verdict",
+           "recovery_interval", "forward_pinned", "pinned", "estimate", "panel_name", "level_name",
+           "pinned_label", "frequent_display", "nonzero_display", "interval_display", "figure3_verdict", "backward_verdict", "forward_verdict",
            "frequent_verdicts", "nonzero_plateau_verdict", "nonzero_growth_verdict", "nonzero_prediction_verdict",
            "nonzero_baseline_verdict", "nonzero_escape_verdict", "nonzero_verdicts", "interval_verdicts"]
 
@@ -60,8 +61,28 @@ def trend(slope: float) -> str:
     return "decreases slowly"
 
 
+def estimate(value: float, se: float) -> str:
+    """"value ± se" with significant figures: 0.507 ± 0.004, but 2.1e-04 ± 3e-05 for a slope
+    so small that three decimals would print it (or its error) as 0.000."""
+    if not (np.isfinite(value) and np.isfinite(se)):
+        return "—"
+    if se < 5e-4 or abs(value) < 5e-3:
+        return f"{value:.1e} ± {se:.0e}"
+    return f"{value:.3f} ± {se:.3f}"
+
+
+def panel_name(panel: str) -> str:
+    """The printed name of a panel label: "sigma_f=1" → "σ_f = 1" (the labels stay as the figures select them)."""
+    return str(panel).replace("sigma_f=", "σ_f = ")
+
+
+def level_name(level: str) -> str:
+    """The printed name of a level: "σ_f=1, Δt=10" → "σ_f = 1, Δt = 10"."""
+    return str(level).replace("=", " = ")
+
+
 def _slopes(rows) -> str:
-    return ", ".join(f"{r.level}: {r.slope:.3f} ± {r.slope_se:.3f}" for r in rows.itertuples())
+    return ", ".join(f"{level_name(r.level)}: {estimate(r.slope, r.slope_se)}" for r in rows.itertuples())
 
 
 def _base(slopes: pd.DataFrame):
@@ -109,8 +130,15 @@ def forward_pinned(slopes: pd.DataFrame, big_sigma: float) -> pd.DataFrame:
     (measured / predicted floor at the smallest γ), ``on_floor`` (ratio in the agreement band and the
     predicted floor > FLOOR_OVER_SGD × standard SGD's norm there), ``pinned`` = flat or on_floor, and
     ``decided_by`` naming the part of the rule that decided."""
-    base = _base(slopes)
-    big = slopes[(slopes.perturbation == "forward") & (slopes.sigma_f >= big_sigma)].copy()
+    big = slopes[(slopes.perturbation == "forward") & (slopes.sigma_f >= big_sigma)]
+    return pinned(big, _base(slopes))
+
+
+def pinned(rows: pd.DataFrame, base) -> pd.DataFrame:
+    """The two-part rule "pinned at a floor" on the slope-table ``rows`` against standard SGD's row
+    ``base``; the columns of :func:`forward_pinned`.  One rule for the frequent forward levels and for
+    the smallest interval of the intermittent figures (Δt = 1 is the frequent case)."""
+    big = rows.copy()
     big["ratio"] = big.norm_at_gamma_min / big.predicted_limit
     big["floor_over_sgd"] = big.predicted_limit / base.norm_at_gamma_min
     big["flat"] = big.slope < PLATEAU_SLOPE
@@ -126,11 +154,11 @@ def forward_verdict(claim, name: str, slopes: pd.DataFrame, figure: str, big_sig
     big = forward_pinned(slopes, big_sigma)
     small = slopes[(slopes.perturbation == "forward") & (slopes.sigma_f < big_sigma)]
     per_level = "; ".join(
-        f"{r.level}: slope {r.slope:.3f} ± {r.slope_se:.3f}, measured/predicted floor {r.ratio:.2f}, "
+        f"{level_name(r.level)}: slope {estimate(r.slope, r.slope_se)}, measured/predicted floor {r.ratio:.2f}, "
         f"predicted floor {r.floor_over_sgd:.3g}× standard SGD → {'pinned' if r.pinned else 'not pinned'}"
         + (f" (decided by {r.decided_by})" if r.pinned else "") for r in big.itertuples())
     small_txt = ("; smaller forward sizes (not covered): " + ", ".join(
-        f"{r.level} slope {r.slope:.2f} ({trend(r.slope)})" for r in small.itertuples())) if len(small) else ""
+        f"{level_name(r.level)} slope {r.slope:.2f} ({trend(r.slope)})" for r in small.itertuples())) if len(small) else ""
     return Verdict(
         claim(name), outcome_of_cases(big.pinned),
         rule=f"a level σ_f ≥ {big_sigma:g} is pinned if (a) its log-log slope over the smallest step sizes is < {PLATEAU_SLOPE}, "
@@ -283,22 +311,30 @@ def interval_verdicts(claim, slopes: pd.DataFrame, figure: str, prefix: str, T: 
     parts = {p: slopes[slopes.panel == p].sort_values("interval") for p in panels}
     first = {p: parts[p].iloc[0] for p in panels}
     last = {p: parts[p].iloc[-1] for p in panels}
-    plateau = {p: bool(first[p].slope < PLATEAU_SLOPE) for p in panels}
+    floor = pinned(pd.DataFrame([first[p] for p in panels]), base)
+    floor.index = panels
+    plateau = {p: bool(floor.pinned[p]) for p in panels}
     falls = {p: falls_with_interval(parts[p].norm_at_gamma_min) for p in panels}
     recovers = {p: bool(last[p].norm_at_gamma_min <= RECOVERY_FACTOR * base.norm_at_gamma_min
                         and last[p].slope > DECREASE_SLOPE) for p in panels}
     cases = "(holds: every panel; partial: some; fails: none)"
+    name = panel_name
     out = [Verdict(
         claim(f"{prefix}_small_interval_plateau"), outcome_of_cases(plateau.values()),
-        rule=f"at the smallest Δt the log-log slope over the smallest step sizes is < {PLATEAU_SLOPE} {cases}",
-        evidence=f"{figure}: " + "; ".join(f"{p}, Δt = {first[p].interval}: slope {first[p].slope:.2f} "
-                                           f"({'a plateau' if plateau[p] else 'not a plateau'})" for p in panels) + ".",
+        rule=f"at the smallest Δt the curve is pinned at a floor by the rule of the frequent forward verdicts: "
+             f"(a) its log-log slope over the smallest step sizes is < {PLATEAU_SLOPE}, or (b) its measured/predicted "
+             f"floor at the smallest γ is within {_BAND} and the predicted floor is > {FLOOR_OVER_SGD:g}× standard "
+             f"SGD's norm there {cases}",
+        evidence=f"{figure}: " + "; ".join(
+            f"{name(p)}, Δt = {first[p].interval}: slope {first[p].slope:.2g}, measured/predicted floor "
+            f"{floor.ratio[p]:.2f}, predicted floor {floor.floor_over_sgd[p]:.3g}× standard SGD → "
+            + (f"pinned (decided by {floor.decided_by[p]})" if plateau[p] else "not pinned") for p in panels) + ".",
         key_number=max(first[p].slope for p in panels), key_label="largest slope at the smallest Δt"),
         Verdict(
         claim(f"{prefix}_plateau_falls"), outcome_of_cases(falls.values()),
         rule=f"the stable norm at the smallest γ is non-increasing in Δt up to a {MONOTONE_TOLERANCE:.0%} seed-to-seed tolerance {cases}",
         evidence=f"{figure}, at γ = {base.gamma_min:g}: " + "; ".join(
-            f"{p}: Δt = " + ", ".join(f"{r.interval}: {r.norm_at_gamma_min:.3g}" for r in parts[p].itertuples())
+            f"{name(p)}: Δt = " + ", ".join(f"{r.interval}: {r.norm_at_gamma_min:.3g}" for r in parts[p].itertuples())
             + ("" if falls[p] else " (rises by more than the tolerance)") for p in panels)
         + f"; standard SGD {base.norm_at_gamma_min:.3g}.",
         key_number=max(parts[p].norm_at_gamma_min.iloc[0] / parts[p].norm_at_gamma_min.iloc[-1] for p in panels),
@@ -308,26 +344,96 @@ def interval_verdicts(claim, slopes: pd.DataFrame, figure: str, prefix: str, T: 
         rule=f"at the largest Δt the stable norm at the smallest γ is ≤ {RECOVERY_FACTOR:g}× standard SGD's and the "
              f"slope is > {DECREASE_SLOPE} {cases}",
         evidence=f"{figure}: " + "; ".join(
-            f"{p}, Δt = {last[p].interval} (Q_δ = ⌈T/Δt⌉ = {-(-T // int(last[p].interval))} perturbed iterations): "
+            f"{name(p)}, Δt = {last[p].interval} (Q_δ = ⌈T/Δt⌉ = {-(-T // int(last[p].interval))} perturbed iterations): "
             f"stable norm {last[p].norm_at_gamma_min:.3g}, slope {last[p].slope:.2f}" for p in panels)
         + f"; standard SGD {base.norm_at_gamma_min:.3g}, slope {base.slope:.2f}.",
         key_number=max(last[p].norm_at_gamma_min for p in panels) / base.norm_at_gamma_min,
         key_label="largest Δt: stable norm / standard SGD's")]
-    name = f"{prefix}_stronger_needs_larger"
+    claim_name = f"{prefix}_stronger_needs_larger"
     rule = (f"the smallest Δt whose stable norm at the smallest γ is within {RECOVERY_FACTOR:g}× standard SGD's is larger "
             f"for the largest σ_f than for the smallest (never recovering counts as larger); a tie on the Δt grid, or "
             f"neither recovering, is unresolved")
     if len(panels) < 2:
-        out.append(Verdict(claim(name), "unresolved", rule=rule, evidence=f"{figure}: only one σ_f panel, nothing to compare."))
+        out.append(Verdict(claim(claim_name), "unresolved", rule=rule,
+                           evidence=f"{figure}: only one σ_f panel, nothing to compare."))
         return out
     rec = {p: recovery_interval(slopes, p) for p in panels}
     sig = {p: float(parts[p].sigma_f.iloc[0]) for p in panels}
     lo, hi = min(panels, key=sig.get), max(panels, key=sig.get)
     outcome = _stronger_outcome(rec[lo], rec[hi])
     out.append(Verdict(
-        claim(name), outcome, rule=rule,
-        evidence=f"{figure}: recovery Δt " + ", ".join(f"{p}: {rec[p]:g}" for p in panels)
+        claim(claim_name), outcome, rule=rule,
+        evidence=f"{figure}: recovery Δt " + ", ".join(f"{name(p)}: {rec[p]:g}" for p in panels)
         + (" (equal on this grid of Δt)" if outcome == "unresolved" and rec[lo] == rec[hi] else "") + ".",
         key_number=rec[hi] / rec[lo] if math.isfinite(rec[lo]) and math.isfinite(rec[hi]) else None,
         key_label="recovery Δt, strongest / weakest σ_f"))
     return out
+
+
+# -- the slope tables as the chapters show them (every column stays in the CSV) --------------------
+
+_PANEL = {"left": "top: forward", "right": "bottom: backward", "baseline": "standard SGD", "main": "Figure 6"}
+
+
+def pinned_label(row, base, big_sigma: float | None = None) -> str:
+    """The trend word of a slope-table row by the rule its verdict uses: for a forward level the
+    verdict judges (σ_f ≥ ``big_sigma``, or any intermittent row), the two-part rule of :func:`pinned`
+    ("levels off" by the slope, "on its predicted floor (slope still 0.11)" by the floor alone);
+    otherwise :func:`trend` of the slope."""
+    judged = row["perturbation"] == "forward" and (big_sigma is None or row["sigma_f"] >= big_sigma)
+    if not judged:
+        return trend(row["slope"])
+    r = pinned(pd.DataFrame([row]), base).iloc[0]
+    if r.flat:
+        return "levels off"
+    if r.on_floor:
+        return f"on its predicted floor (slope still {r.slope:.2g})"
+    return trend(r.slope)
+
+
+def _limit(x) -> float:
+    """A γ → 0 prediction as displayed: missing (—) when it is zero up to rounding."""
+    return float("nan") if not np.isfinite(x) or abs(x) < 1e-12 else float(x)
+
+
+def _display(slopes: pd.DataFrame, labels) -> pd.DataFrame:
+    return pd.DataFrame({
+        "level": [level_name(lv) for lv in slopes.level],
+        "slope": [estimate(v, e) for v, e in zip(slopes.slope, slopes.slope_se)],
+        "norm_at_gamma_min": slopes.norm_at_gamma_min.to_numpy(),
+        "predicted_limit": [_limit(x) for x in slopes.predicted_limit],
+        "trend": list(labels)}, index=slopes.index)
+
+
+DISPLAY_NAMES = {"panel": "panel", "level": "level", "slope": "slope ± s.e.", "norm_at_gamma_min": "S at smallest γ",
+                 "predicted_limit": "predicted γ → 0", "trend": "as γ shrinks", "naive_plateau": "settled m‖ā‖",
+                 "escapes": "escapes", "Q_delta": "Q_δ"}
+
+
+def frequent_display(slopes: pd.DataFrame, big_sigma: float = 0.5) -> pd.DataFrame:
+    """Figures 4–5: panel (top/bottom, as in the figures), level, slope, S at the smallest γ, the
+    prediction (— when zero) and the trend by the verdicts' rule."""
+    base = _base(slopes)
+    out = _display(slopes, [pinned_label(r, base, big_sigma) for _, r in slopes.iterrows()])
+    out.insert(0, "panel", [_PANEL.get(p, p) for p in slopes.panel])
+    return out.reset_index(drop=True)
+
+
+def nonzero_display(slopes: pd.DataFrame, settled: pd.Series) -> pd.DataFrame:
+    """Figure 6: level, slope, S at the smallest γ, the prediction, the settled value m‖ā‖, escapes, trend."""
+    out = _display(slopes, [trend(s) for s in slopes.slope])
+    out.insert(4, "naive_plateau", [_limit(x) for x in settled])
+    out.insert(5, "escapes", slopes.escapes.astype(bool).to_numpy())
+    return out.reset_index(drop=True)
+
+
+def interval_display(slopes: pd.DataFrame, q_delta: pd.Series) -> pd.DataFrame:
+    """Figures 7–8: level (σ_f and Δt), Q_δ, slope, S at the smallest γ, prediction, trend (the
+    smallest Δt of each panel by the two-part rule of its verdict)."""
+    base = _base(slopes)
+    smallest = slopes[slopes.perturbation == "forward"].groupby("panel").interval.transform("min")
+    labels = [pinned_label(r, base) if r["perturbation"] == "forward" and r["interval"] == smallest.get(i)
+              else trend(r["slope"]) for i, r in slopes.iterrows()]
+    out = _display(slopes, labels)
+    out.insert(1, "Q_delta", [int(q) for q in q_delta])
+    return out.reset_index(drop=True)

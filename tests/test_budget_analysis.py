@@ -123,3 +123,35 @@ def test_run_design_labels_win_and_metric_follows_the_geometry(tmp_path):
     runs, result = D.run_design(plan, n_jobs=1, cache_dir=tmp_path, trace_points=4, progress=False)
     assert result.computed == 1 and list(runs["mean"]) == ["label", "again"]
     assert (runs.convergence_metric == runs.mean_sq_grad_norm).all()
+
+
+def test_status_rule_is_a_complete_sentence():
+    v = A.corollary1_verdicts(LEDGER, _cor1(["kept", "kept", "kept", "lost"]), 0.1)[0]
+    assert v.rule.endswith("is unresolved if the status is unresolved")
+    assert v.claim.text[0].isupper()  # claim titles start with a capital
+
+
+def test_times_has_no_spurious_digits():
+    assert A.times(290.4) == "290×"
+    assert A.times(407844.0) == "4.1e+05×"
+
+
+def _fits(rows):
+    return pd.DataFrame(rows).assign(se=0.05)
+
+
+def test_steep_kept_and_the_replication_sentence():
+    cor1 = _fits([dict(geometry=g, setting=s, status=st, exponent=e, excess=e + 0.9)
+                  for g in B.GEOS for s, st, e in ((B.STANDARD, "kept", -0.9), ("backward, zero-mean, constant",
+                                                   "kept" if g == "nonconvex" else "unresolved", -0.66),
+                                                  ("forward, zero-mean, as allowed", "kept", -0.87))])
+    t1 = _fits([dict(geometry=g, setting="backward, zero", **{"pass": "backward"}, mean="zero", a=a, status=st,
+                     exponent=e, excess=e + 0.9)
+                for g in B.GEOS for a, st, e in ((0.5, "kept", -1.54), (1.0, "kept", -0.66))])
+    steep = A.steep_kept(t1, 0.1)
+    assert list(steep.a) == [0.5, 0.5]  # excess −0.64 < −0.3; −0.66 + 0.9 = +0.24 is not steep
+    assert A.steep_kept(cor1, 0.1).empty
+    text = A.replication_text(cor1, t1)
+    assert "differ in the PL case" in text and "non-convex: Corollary 1 kept" in text
+    assert "2 kept statuses rest" in A.steep_text(cor1, t1, {"nonconvex": -0.5, "pl": -0.9}, 0.1)
+    assert "kept in the PL case (excess +0.030)" in A.forward_allowed_text(cor1)

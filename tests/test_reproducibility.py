@@ -39,8 +39,10 @@ def test_identical_variants_change_nothing_and_a_changed_law_is_caught():
     comparison = R.compare_variants(pd.concat([main, same, flat_backward], ignore_index=True))
     assert R.unchanged_verdict(claim, "alt_w0", comparison).outcome == "holds"
     v = R.unchanged_verdict(claim, "alt_mode", comparison)
-    assert v.outcome == "fails" and "fig4_backward_decreases holds → fails" in v.evidence and v.key_number == 1
-    summary = R.comparison_summary(comparison).set_index("variant")
+    assert v.outcome == "fails" and "Figure 4, backward: keeps decreasing ✔ → ✘" in v.evidence and v.key_number == 1
+    assert "both verdicts agree" in R.unchanged_verdict(claim, "alt_w0", comparison).evidence
+    assert "alt_" not in v.evidence and R.change_text(comparison, "alt_w0") == "none of its 2 verdicts changes"
+    summary = R.comparison_summary(comparison).set_index("variant").rename(index={n: k for k, n in R.VARIANT_NAMES.items()})
     assert summary.loc["alt_w0", "changed"] == 0 and summary.loc["alt_mode", "changed"] == 1
 
 
@@ -75,7 +77,7 @@ def test_metric_verdict_rejudges():
     v, row = R.metric_verdict(claim, a, a.copy(), metric_every=10)
     assert v.outcome == "holds" and row["max_rel_stable_norm"] == 0
     v, _ = R.metric_verdict(claim, a, _fake_runs(f4, backward_slope=0.0), metric_every=10)
-    assert v.outcome == "fails" and "fig4_backward_decreases" in v.evidence
+    assert v.outcome == "fails" and "Figure 4, backward: keeps decreasing ✔ → ✘" in v.evidence
 
 
 def _forward_slopes(pinned_1, pinned_2, levels=(1.0, 2.0)):

@@ -46,8 +46,8 @@ def test_forward_verdict_states_both_parts_and_which_decided():
     v = S.forward_verdict(claim, "f", t, "F")
     assert v.outcome == "holds"
     assert "< 0.1" in v.rule and "0.8–1.25" in v.rule and "> 2×" in v.rule
-    assert "σ_f=0.5: slope 0.11" in v.evidence and "decided by part (b), the floor" in v.evidence
-    assert "σ_f=2: slope 0.02" in v.evidence and "decided by part (a), the slope" in v.evidence
+    assert "σ_f = 0.5: slope 0.110" in v.evidence and "decided by part (b), the floor" in v.evidence
+    assert "σ_f = 2: slope 0.020" in v.evidence and "decided by part (a), the slope" in v.evidence
     pinned = S.forward_pinned(t, 0.5).set_index("sigma_f")
     assert list(pinned.decided_by) == ["part (b), the floor", "part (a), the slope"]
 
@@ -168,3 +168,35 @@ def test_recovery_interval():
 
 def test_trend():
     assert [S.trend(x) for x in (0.5, 0.0, 0.2, float("nan"))] == ["keeps decreasing", "levels off", "decreases slowly", "undetermined"]
+
+
+def test_smallest_interval_uses_the_frequent_two_part_rule():
+    # Δt = 1 is the frequent case: slope 0.18 (not flat) but measured/predicted 1.07 on a floor 3.6x standard SGD's
+    t = _intervals({1.0: [(1, 0.18, 3.6 * 1.07, ), (10, 0.5, 1.0), (100, 0.5, 1.0)],
+                    2.0: [(1, 0.0, 30.0), (10, 0.3, 3.0), (100, 0.5, 1.1)]})
+    t.loc[1, "predicted_limit"] = 3.6
+    v = S.interval_verdicts(claim, t, "F", "p", 1000)[0]
+    assert v.outcome == "holds"
+    assert "σ_f = 1, Δt = 1: slope 0.18, measured/predicted floor 1.07" in v.evidence
+    assert "decided by part (b), the floor" in v.evidence and "sigma_f=" not in v.evidence
+    t.loc[1, "predicted_limit"] = 1.5  # measured/predicted 2.6: off the floor, and the slope is not flat
+    assert S.interval_verdicts(claim, t, "F", "p", 1000)[0].outcome == "partial"
+    shown = S.interval_display(t.assign(predicted_limit=t.predicted_limit.where(t.index != 1, 3.6)),
+                               pd.Series([0, 1000, 100, 10, 1000, 100, 10]))
+    assert shown.trend[1] == "on its predicted floor (slope still 0.18)" and shown.trend[2] == "keeps decreasing"
+
+
+def test_frequent_display_matches_the_verdict_and_hides_zero_predictions():
+    t = _frequent([0.5], [(0.5, 0.11, 1.0e-2, 1.0e-2), (2.0, 0.02, 5e-2, 1.0e-1), (0.2, 0.2, 1e-3, 1e-4)])
+    d = S.frequent_display(t)
+    by = dict(zip(d.level, d.trend))
+    assert by["σ_f = 0.5"] == "on its predicted floor (slope still 0.11)"  # the verdict: pinned by part (b)
+    assert by["σ_f = 2"] == "levels off" and by["σ_f = 0.2"] == "decreases slowly"  # 0.2 is not judged
+    assert set(d.panel) == {"standard SGD", "top: forward", "bottom: backward"}
+    assert d[d.panel != "top: forward"].predicted_limit.isna().all()  # zero predictions print as —
+
+
+def test_estimate_uses_significant_figures():
+    assert S.estimate(0.507, 0.004) == "0.507 ± 0.004"
+    assert S.estimate(2.1e-4, 3e-5) == "2.1e-04 ± 3e-05"
+    assert S.panel_name("sigma_f=1") == "σ_f = 1" and S.level_name("σ_f=1, Δt=10") == "σ_f = 1, Δt = 10"

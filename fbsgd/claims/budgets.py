@@ -3,15 +3,16 @@ from fbsgd.verdicts import Claim
 
 _C = "budgets"
 _NAME = {"nonconvex": "non-convex", "pl": "PL"}
+_CAP = {"nonconvex": "Non-convex", "pl": "PL"}  # at the start of a claim
 _EQ = {"nonconvex": "(43)", "pl": "(44)"}
-_A = {("nonconvex", "forward", "zero"): "O(T^0.5)", ("nonconvex", "backward", "zero"): "O(T)",
-      ("nonconvex", "forward", "nonzero"): "O(T^0.5)", ("nonconvex", "backward", "nonzero"): "O(T^0.5)",
+_A = {("nonconvex", "forward", "zero"): "O(T¹ᐟ²)", ("nonconvex", "backward", "zero"): "O(T)",
+      ("nonconvex", "forward", "nonzero"): "O(T¹ᐟ²)", ("nonconvex", "backward", "nonzero"): "O(T¹ᐟ²)",
       ("pl", "forward", "zero"): "O(1)", ("pl", "backward", "zero"): "O(T)",
       ("pl", "forward", "nonzero"): "O(1)", ("pl", "backward", "nonzero"): "O(1)"}
 
 CLAIMS = []
 for _g in ("nonconvex", "pl"):
-    _n, _e = _NAME[_g], _EQ[_g]
+    _n, _e = _CAP[_g], _EQ[_g]
     CLAIMS += [
         Claim(id=f"{_C}.cor1_{_g}_forward_allowed", chapter=_C, ref=f"Section 6.1, Corollary 1, eq. {_e}", source="paper",
               text=f"{_n}: zero-mean forward perturbations at every iteration whose size shrinks as {_e} allows keep the rate"),
@@ -31,9 +32,9 @@ CLAIMS.append(Claim(id=f"{_C}.table1_conservative", chapter=_C, ref="Section 6.2
 for _g in ("nonconvex", "pl"):
     CLAIMS += [
         Claim(id=f"{_C}.remark5_{_g}", chapter=_C, ref="Section 6.2, Table 1, Remark 5", source="paper",
-              text=f"{_NAME[_g]}: with zero-mean perturbations the backward pass tolerates more occurrences than the forward pass"),
+              text=f"{_CAP[_g]}: with zero-mean perturbations the backward pass tolerates more occurrences than the forward pass"),
         Claim(id=f"{_C}.corollary4_{_g}", chapter=_C, ref="Section 6.2, Table 1, Corollary 4", source="paper",
-              text=f"{_NAME[_g]}: without the zero-mean property forward and backward perturbations have the same budget"),
+              text=f"{_CAP[_g]}: without the zero-mean property forward and backward perturbations have the same budget"),
     ]
 CLAIMS += [
     Claim(id=f"{_C}.figure2_spike_recovers", chapter=_C, ref="Section 6.3, Figure 2", source="paper",
@@ -45,7 +46,7 @@ CLAIMS += [
           text="The isolated spike's peak is larger than the persistent disturbance's level (the set-up of Figure 2)"),
     Claim(id=f"{_C}.biased_level_no_shrink", chapter=_C, ref="Section 6.1, Corollary 1 (‖Eε‖ condition)", source="book",
           text="The level of the persistent biased disturbance does not shrink with the step size (a bias)"),
-    Claim(id=f"{_C}.zero_backward_shrinks", chapter=_C, ref="Section 6.2, Corollary 2 (Q_ε ≲ T)", source="paper",
+    Claim(id=f"{_C}.zero_backward_shrinks", chapter=_C, ref="Section 6.2, Corollary 2 (Q_ε ≲ T)", source="book",
           text="The level of the persistent zero-mean backward disturbance shrinks with the step size (noise only)"),
     Claim(id=f"{_C}.zero_forward_no_shrink", chapter=_C, ref="Section 6.2, Corollary 2 (Q_δ ≲ T¹ᐟ²)", source="book",
           text="The level of the persistent zero-mean forward disturbance does not shrink with the step size "

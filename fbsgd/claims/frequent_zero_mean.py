@@ -15,13 +15,13 @@ CLAIMS = [
     _claim("fig4_backward_decreases", "Section 7.2.1, Figure 4 (right)",
            "Non-convex case: with zero-mean backward perturbations the stable gradient norm keeps decreasing towards 0 "
            "as γ → 0, for every σ_b"),
-    _claim("fig4_forward_plateau", "Section 7.2.1, Figure 4 (left); Remarks 3-4",
+    _claim("fig4_forward_plateau", "Section 7.2.1, Figure 4 (left); Remarks 3–4",
            "Non-convex case: zero-mean forward perturbations with σ_f ≥ 0.5 pin the stable gradient norm at a "
            "non-zero floor as γ → 0"),
     _claim("fig5_backward_decreases", "Section 7.2.1, Figure 5 (right)",
            "PL case (ρ‖w‖²): with zero-mean backward perturbations the stable gradient norm keeps decreasing towards 0 "
            "as γ → 0, for every σ_b"),
-    _claim("fig5_forward_plateau", "Section 7.2.1, Figure 5 (left); Remarks 3-4",
+    _claim("fig5_forward_plateau", "Section 7.2.1, Figure 5 (left); Remarks 3–4",
            "PL case (ρ‖w‖²): zero-mean forward perturbations with σ_f ≥ 0.5 pin the stable gradient norm at a "
            "non-zero floor as γ → 0"),
 ]
