@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import LogLocator, NullFormatter
 
+from .figures import LEGEND_PT, PAGE_WIDTH, tex_label
+from .sgdd_plots import label_decades
 from .section7_verdicts import geometric_mean
 
 __all__ = ["gamma_panels", "rate_panels"]
@@ -20,28 +23,40 @@ def _curve(ax, sub, x, y, **kw):
 
 
 def _panels(table, x, y, xlabel, ylabel, base_label):
+    """One panel per (place, perturbation), two a row at the page width (one panel: the full
+    width); standard SGD dashed with open markers on top; one legend for all panels, above them."""
     groups = list(table[table.part != "baseline"].groupby(["place", "perturbation"], sort=False))
-    n = len(groups)
-    cols = min(3, n)
+    n = max(len(groups), 1)
+    cols = min(2, n)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH, (2.7 if cols > 1 else 3.6) * rows + 0.6),
+                             sharex=True, squeeze=False, layout="constrained")
     base = table[table.part == "baseline"]
+    seen = {}
     for ax, ((place, pert), sub) in zip(axes.flat, groups):
-        for corr, s in sub.groupby("corrector", sort=False):
+        for i, (corr, s) in enumerate(sub.groupby("corrector", sort=False)):
             c, mk = _STYLE.get(corr, ("C7", "x"))
-            _curve(ax, s, x, y, color=c, marker=mk, label=corr)
-        _curve(ax, base, x, y, color="k", ls="--", label=base_label)
+            _curve(ax, s, x, y, color=c, marker=mk, ms=5, lw=1.4, zorder=3,
+                   mfc=c if i % 2 == 0 else "none", label=corr)
+        _curve(ax, base, x, y, color="k", ls="--", marker="o", mfc="none", ms=7, lw=1.2, zorder=6,
+               label=base_label)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_title(f"{pert}, {place} message", fontsize=9)
-        ax.legend(fontsize=7)
+        ax.xaxis.set_major_locator(LogLocator(base=10, numticks=5))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        label_decades(ax.yaxis)
+        ax.set_title(tex_label(f"{pert}, {place} message"), fontsize=10)
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(lab, h)
     for ax in axes[-1]:
         ax.set_xlabel(xlabel)
     for ax in axes[:, 0]:
         ax.set_ylabel(ylabel)
-    for ax in list(axes.flat)[n:]:
+    for ax in list(axes.flat)[len(groups):]:
         ax.set_visible(False)
-    fig.tight_layout()
+    if seen:
+        fig.legend(list(seen.values()), list(seen), loc="outside upper center", ncol=min(len(seen), 4),
+                   fontsize=LEGEND_PT)
     return fig
 
 

@@ -34,7 +34,7 @@ from .problems import LogisticRegression
 
 __all__ = ["monte_carlo_errors", "variance_ratio", "StepProbe", "linearized_floor", "estimator_grid", "slowdown",
            "one_step_ratios", "beale_study", "arrow_averages", "variance_study", "stability_study", "training_grid",
-           "summarize_runs", "noise_floors", "adam_scales", "ADAM_BETA1"]
+           "summarize_runs", "estimator_ratios", "noise_floors", "adam_scales", "ADAM_BETA1"]
 
 ADAM_BETA1 = Adam(1.0).beta1  # β₁ of the Adam runs (the default of :class:`fbsgd.optimizers.Adam`)
 
@@ -354,6 +354,15 @@ def summarize_runs(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
         slow[(model, lr)] = slowdown(med.index.to_numpy(), med["backprop"].to_numpy(), med["forward gradient"].to_numpy())
     tab["slowdown"] = [slow[(m, lr)] for m, lr in zip(tab.model, tab.lr)]
     return tab
+
+
+def estimator_ratios(table: pd.DataFrame, column: str = "second_half") -> pd.DataFrame:
+    """Per (model, lr) of a :func:`summarize_runs` table: ``column`` with backprop, with
+    forward gradients, and their ratio forward / backprop (sorted by model, then lr)."""
+    wide = table.pivot_table(index=["model", "lr"], columns="estimator", values=column, aggfunc="first")
+    out = pd.DataFrame(dict(backprop=wide["backprop"], forward=wide["forward gradient"])).reset_index()
+    out["ratio"] = out.forward / out.backprop
+    return out.sort_values(["model", "lr"], ignore_index=True)
 
 
 def noise_floors(problem, w_opt, batch_size: int, runs: pd.DataFrame, steps: int) -> pd.DataFrame:

@@ -25,17 +25,20 @@ def beale_figure(point, u, arrows: pd.DataFrame, mc: pd.DataFrame):
     ax.plot(*BEALE_MINIMUM, "*", color="gold", mec="k", ms=15, label="minimum (3, 0.5)")
     scale = 0.6 / np.linalg.norm(u)
     reds = plt.cm.Reds(np.linspace(0.45, 0.95, len(arrows)))
-    for r, c in zip(arrows.itertuples(), reds):
+    for r, c in zip(arrows.itertuples(), reds):  # wide, underneath
         g = np.array([r.g_x, r.g_y])
-        ax.annotate("", xy=w + scale * g, xytext=w, arrowprops=dict(arrowstyle="-|>", color=c, lw=2))
-        ax.plot([], [], color=c, lw=2, label=f"mean of K = {r.K} forward gradients")
-    ax.annotate("", xy=w + scale * u, xytext=w, arrowprops=dict(arrowstyle="-|>", color="C0", lw=2.5))
-    ax.plot([], [], color="C0", lw=2.5, label=r"true gradient $\nabla f$ (backward pass)")
+        ax.annotate("", xy=w + scale * g, xytext=w, zorder=4,
+                    arrowprops=dict(arrowstyle="-|>,head_width=0.5,head_length=0.9", color=c, lw=4, alpha=0.85))
+        ax.plot([], [], color=c, lw=4, label=f"mean of K = {r.K} forward gradients")
+    # the true gradient on top, thin, dashed, open head: visible even where an average covers it
+    ax.annotate("", xy=w + scale * u, xytext=w, zorder=6,
+                arrowprops=dict(arrowstyle="->,head_width=0.4,head_length=0.8", color="navy", lw=1.6, ls="--"))
+    ax.plot([], [], color="navy", lw=1.6, ls="--", label=r"true gradient $\nabla f$ (backward pass), on top")
     ax.plot(*w, "o", color="k", ms=4)
     ax.set_xlabel("$x$")
     ax.set_ylabel("$y$")
     ax.set_title(f"Beale function at ({w[0]:g}, {w[1]:g}); arrows ×{scale:.2f}", fontsize=10)
-    ax.legend(fontsize=LEGEND_PT - 1, loc="lower right", framealpha=0.85, frameon=True)
+    legend_outside(ax)
     ax = axes[1]
     ax.errorbar(mc.K, mc.rms, yerr=0.5 * mc.mse_se / mc.rms, fmt="o", ms=4,
                 label=r"measured $\sqrt{\mathbb{E}\|\bar g_K - \nabla f\|^2}$")
@@ -44,7 +47,7 @@ def beale_figure(point, u, arrows: pd.DataFrame, mc: pd.DataFrame):
     ax.loglog(mc.K, mc.grand_mean_rms, ":", color="C3", lw=1, label="its expected size if unbiased")
     ax.set_xlabel("number $K$ of forward gradients averaged")
     ax.set_ylabel("error")
-    ax.legend(fontsize=LEGEND_PT)
+    legend_outside(ax)
     return fig
 
 
@@ -59,11 +62,11 @@ def variance_figure(var: pd.DataFrame, stab: pd.DataFrame):
         ax.loglog(grid, (grid + 1) / K, "-", lw=1, color=f"C{i}")
     mp = var[var.model == "perceptron"]
     ax.errorbar(mp.n, mp.variance, yerr=2 * mp.variance_se, fmt="D", ms=5, color="k", mfc="none",
-                label=f"perceptron (n = {int(mp.n.iloc[0])}), K = {list(mp.K)}")
+                label=f"perceptron (n = {int(mp.n.iloc[0])}),\nK ∈ {{{', '.join(str(int(k)) for k in mp.K)}}}")
     ax.set_xlabel("number of weights $n$")
     ax.set_ylabel(r"$\mathbb{E}\|\bar g_K - \nabla\ell\|^2 \,/\, \|\nabla\ell\|^2$")
     ax.set_title("lines: closed form $(n+1)/K$", fontsize=10)
-    ax.legend(fontsize=LEGEND_PT)
+    legend_outside(ax)
     ax = axes[1]
     cc = np.linspace(0, stab.c.max() * 1.05, 200)
     ax.plot(cc, cc * (1 - cc), "k-", lw=1, label=r"closed form $c(1-c)$")
@@ -76,6 +79,14 @@ def variance_figure(var: pd.DataFrame, stab: pd.DataFrame):
     ax.set_title(r"SGD with forward gradients on $\frac{1}{2}\|w\|^2$", fontsize=10)
     legend_outside(ax)
     return fig
+
+
+def _look(estimator: str, points: int) -> dict:
+    """Line style of an estimator: the reference (backprop) dashed with open markers, on top,
+    so that a forward-gradient curve that coincides with it stays visible underneath."""
+    if estimator == "backprop":
+        return dict(ls="--", lw=1.4, marker="o", mfc="none", ms=4.5, markevery=max(1, points // 8), zorder=5)
+    return dict(ls="-", lw=1.6, zorder=3)
 
 
 def curve_panels(curves: pd.DataFrame, title_fmt: str, log_y: dict):
@@ -94,7 +105,9 @@ def curve_panels(curves: pd.DataFrame, title_fmt: str, log_y: dict):
             for i, (est, h) in enumerate(g.groupby("estimator", sort=False)):
                 Y = np.array([s.loss.to_numpy() for _, s in h.groupby("seed")])
                 t = h[h.seed == h.seed.iloc[0]].t.to_numpy()
-                band(ax, t, Y, label=est, colour=f"C{i}", log=log_y[model])
+                band(ax, t, Y, label=est, colour=f"C{i}", log=log_y[model], **_look(est, len(t)))
+                if Y.shape[0] > 1:
+                    ax.collections[-1].set_alpha(0.12)
             if log_y[model]:
                 ax.set_yscale("log")
             ax.set_title(title_fmt.format(model=model, lr=lr), fontsize=10)

@@ -6,9 +6,17 @@ import numpy as np
 
 from .figures import LEGEND_PT, PAGE_WIDTH, legend_outside, stable_norm_vs_gamma
 
-__all__ = ["mechanism_panels", "depth_panels", "atlas_map"]
+__all__ = ["mechanism_panels", "depth_panels", "atlas_map", "power_label"]
 
 _CLASSES = {"recovered": 0, "plateau": 1, "diverged": 2}
+
+
+def power_label(x: float) -> str:
+    """A positive number as a mathtext tick label like the log axes of the other figures:
+    $10^{-6}$, or $2\\times 10^{-6}$ when it is not a power of ten."""
+    e = int(np.floor(np.log10(x) + 1e-9))
+    m = round(x / 10.0 ** e, 6)
+    return f"$10^{{{e}}}$" if m == 1 else f"${m:g}\\times 10^{{{e}}}$"
 
 
 def mechanism_panels(table, slopes, places=("forward", "backward")):
@@ -63,13 +71,14 @@ def atlas_map(cells, boundary_rates):
         grid = c.pivot(index="rate", columns="gamma", values="cls").loc[rates, gam].replace(_CLASSES).to_numpy(float)
         ax.imshow(grid, origin="lower", cmap=cmap, vmin=0, vmax=2, aspect="auto")
         ax.set_xticks(range(len(gam)), [f"{g:g}" for g in gam])
-        ax.set_yticks(range(len(rates)), [f"{r:g}" for r in rates])
+        ax.set_yticks(range(len(rates)), [power_label(r) for r in rates])
         y = np.interp(np.log10(boundary_rates[place]), np.log10(rates), np.arange(len(rates)), left=-0.5, right=len(rates) - 0.5)
         ax.axhline(y, color="k", ls="--", lw=1.5, label=r"Table 1: $Q = T^{a}$")
         ax.set_title(f"exponent flips, {place} pass", fontsize=10)
         ax.set_ylabel("flip rate per bit")
     axes[-1, 0].set_xlabel(r"step size $\gamma$")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(i)) for i in range(3)] + [axes[0, 0].lines[0]]
-    axes[0, 0].legend(handles, list(_CLASSES) + [r"Table 1: $Q = T^{a}$"], loc="upper left", bbox_to_anchor=(1.02, 1.0),
+    present = [name for name, i in _CLASSES.items() if (cells.cls == name).any()]  # only classes that occur
+    handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(_CLASSES[name])) for name in present] + [axes[0, 0].lines[0]]
+    axes[0, 0].legend(handles, present + [r"Table 1: $Q = T^{a}$"], loc="upper left", bbox_to_anchor=(1.02, 1.0),
                       borderaxespad=0.0, fontsize=LEGEND_PT)
     return fig

@@ -4,13 +4,32 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from .figures import LEGEND_PT, PAGE_WIDTH, legend_outside
 from .sgdd_studies import ZERO, mean_curve
 
-__all__ = ["fraction_colours", "constant_figure", "plateau_figure", "decreasing_figure", "interpolation_figure",
+__all__ = ["label_decades", "fraction_colours", "constant_figure", "plateau_figure", "decreasing_figure", "interpolation_figure",
            "error_term_figure"]
+
+
+def label_decades(axis, max_decades: float = 2.5):
+    """A log axis that spans few decades gets labels at 1, 2 and 5 times each power of ten
+    (otherwise a single labelled tick may be all it shows); minor labels off."""
+    lo, hi = axis.get_view_interval()
+    if lo > 0 and np.log10(hi / lo) < max_decades:
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(FuncFormatter(_power_label))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _power_label(x, pos=None) -> str:
+    """10⁻² or 2×10⁻² in mathtext (the look of matplotlib's own log labels)."""
+    if x <= 0:
+        return ""
+    e = int(np.floor(np.log10(x) + 1e-9))
+    m = round(x / 10.0 ** e, 6)
+    return f"$10^{{{e}}}$" if m == 1 else f"${m:g}\\times 10^{{{e}}}$"
 
 
 def fraction_colours(fractions):
@@ -58,12 +77,17 @@ def plateau_figure(plateaus, slopes, settings, curvatures):
             fit = slopes[(slopes.setting == s) & (slopes.beta == b)]
             if not len(fit):
                 continue  # no plateau: the interpolation regime
-            ax.loglog(g.eta, g.plateau, "o", color=f"C{j}", label=f"{s.replace('_', ' ')}: slope {fit.slope.iloc[0]:.3f}")
+            # settings whose plateaus coincide stay visible: open large markers and wide lines
+            # first, filled smaller markers and thin lines on top
+            look = dict(marker="os^"[j % 3], ms=9 - 2.5 * (j % 2), mew=1.5, zorder=3 + j,
+                        mfc="none" if j % 2 == 0 else f"C{j}")
+            ax.loglog(g.eta, g.plateau, ls="none", color=f"C{j}",
+                      label=f"{s.replace('_', ' ')}: slope {fit.slope.iloc[0]:.3f}", **look)
             if b == 0:
-                ax.loglog(g.eta, g.exact_stationary, "-", color=f"C{j}", lw=1)
-                ax.loglog(g.eta, g.poster_bound, ":", color=f"C{j}", lw=1.2)
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.yaxis.set_minor_formatter(NullFormatter())
+                ax.loglog(g.eta, g.exact_stationary, "-", color=f"C{j}", lw=2.4 if j == 0 else 1, zorder=2 + j)
+                ax.loglog(g.eta, g.poster_bound, ":", color=f"C{j}", lw=2.4 if j == 0 else 1.2, zorder=2 + j)
+        label_decades(ax.xaxis)
+        label_decades(ax.yaxis)
         ax.set_xlabel(r"step size $\eta$")
         ax.set_ylabel(r"plateau of $\mathbb{E}\|D_k - \partial_\theta x^\star\|^2$")
         ax.set_title(f"β = {b:g}" + (" (lines: exact; dotted: the bound)" if b == 0 else ""), fontsize=10)
@@ -80,12 +104,12 @@ def decreasing_figure(decr, curves, exact):
         Y = g.pivot(index="seed", columns="k", values="D_err2")
         kk = Y.columns.to_numpy() + row.k0
         mean = Y.mean(axis=0).to_numpy()
-        ax.loglog(kk, mean, color="C0", lw=1.4, label=r"mean $\|D_k - \partial_\theta x^\star\|^2$")
-        ax.fill_between(kk, Y.min(axis=0), Y.max(axis=0), color="C0", alpha=0.2, lw=0)
+        ax.loglog(kk, mean, color="C0", lw=2.6, alpha=0.8, label=r"mean $\|D_k - \partial_\theta x^\star\|^2$")
+        ax.fill_between(kk, Y.min(axis=0), Y.max(axis=0), color="C0", alpha=0.12, lw=0)
         ax.loglog(kk, g.groupby("k").x_err2.mean().to_numpy(), color="C2", lw=1, label=r"mean $\|x_k - x^\star\|^2$")
         ex = _exact(exact, beta=row.beta)
         if ex is not None:
-            ax.loglog(kk, ex.to_numpy(), "k--", lw=0.8, label="exact expectation")
+            ax.loglog(kk, ex.to_numpy(), "k--", lw=1.1, zorder=5, label="exact expectation (on top)")
         ref = kk[kk >= kk[0] + row.window_start][0]
         y_ref = np.interp(ref, kk, mean)
         ax.loglog(kk, y_ref * (np.log(kk) ** 2 / kk) / (np.log(ref) ** 2 / ref), ":", color="C3", lw=1.2,
@@ -93,6 +117,7 @@ def decreasing_figure(decr, curves, exact):
         ax.loglog(kk, y_ref * ref / kk, ":", color="grey", lw=1.2, label=r"$\propto 1/(k+k_0)$")
         ax.axvline(kk[0] + row.window_start, color="grey", lw=0.6)
         ax.set_xlabel("$k + k_0$")
+        label_decades(ax.xaxis)
         ax.set_title(f"{row.setting}, β = {row.beta:g}, $k_0$ = {row.k0:.0f}", fontsize=10)
         legend_outside(ax)
     return fig
@@ -162,20 +187,26 @@ def error_term_figure(const_curves, decr_curves, decr, beta, setting_const, frac
     ax.loglog(kk, np.sqrt(g.x_err2.mean().to_numpy()), color="C2", lw=1, label=r"$\|x_k - x^\star\|$ (RMS)")
     ax.loglog(kk, bias[-1] * np.sqrt(kk[-1] / kk), ":", color="grey", label=r"$\propto (k+k_0)^{-1/2}$")
     ax.set_xlabel("$k + k_0$")
+    label_decades(ax.xaxis)
     ax.set_title(f"decreasing steps, {row.setting}, β = {beta:g}", fontsize=10)
     legend_outside(ax)
     ax = axes[2]
-    for j, (s, g) in enumerate(const_curves[const_curves.beta == beta].groupby("setting", sort=False)):
+    groups = list(const_curves[const_curves.beta == beta].groupby("setting", sort=False))
+    for j, (s, g) in reversed(list(enumerate(groups))):  # the first setting (its small cloud) drawn last, on top
         for frac in (fractions[0], fractions[-1]):
             h = g[g.fraction == frac]
             dx, bb = np.sqrt(h.x_err2.to_numpy()), h.eps_bias.to_numpy()
             ok = (dx > 1e-12) & (bb > 0)
-            ax.loglog(dx[ok], bb[ok], ".", ms=2.5, color=f"C{j}", alpha=0.5, label=s.replace("_", " ") if frac == fractions[0] else None)
+            ax.loglog(dx[ok], bb[ok], "o^s"[j % 3], ms=2.2, mew=0, color=f"C{j}", alpha=0.45, zorder=3 + len(groups) - j,
+                      label=s.replace("_", " ") if frac == fractions[0] else None)
     grid = np.geomspace(1e-6, 1, 10)
     ax.loglog(grid, grid, "k:", lw=0.8, label="slope 1")
     ax.loglog(grid, grid**2, "k--", lw=0.8, label="slope 2")
     ax.set_xlabel(r"$\|x_k - x^\star\|$ (forward deviation $\delta_k$)")
     ax.set_ylabel(r"$\|\mathbb{E}_k e_{k+1}\|/\eta$")
     ax.set_title(f"bias against the deviation, β = {beta:g}", fontsize=10)
-    legend_outside(ax, markerscale=6)
+    handles, labels = ax.get_legend_handles_labels()
+    names = [s.replace("_", " ") for s, _ in groups]
+    order = sorted(range(len(labels)), key=lambda i: names.index(labels[i]) if labels[i] in names else len(names))
+    legend_outside(ax, handles=[handles[i] for i in order], labels=[labels[i] for i in order], markerscale=4)
     return fig

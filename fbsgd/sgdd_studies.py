@@ -18,11 +18,17 @@ import pandas as pd
 from . import sgd_derivatives as S
 from .metrics import fit_line, log_slope
 
-__all__ = ["ZERO", "run_table", "mean_curve", "finite_difference_check", "constant_step_study", "plateau_slopes",
+__all__ = ["ZERO", "theorem_step", "run_table", "mean_curve", "finite_difference_check", "constant_step_study", "plateau_slopes",
            "fitting_window", "decreasing_step_study", "interpolation_rates", "simple_interpolation_drops",
            "error_term_fits", "predicted_bias_order"]
 
 ZERO = 1e-20  # a variance below this counts as zero (interpolation)
+
+
+def theorem_step(constants: dict) -> float:
+    """The largest first step η₀ = μ/(4L²) that Iutzeler et al.'s theorem (and their auxiliary
+    proposition on inexact SGD) admits, from a problem's ``constants``."""
+    return constants["mu"] / (4 * constants["L"] ** 2)
 
 
 def run_table(run: dict, **config) -> pd.DataFrame:
@@ -67,7 +73,9 @@ def finite_difference_check(problem: S.ParametricLeastSquares, iters: int, seed:
 def constant_step_study(problems: dict, fractions, iters: int, seeds, ck) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Constant steps η = c/L for every problem (keyed by (setting, β)) and fraction c.
 
-    Returns ``(plateaus, curves, exact)``: one row per configuration with the plateau (mean of
+    Returns ``(plateaus, curves, exact)``: one row per configuration with the step against the
+    theorem's largest first step (``eta0_theorem`` = μ/(4L²), :func:`theorem_step`, and
+    ``eta_over_eta0``), the plateau (mean of
     ‖D_k − D*‖² over seeds and over k ≥ iters/2) and its s.e. over seeds, the exact expectation
     over the same window and the exact stationary level (β = 0), the bound 4σ²η/μ with
     σ² = max(σ²_x, σ²_D) (β = 0), the plateaus of ‖x − x*‖², of the bias and RMS of the error
@@ -88,7 +96,8 @@ def constant_step_study(problems: dict, fractions, iters: int, seeds, ck) -> tup
                 exact_rows.append(pd.DataFrame(dict(setting=s, beta=b, fraction=frac, k=ck, exact=exact)))
             per_seed = r["D_err2"][:, late].mean(axis=1)
             rows.append(dict(
-                setting=s, beta=b, fraction=frac, eta=eta, plateau=float(per_seed.mean()),
+                setting=s, beta=b, fraction=frac, eta=eta, eta0_theorem=theorem_step(c),
+                eta_over_eta0=eta / theorem_step(c), plateau=float(per_seed.mean()),
                 plateau_se=float(per_seed.std(ddof=1) / np.sqrt(len(per_seed))) if len(per_seed) > 1 else np.nan,
                 exact_window=float(exact[late].mean()) if exact is not None else np.nan,
                 exact_stationary=S.stationary_error(pr, eta) if b == 0 else np.nan,
@@ -164,8 +173,9 @@ def decreasing_step_study(problems: dict, setting: str, curvatures, iters: int, 
 def interpolation_rates(curves: pd.DataFrame, problems: dict, hi: float = 1e-3, lo: float = 1e-24) -> pd.DataFrame:
     """Fitted factor per step of the mean error, log E‖·‖² linear in k over the records where it has
     dropped below ``hi`` times its start and is still above ``lo``: the Jacobian in double
-    interpolation, the iterates in both interpolation settings (at least 3 points). With the exact
-    spectral radius of the second-moment map (β = 0) and the bound's 1 − μη/2."""
+    interpolation, the iterates in both interpolation settings (at least 3 points). With η/η₀
+    (:func:`theorem_step`), the exact spectral radius of the second-moment map (β = 0) and the
+    bound's 1 − μη/2."""
     rows = []
     for (s, b, frac, eta), g in curves.groupby(["setting", "beta", "fraction", "eta"], sort=False):
         if s not in ("double_interpolation", "simple_interpolation"):
@@ -181,11 +191,11 @@ def interpolation_rates(curves: pd.DataFrame, problems: dict, hi: float = 1e-3, 
             fit = fit_line(k[ok], np.log(y[ok]))
             pr = problems[(s, b)]
             rows.append(dict(setting=s, beta=b, quantity="Jacobian" if which == "D_err2" else "iterate", fraction=frac,
-                             eta=eta, rate=float(np.exp(fit.slope)),
+                             eta=eta, eta_over_eta0=eta / theorem_step(pr.constants), rate=float(np.exp(fit.slope)),
                              exact_rate=S.second_moment_rate(pr.A, eta) if b == 0 else np.nan,
                              bound_rate=1 - pr.constants["mu"] * eta / 2, points=int(ok.sum())))
-    return pd.DataFrame(rows, columns=["setting", "beta", "quantity", "fraction", "eta", "rate", "exact_rate", "bound_rate",
-                                       "points"])
+    return pd.DataFrame(rows, columns=["setting", "beta", "quantity", "fraction", "eta", "eta_over_eta0", "rate",
+                                       "exact_rate", "bound_rate", "points"])
 
 
 def simple_interpolation_drops(curves: pd.DataFrame) -> pd.DataFrame:

@@ -130,3 +130,13 @@ def test_unbiased_evidence_pairs_the_smallest_miss_with_its_own_draws():
     assert "smallest miss 8.00e-04 at K = 50, with 100,000 draws" in v.evidence
     assert "20,000,000 at K = 100, the miss is 1.10e-03" in v.evidence
     assert FV._set([4, 1, 1.0]) == "{1, 4}"
+
+
+def test_estimator_ratios_pair_the_two_estimators():
+    t = pd.DataFrame(dict(model=["b", "b", "a", "a", "a", "a"], lr=[0.1, 0.1, 0.3, 0.3, 0.03, 0.03],
+                          estimator=["forward gradient", "backprop"] * 3,
+                          second_half=[2.0, 1.0, 6.0, 2.0, 0.00172, 0.000144]))
+    r = FM.estimator_ratios(t)
+    assert list(zip(r.model, r.lr)) == [("a", 0.03), ("a", 0.3), ("b", 0.1)]
+    assert r.ratio.tolist() == pytest.approx([0.00172 / 0.000144, 3.0, 2.0])
+    assert r.backprop.iloc[0] == 0.000144 and r.forward.iloc[0] == 0.00172

@@ -110,3 +110,21 @@ def test_interpolation_rates_recover_a_known_geometric_decay():
 def test_set_prints_numbers_as_a_set():
     from fbsgd.sgdd_verdicts import _set
     assert _set([0.0625, 0.03125, 0.0625]) == "{0.03125, 0.0625}"
+
+
+def test_theorem_step_and_the_range_sentence():
+    assert SS.theorem_step(dict(mu=0.5, L=2.0)) == pytest.approx(0.5 / 16)
+    pr = S.ParametricLeastSquares.generate(3, 8, "general", 0.0, 0)
+    eta0 = SS.theorem_step(pr.constants)
+    plateaus, _, _ = SS.constant_step_study({("general", 0.0): pr}, [0.25], 40, [0], np.array([0, 20, 40]))
+    assert plateaus.eta_over_eta0.iloc[0] == pytest.approx(0.25 / pr.constants["L"] / eta0)
+    outside = SV.beyond_theorem(pd.DataFrame(dict(eta_over_eta0=[3.86, 61.7])))
+    assert "every step is larger" in outside and "3.86 to 61.7" in outside
+    assert "2 of 3 steps" in SV.beyond_theorem(pd.DataFrame(dict(eta_over_eta0=[0.5, 2.0, 4.0])))
+    assert "satisfies" in SV.beyond_theorem(pd.DataFrame(dict(eta_over_eta0=[0.5, 1.0])))
+    assert SV.beyond_theorem(pd.DataFrame(dict(eta=[1.0]))) == "" and SV.beyond_theorem(None) == ""
+
+
+def test_log2_probe_says_the_fit_se_understates_the_uncertainty(ledger):
+    v = SV.judge_log2_not_tight(ledger, _decr([-0.951, -0.929], se=[0.010, 0.012]).assign(exact_slope=[-1.002, np.nan]))
+    assert "5.1 s.e. from the exact one" in v.evidence and "understates" in v.evidence

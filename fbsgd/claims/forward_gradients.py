@@ -23,7 +23,7 @@ CLAIMS = [
     Claim(id=f"{_C}.contraction_threshold", chapter=_C, ref="Theorem 3, variance term: usable step ∝ 1/(n+2)",
           source="book",
           text="With forward gradients the second moment of SGD contracts exactly when γ < 2/(n+2), not γ < 2 as with the exact gradient"),
-    Claim(id=f"{_C}.sgd_trains", chapter=_C, ref="Corollary 1 (frequent zero-mean errors); Gao et al. (2022), SGD experiments",
+    Claim(id=f"{_C}.sgd_trains", chapter=_C, ref="Corollary 1 (frequent zero-mean errors); Gao et al. (2022), §4.2, SGD experiment (Figure 2 by the text)",
           source="paper",
           text="SGD driven by forward gradients still trains both models (zero-mean errors of size O(‖u‖) keep convergence)"),
     Claim(id=f"{_C}.noise_floor", chapter=_C, ref="Theorem 3, variance term 6Lγ E‖ũ − u‖²", source="book",
@@ -31,7 +31,9 @@ CLAIMS = [
                "and matches the linearized prediction"),
     Claim(id=f"{_C}.perceptron_steps", chapter=_C, ref="Theorem 3, variance term (step-size dependence)", source="book",
           text="On the perceptron, forward gradients fall further behind backpropagation the larger the step"),
-    Claim(id=f"{_C}.adam_slowdown", chapter=_C, ref="Gao et al. (2022), Figure 3 and Section 5", source="paper",
+    Claim(id=f"{_C}.adam_slowdown", chapter=_C, ref="Gao et al. (2022), §4.2 (its Adam figure: Figure 3 by the text, whose caption says SGD; the "
+              "captions of Figures 2 and 3 are swapped against the text, and the book follows the text) and §5; "
+              "their set-up (two hidden layers of 1024 ReLU units, MNIST) differs from the book's", source="paper",
           text="With Adam, forward gradients train a perceptron much more slowly than backpropagation does"),
     Claim(id=f"{_C}.adam_vs_sgd", chapter=_C, ref="a sharper reading of Gao et al. (2022), Section 5", source="book",
           text="Forward gradients do worse with Adam than with SGD"),
