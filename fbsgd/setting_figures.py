@@ -5,6 +5,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import MaxNLocator
 
 
 __all__ = ["chain_diagram", "depth_figure", "wrap_code"]
@@ -79,7 +80,7 @@ def chain_diagram(n_shown: int = 4, ax=None):
         _, ax = plt.subplots(figsize=(8, 3.2))
     fwd, bwd, pert, grad = "#1f5fa8", "#b3541e", "#7a1fa2", "#2e7d32"
     labels = [f"$f_{{{i}}}$" for i in range(1, n_shown)] + ["$f_N$"]
-    xs = np.arange(n_shown) * 3.0
+    xs = np.arange(n_shown) * 3.2  # gaps wide enough for the labels beside the "+" circles
     yf, yb = 2.0, 0.0
     for k, (x, lab) in enumerate(zip(xs, labels)):
         ax.add_patch(FancyBboxPatch((x - 0.55, yb - 0.1), 1.1, 2.2, boxstyle="round,pad=0.05", fc="#f4f4f4", ec="#555"))
@@ -104,7 +105,8 @@ def chain_diagram(n_shown: int = 4, ax=None):
         ax.text(mid, yf, "+", ha="center", va="center", color=pert, fontsize=11)
         ax.text(mid, yf + 0.55, rf"$\delta_{{{i}}}$", ha="center", color=pert, fontsize=12)
         _arrow(ax, (mid, yf + 0.42), (mid, yf + 0.22), pert, lw=1.2)
-        ax.text(mid - 0.75, yf - 0.32, rf"$\tilde y_{{{i}}}$", ha="center", color=fwd, fontsize=10)
+        # ỹ_i = f_i(…) + δ_i leaves the "+": under the arrow, clear of the circle and the box
+        ax.text(mid + 0.5, yf - 0.2, rf"$\tilde y_{{{i}}}$", ha="center", va="top", color=fwd, fontsize=10)
         # backward: v_i = ∇₁f_{i+1}ᵀ v_{i+1} + ε_{i+1}
         _arrow(ax, (b, yb + 0.4), (mid + 0.2, yb + 0.4), bwd)
         _arrow(ax, (mid - 0.2, yb + 0.4), (a, yb + 0.4), bwd)
@@ -113,7 +115,8 @@ def chain_diagram(n_shown: int = 4, ax=None):
         nxt = "N" if last else str(k + 2)
         ax.text(mid, yb - 0.3, rf"$\varepsilon_{{{nxt}}}$", ha="center", color=pert, fontsize=12)
         _arrow(ax, (mid, yb - 0.02), (mid, yb + 0.18), pert, lw=1.2)
-        ax.text(mid + 0.75, yb + 0.68, rf"$\tilde v_{{{i}}}$", ha="center", color=bwd, fontsize=10)
+        # ṽ_i = ∇₁f_{i+1}ᵀ ṽ_{i+1} + ε_{i+1} leaves the "+" towards f_i: above the arrow
+        ax.text(mid - 0.5, yb + 0.6, rf"$\tilde v_{{{i}}}$", ha="center", va="bottom", color=bwd, fontsize=10)
         if gap:
             ax.text(mid, 1.0, gap, ha="center", va="center", fontsize=16)
     ax.text(xs[-1] + 1.5, yf, r"$\mathcal{F}(x;\mathbf{w})$", ha="left", va="center", fontsize=12)
@@ -140,6 +143,7 @@ def depth_figure(amplification, eps_norm: float):
             ax.semilogy(g.depth, g.closed_form, "-", color=line.get_color(), lw=1, alpha=0.7)
         ax.axhline(eps_norm, color="k", ls="--", lw=1, label="additive model (6a)")
         ax.set_xlabel("depth $N$")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{kind} layers")
     axes[0].set_ylabel(r"$\|\tilde u_1 - u_1\|$")
     handles, labels = axes[0].get_legend_handles_labels()

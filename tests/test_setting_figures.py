@@ -35,3 +35,28 @@ def test_short_lines_comments_and_strings_untouched():
 def test_a_long_line_without_commas_is_kept():
     source = "y = " + "a" * 100 + "\n"
     assert wrap_code(source, 88) == source
+
+
+def test_chain_diagram_labels_stay_off_the_arrows_circles_and_boxes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch
+
+    from fbsgd.setting_figures import chain_diagram
+
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    chain_diagram(4, ax=ax)
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    labels = [t for t in ax.texts if r"\tilde y" in t.get_text() or r"\tilde v_{" in t.get_text()
+              and "nabla" not in t.get_text()]
+    assert {t.get_text() for t in labels} >= {r"$\tilde y_{1}$", r"$\tilde y_{N-1}$", r"$\tilde v_{1}$",
+                                              r"$\tilde v_{N-1}$"}
+    shapes = [p for p in ax.patches if isinstance(p, (FancyArrowPatch, FancyBboxPatch, Circle))]
+    for t in labels:
+        box = t.get_window_extent(r).shrunk(0.9, 0.9)  # the ink, not the text's line box
+        hits = [p for p in shapes if box.overlaps(p.get_window_extent(r))]
+        assert not hits, (t.get_text(), hits)
+    plt.close(fig)
