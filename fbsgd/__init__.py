@@ -29,7 +29,7 @@ Section 7
 ``limits``                γ → 0 predictions of the floors and plateaus
 ``experiments``, ``section7_verdicts``, ``reproducibility``, ``figures``
 Appendix A and related systems
-``counterexamples``, ``counterexample_verdicts``
+``counterexamples``, ``counterexample_verdicts``, ``counterexample_figures``
 ``forward_gradients``, ``fg_problems``, ``fg_measurements``, ``fg_verdicts``, ``fg_plots``
 ``sgd_derivatives``, ``sgdd_studies``, ``sgdd_verdicts``, ``sgdd_plots``
 Extensions beyond the paper
