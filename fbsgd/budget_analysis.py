@@ -23,7 +23,9 @@ __all__ = ["geometric_mean", "spike_traces", "with_status", "promise", "corollar
            "COROLLARY1_CHECKS", "corollary1_verdicts", "table1_verdicts", "conservative_verdict", "ordering_verdicts",
            "spike_level", "spike_peak", "spike_table", "RECOVERY_FACTOR", "OFF_COURSE_FACTOR", "SHRINK_RATIO",
            "spike_verdicts", "STEEP_FACTOR", "times", "forward_allowed_text", "replication_text", "steep_kept",
-           "steep_text", "corollary1_display", "table1_status_display", "spike_display"]
+           "steep_text", "corollary1_display", "table1_status_display", "spike_display", "statuses_text",
+           "status_tally", "half_as_fast_text", "table1_within_text", "table1_larger_text", "zero_backward_text",
+           "forward_like_biased_text", "above_threshold_text", "spike_text", "biased_settles_text", "horizon_span_text"]
 
 _GEO_NAME = {"nonconvex": "non-convex", "pl": "PL"}
 _EQ = {"nonconvex": "(43)", "pl": "(44)"}
@@ -393,3 +395,196 @@ def table1_status_display(fits: pd.DataFrame, geometry: str) -> pd.DataFrame:
 def spike_display(table: pd.DataFrame) -> pd.DataFrame:
     """The spike table with the peaks of the γ/10 runs (not recorded) as missing values."""
     return table[["scenario", "gamma", "end_grad_norm", "end_loss_gap", "peak_grad_norm", "peak_loss_gap"]]
+
+
+# -------------------------------------------------------------------------------------------------
+# the closing section's sentences, computed (nothing measured is typed in the chapter's prose)
+# -------------------------------------------------------------------------------------------------
+
+_COUNT_WORDS = {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight"}
+
+
+def _count(n: int) -> str:
+    return _COUNT_WORDS.get(n, str(n))
+
+
+def _fa_math(a: float) -> str:
+    return f"{a:g}"
+
+
+def statuses_text(cor1_fits: pd.DataFrame, setting: str) -> str:
+    """"lost in the non-convex case (exponent −0.20) and unresolved in the PL case (−0.52)":
+    one Corollary 1 setting's status per geometry."""
+    parts = []
+    for i, geo in enumerate(GEOS):
+        sub = cor1_fits[(cor1_fits.geometry == geo) & (cor1_fits.setting == setting)]
+        if not len(sub):
+            continue
+        r = sub.iloc[0]
+        parts.append(f"{r.status} in the {_GEO_NAME[geo]} case ({'exponent ' if i == 0 else ''}{_exp(r.exponent, 2)})")
+    return " and ".join(parts) if parts else "not run"
+
+
+def status_tally(statuses) -> str:
+    """"lost in all four cases", "lost in three of the four cases, unresolved in one", ..."""
+    statuses = list(statuses)
+    n = len(statuses)
+    if not n:
+        return "not run"
+    counts = {s: statuses.count(s) for s in ("lost", "kept", "unresolved") if statuses.count(s)}
+    if len(counts) == 1:
+        (s, _), = counts.items()
+        return f"{s} in {'both' if n == 2 else 'all ' + _count(n)} cases" if n > 1 else f"{s} in the one case"
+    first, *rest = counts.items()
+    return (f"{first[0]} in {_count(first[1])} of the {_count(n)} cases, "
+            + ", ".join(f"{s} in {_count(k)}" for s, k in rest))
+
+
+def half_as_fast_text(cor1_fits: pd.DataFrame) -> str:
+    """The status of the sizes that shrink half as fast as (43)/(44) allow, over all cases."""
+    part = cor1_fits[cor1_fits.setting.str.contains("half as fast")]
+    detail = "; ".join(f"{_setting_name(r)}: {r.status} ({_exp(r.exponent, 2)})" for _, r in part.iterrows())
+    return f"{status_tally(part.status)} ({detail})"
+
+
+def _row_name(r) -> str:
+    return f"{_GEO_NAME[r.geometry]}, {case_label((r['pass'], r['mean']))}"
+
+
+def table1_within_text(table1: pd.DataFrame) -> str:
+    """How the rows of Table 1 come out as sufficient conditions: how many agree (every budget within
+    the paper's bound kept), disagree (one lost), or cannot be resolved."""
+    n = len(table1)
+    holds = [None if h is None or (isinstance(h, float) and math.isnan(h)) else bool(h) for h in table1.holds]
+    agree, disagree = [i for i, h in enumerate(holds) if h is True], [i for i, h in enumerate(holds) if h is False]
+    open_ = [i for i, h in enumerate(holds) if h is None]
+    names = lambda idx: "; ".join(_row_name(table1.iloc[i]) for i in idx)  # noqa: E731
+    parts = []
+    if disagree:
+        parts.append(f"a budget within the paper's bound loses the rate in {_count(len(disagree))} of the {_count(n)} "
+                     f"cells ({names(disagree)})")
+    else:
+        parts.append(f"no budget within the paper's bound loses the rate in any of the {_count(n)} cells")
+    if agree:
+        parts.append(f"every such budget is kept in {_count(len(agree))} ({names(agree)})")
+    if open_:
+        parts.append(f"in {_count(len(open_))} the budgets within the bound are not all clearly kept at these "
+                     f"horizons, so the row cannot be resolved ({names(open_)})")
+    return "; ".join(parts)
+
+
+def table1_larger_text(table1: pd.DataFrame) -> str:
+    """Where the paper's bound is below T (a < 1): the measured budget (the largest a up to which every
+    grid budget keeps the rate) against the paper's, row by row."""
+    rows = table1[table1.paper_a < 1]
+    if not len(rows):
+        return "no cell of the table has a bound below T"
+    larger = [r for _, r in rows.iterrows() if not math.isnan(r.kept_up_to) and r.kept_up_to > r.paper_a + 1e-12]
+    equal = [r for _, r in rows.iterrows() if not math.isnan(r.kept_up_to) and abs(r.kept_up_to - r.paper_a) <= 1e-12]
+    none = [r for _, r in rows.iterrows() if math.isnan(r.kept_up_to)]
+    lower = [r for _, r in rows.iterrows() if not math.isnan(r.kept_up_to) and r.kept_up_to < r.paper_a - 1e-12]
+    fmt = lambda rs: "; ".join(f"{_row_name(r)}: kept up to a = {r.kept_up_to:g}, paper a = {r.paper_a:g}"  # noqa: E731
+                               for r in rs)
+    head = f"of the {_count(len(rows))} cells where the paper's bound is below T, the measured budget is "
+    out = [head + (f"larger than the paper's in {_count(len(larger))} ({fmt(larger)})" if larger else
+                   "larger than the paper's in none")]
+    if equal:
+        out.append(f"equal to it in {_count(len(equal))} ({fmt(equal)})")
+    if lower:
+        out.append(f"smaller in {_count(len(lower))} ({fmt(lower)})")
+    if none:
+        out.append(f"and not defined in {_count(len(none))}, where not even the smallest budget of the grid is "
+                   f"clearly kept ({'; '.join(_row_name(r) for r in none)})")
+    return ", ".join(out)
+
+
+def zero_backward_text(table1: pd.DataFrame) -> str:
+    """The zero-mean backward rows (paper: Q_ε ≲ T) as measured."""
+    rows = table1[(table1["pass"] == "backward") & (table1["mean"] == "zero")]
+    return "; ".join(f"{_GEO_NAME[r.geometry]}: kept up to a = {_fa(r.kept_up_to)}, first lost at a = "
+                     f"{_fa(r.lost_from)} ({r.agreement})" for _, r in rows.iterrows())
+
+
+def forward_like_biased_text(table1: pd.DataFrame) -> str:
+    """Do the zero-mean forward rows have the measured thresholds of the biased forward rows?"""
+    kt = table1.set_index(["geometry", "pass", "mean"])
+    parts, same = [], []
+    for geo in GEOS:
+        if (geo, "forward", "zero") not in kt.index or (geo, "forward", "nonzero") not in kt.index:
+            continue
+        z, b = kt.loc[(geo, "forward", "zero")], kt.loc[(geo, "forward", "nonzero")]
+        eq = (math.isnan(z.kept_up_to) and math.isnan(b.kept_up_to) or z.kept_up_to == b.kept_up_to) and \
+             (math.isnan(z.lost_from) and math.isnan(b.lost_from) or z.lost_from == b.lost_from)
+        same.append(eq)
+        parts.append(f"{_GEO_NAME[geo]}: zero-mean kept up to a = {_fa(z.kept_up_to)} and lost from {_fa(z.lost_from)}, "
+                     f"biased kept up to {_fa(b.kept_up_to)} and lost from {_fa(b.lost_from)}")
+    if not parts:
+        return "not run"
+    word = ("the same thresholds in both geometries" if all(same) else
+            "different thresholds in both geometries" if not any(same) else "the same thresholds in one geometry only")
+    return f"{word} ({'; '.join(parts)})"
+
+
+def above_threshold_text(table1: pd.DataFrame, fits: pd.DataFrame) -> str:
+    """The status of the grid point right above each row's measured threshold (the largest kept a)."""
+    parts = []
+    for _, r in table1.iterrows():
+        if math.isnan(r.kept_up_to):
+            continue
+        sub = fits[(fits.geometry == r.geometry) & (fits["pass"] == r["pass"]) & (fits["mean"] == r["mean"])
+                   & (fits.a > r.kept_up_to + 1e-12)].sort_values("a")
+        if len(sub):
+            x = sub.iloc[0]
+            parts.append(f"{_row_name(r)}: a = {x.a:g} {x.status}")
+    if not parts:
+        return "no row has a measured threshold below the top of the grid"
+    return "; ".join(parts)
+
+
+def spike_text(table: pd.DataFrame, gamma: float) -> str:
+    """The Figure 2 levels in words: how far the single spike's end level is from standard SGD's,
+    and how each persistent disturbance's level changes when the step size is divided by 10."""
+    at = lambda name, g=gamma: table[(table.scenario == name) & np.isclose(table.gamma, g)]  # noqa: E731
+    base = at(STANDARD)
+    if not len(base):
+        return "standard SGD was not run"
+    base = base.iloc[0]
+    parts = []
+    a = at(SPIKE)
+    if len(a):
+        a = a.iloc[0]
+        parts.append(f"after the single spike (A) the gradient norm peaks at {times(a.peak_grad_norm / base.end_grad_norm)} "
+                     f"standard SGD's level and ends at {a.end_grad_norm / base.end_grad_norm:.2g}× it "
+                     f"(loss gap {a.end_loss_gap / base.end_loss_gap:.2g}×)")
+    for name, letter in ((BIASED, "B"), (ZERO_FORWARD, "D"), (ZERO_BACKWARD, "C")):
+        hi, lo = at(name), at(name, gamma / 10)
+        if not (len(hi) and len(lo)):
+            continue
+        hi, lo = hi.iloc[0], lo.iloc[0]
+        ratio = lo.end_grad_norm / hi.end_grad_norm
+        word = "shrinks" if ratio < SHRINK_RATIO else "does not shrink"
+        parts.append(f"the level of {letter} ends at {times(hi.end_grad_norm / base.end_grad_norm)} standard SGD's and "
+                     f"{word} with the step size (ratio {ratio:.2f} at γ/10)")
+    return "; ".join(parts) + f" (noise alone would give a ratio of about 1/√10 ≈ {1 / math.sqrt(10):.2f})"
+
+
+def biased_settles_text(rho: float, sigma_b: float, data_seed: int = 0) -> str:
+    """Does the averaged drift of the biased backward perturbation of size ``sigma_b`` have a zero on the
+    non-convex problem (:func:`fbsgd.limits.small_step_limit`)?  A sentence for the set-up."""
+    from .limits import small_step_limit
+    from .sweeps import RunConfig
+
+    cfg = RunConfig(regularizer="nonconvex", rho=rho, perturbation="backward", mean="nonzero", sigma_b=sigma_b,
+                    data_seed=data_seed)
+    lim = small_step_limit(cfg.problem(), cfg.plan())
+    if lim["escapes"]:
+        return (f"at σ_b = {sigma_b:g} the averaged drift has no zero on the non-convex problem, so the "
+                f"iterates of small steps leave for infinity")
+    return (f"at σ_b = {sigma_b:g} the averaged drift still has a zero on the non-convex problem "
+            f"(at ‖w‖ = {float(np.linalg.norm(lim['w'])):.3g}), so the iterates can settle")
+
+
+def horizon_span_text(Ts) -> str:
+    """"T = 1,000 … 320,000, 2.5 decades"."""
+    lo, hi = min(Ts), max(Ts)
+    return f"T = {lo:,} … {hi:,}, {math.log10(hi / lo):.2g} decade{'' if math.isclose(hi / lo, 10) else 's'}"

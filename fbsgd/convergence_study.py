@@ -32,7 +32,8 @@ from .theorem_bounds import ProblemConstants, estimate_constants, path, rhs_nonc
 
 __all__ = ["GEOS", "STANDARD", "TIGHT_SPREAD", "settings", "Setup", "setup", "constants_table", "convergence_design",
            "bounds_table", "fit_table", "rate_verdict", "bound_verdict", "tightness_verdict", "section4_verdict",
-           "constants_view", "region_note", "exponent_comparison", "transient_product"]
+           "constants_view", "region_note", "exponent_comparison", "transient_product", "step_condition_text",
+           "span_text", "standard_terms_text", "perturbed_ratio_text"]
 
 GEOS = ("nonconvex", "pl")
 STANDARD = "standard SGD"
@@ -255,3 +256,57 @@ def transient_product(const_table: pd.DataFrame, c: float, T: int, geometry: str
     """γTμ for γ = c/√T: how many curvature times 1/μ the run of horizon T lasts."""
     mu = float(const_table[const_table.geometry == geometry].mu.iloc[0])
     return c / np.sqrt(T) * T * mu
+
+
+# --- the chapter's computed sentences (nothing measured is typed in its prose) ----------------------
+
+
+def _range(x, digits: int = 3) -> str:
+    lo, hi = float(np.min(x)), float(np.max(x))
+    return number(lo, digits) if number(lo, digits) == number(hi, digits) else f"{number(lo, digits)} … {number(hi, digits)}"
+
+
+def step_condition_text(const_table: pd.DataFrame) -> str:
+    """The largest step size of each schedule against 1/(3L), in words."""
+    parts = []
+    for r in const_table.itertuples():
+        ok = r.largest_gamma <= r.step_limit
+        parts.append(f"γ = {number(r.largest_gamma)} {'≤' if ok else '>'} 1/(3L_∇ℓ) = {number(r.step_limit)} in the "
+                     f"{_GEO_NAME.get(r.geometry, r.geometry)} case")
+    ok_all = bool((const_table.largest_gamma <= const_table.step_limit).all())
+    return ("; ".join(parts) + (", so the condition holds" if ok_all else ", so the condition is violated where γ is larger"))
+
+
+def span_text(Ts) -> str:
+    """"T = 1,000 … 1,000,000 (three decades)"."""
+    decades = np.log10(max(Ts) / min(Ts))
+    words = {1: "one decade", 2: "two decades", 3: "three decades"}
+    return f"T = {min(Ts):,} … {max(Ts):,} ({words.get(int(round(decades)), f'{decades:.2g} decades') if np.isclose(decades, round(decades)) else f'{decades:.2g} decades'})"
+
+
+def standard_terms_text(rhs: pd.DataFrame, geometry: str) -> str:
+    """Standard SGD: the share of the largest term of the bound, and where the measurement sits
+    (non-convex: against Δ₀/(γT) = optimization term / 6; PL: against the sampling term)."""
+    part = rhs[(rhs.geometry == geometry) & (rhs.setting == STANDARD)]
+    if not len(part):
+        return "standard SGD was not run"
+    nonconvex = GEOMETRIES[geometry]["schedule"] == "sqrt"
+    names = {"optimization": "optimization term 6Δ₀/(γT)" if nonconvex else "contraction term (1 − μγ/3)^T Δ₀",
+             "sampling": "sampling term", "error_variance": "error-variance term", "error_bias": "error-bias term"}
+    shares = {k: float((part[f"rhs_{k}"] / part.rhs_total).mean()) for k in names}
+    main = max(shares, key=shares.get)
+    head = f"the largest term of the bound is the {names[main]}, {shares[main]:.1%} of it on average over T"
+    if nonconvex:
+        ratio = part.measured / (part.rhs_optimization / 6)
+        return head + f", and the measured average is {_range(ratio)} times Δ₀/(γT)"
+    return (head + f"; the measured gap is {_range(part.measured / part.rhs_sampling, 2)} times the sampling term "
+            f"3L_∇ℓγσ²/μ, and bound / measured is {_range(part.rhs_over_measured)} over T")
+
+
+def perturbed_ratio_text(rhs: pd.DataFrame) -> str:
+    """bound / measured of the perturbed settings, with the exact moments and with the Section 4 constants."""
+    pert = rhs[rhs.setting != STANDARD]
+    if not len(pert):
+        return "no perturbed setting was run"
+    return (f"with the exact moments, bound / measured is {_range(pert.rhs_over_measured)} over the perturbed settings "
+            f"and horizons; with the constants of Assumption 3, {_range(pert.section4_over_measured, 2)}")

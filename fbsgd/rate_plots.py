@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
+from .figures import MARKERS, tex_label
+
 __all__ = ["CASE_COLOURS", "colour_of", "metric_panels", "table1_figure", "spike_figure"]
 
 CASE_COLOURS = {"forward, zero-mean": "C0", "backward, zero-mean": "C2", "backward, biased": "C3"}
@@ -19,12 +21,18 @@ def colour_of(name, i: int, n: int):
     return plt.cm.viridis(0.8 * i / max(1, n - 1))
 
 
-def _style(name) -> str:
+def _style(name, i: int = 0) -> tuple[str, str]:
+    """(marker, line style) of a curve: by size rule for the Corollary 1 settings, else one marker per
+    position in the order, so that curves that coincide stay distinguishable."""
     if name == "standard SGD":
-        return "s--"
+        return "s", "--"
     if "as allowed" in str(name):
-        return "^-"
-    return "v:" if "half as fast" in str(name) else "o-"
+        return "^", "-"
+    if "half as fast" in str(name):
+        return "v", ":"
+    if "constant" in str(name):
+        return "o", "-"
+    return MARKERS[i % len(MARKERS)], ("-", "-.", ":", (0, (5, 1)))[i % 4]
 
 
 def metric_panels(df, key: str, order, geos=("nonconvex", "pl")):
@@ -39,7 +47,10 @@ def metric_panels(df, key: str, order, geos=("nonconvex", "pl")):
                 continue
             st = sub.groupby("T").convergence_metric.agg(["mean", "min", "max"]).reset_index()
             col = colour_of(name, i, len(order))
-            ax.loglog(st["T"], st["mean"], _style(name), color=col, ms=3.5, lw=1.2, label=name if geo == geos[0] else None)
+            marker, ls = _style(name, i)
+            ref = name == "standard SGD"  # the reference: dashed, open markers, drawn on top of the others
+            ax.loglog(st["T"], st["mean"], marker=marker, ls=ls, color=col, ms=6 if ref else 5, lw=1.2, mfc="none",
+                      mew=1.2, zorder=4 if ref else 3, label=tex_label(name) if geo == geos[0] else None)
             ax.fill_between(st["T"], st["min"], st["max"], color=col, alpha=0.12, lw=0)
         ax.set_xlabel("horizon $T$")
         ax.set_ylabel(r"mean of $\|\nabla\ell(w_t)\|^2$ over $t<T$" if geo == "nonconvex" else r"$\ell(w_T) - \ell^*$")
@@ -56,7 +67,10 @@ def table1_figure(budget_fits, reference, slope_tolerance):
     from .table1 import PAPER_TABLE1
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 4.8), sharey=False)
-    colours = {("forward", "zero"): "C0", ("forward", "nonzero"): "C9", ("backward", "zero"): "C3", ("backward", "nonzero"): "C1"}
+    # four clearly different hues; the zero-mean forward, zero-mean backward and biased backward cases keep
+    # the colours of the Corollary 1 figure (:data:`CASE_COLOURS`)
+    colours = {("forward", "zero"): "C0", ("forward", "nonzero"): "C4", ("backward", "zero"): "C2", ("backward", "nonzero"): "C3"}
+    markers = dict(zip(colours, ("o", "s", "D", "P")))  # no triangles: those mark the bound on a
     offsets = {k: o for k, o in zip(colours, (-0.012, -0.004, 0.004, 0.012))}
     for ax, geo in zip(axes, GEOS):
         part = budget_fits[budget_fits.geometry == geo]
@@ -70,8 +84,8 @@ def table1_figure(budget_fits, reference, slope_tolerance):
             sub = part[(part["pass"] == case[0]) & (part["mean"] == case[1])].sort_values("a")
             x = sub.a + offsets[case]
             lab = f"{case[0]}, {'zero-mean' if case[1] == 'zero' else 'biased'}"
-            ax.errorbar(x, sub.exponent, yerr=[sub.exponent - sub.ci_low, sub.ci_high - sub.exponent], fmt="o-", color=col,
-                        ms=4, lw=1.2, capsize=2, label=lab if geo == "nonconvex" else None)
+            ax.errorbar(x, sub.exponent, yerr=[sub.exponent - sub.ci_low, sub.ci_high - sub.exponent], fmt=markers[case] + "-", color=col,
+                        ms=4.5, lw=1.2, capsize=2, label=lab if geo == "nonconvex" else None)
             a_paper = PAPER_TABLE1[(geo, case[0], case[1])]
             ax.plot([a_paper + offsets[case]], [0.03], marker="^", color=col, ms=8, ls="none", transform=ax.get_xaxis_transform(), clip_on=False)
         lo_y, hi_y = part.exponent.min(), part.exponent.max()

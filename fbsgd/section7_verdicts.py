@@ -28,7 +28,8 @@ __all__ = ["PLATEAU_SLOPE", "DECREASE_SLOPE", "AGREEMENT_BAND", "FLOOR_OVER_SGD"
            "recovery_interval", "forward_pinned", "pinned", "estimate", "panel_name", "level_name",
            "pinned_label", "frequent_display", "nonzero_display", "interval_display", "figure3_verdict", "backward_verdict", "forward_verdict",
            "frequent_verdicts", "nonzero_plateau_verdict", "nonzero_growth_verdict", "nonzero_prediction_verdict",
-           "nonzero_baseline_verdict", "nonzero_escape_verdict", "nonzero_verdicts", "interval_verdicts"]
+           "nonzero_baseline_verdict", "nonzero_escape_verdict", "nonzero_verdicts", "interval_verdicts",
+           "asymmetry_text", "decided_by_text", "escape_text", "budget_text"]
 
 PLATEAU_SLOPE = 0.1  # a log-log slope below this over the smallest γ: the norm levels off
 DECREASE_SLOPE = 0.25  # above this: the norm keeps decreasing (standard SGD: about 1/2)
@@ -437,3 +438,51 @@ def interval_display(slopes: pd.DataFrame, q_delta: pd.Series) -> pd.DataFrame:
     out = _display(slopes, labels)
     out.insert(1, "Q_delta", [int(q) for q in q_delta])
     return out.reset_index(drop=True)
+
+
+# -- the chapters' computed sentences (nothing measured is typed in their prose) -------------------
+
+
+def _levels(rows) -> str:
+    return ", ".join(f"{level_name(lv)}" for lv in rows.level) if len(rows) else "none"
+
+
+def asymmetry_text(slopes: pd.DataFrame, figure: str, big_sigma: float = 0.5) -> str:
+    """"in Figure 4, 4 of 4 backward levels keep decreasing and 3 of 3 forward levels with σ_f ≥ 0.5
+    are pinned": the two halves of the asymmetry, by the verdicts' rules."""
+    bwd = slopes[slopes.perturbation == "backward"]
+    big = forward_pinned(slopes, big_sigma)
+    return (f"in {figure}, {int((bwd.slope > DECREASE_SLOPE).sum())} of {len(bwd)} backward levels keep decreasing "
+            f"(slope > {DECREASE_SLOPE:g}) and {int(big.pinned.sum())} of {len(big)} forward levels with "
+            f"σ_f ≥ {big_sigma:g} are pinned")
+
+
+def decided_by_text(slopes: pd.DataFrame, figure: str, big_sigma: float = 0.5) -> str:
+    """Which forward levels of one figure part (b) of the rule alone pins (none, or their list)."""
+    big = forward_pinned(slopes, big_sigma)
+    only_b = big[big.on_floor & ~big.flat]
+    if not len(only_b):
+        return f"in {figure} no level is pinned by part (b) alone"
+    return (f"in {figure} part (b) alone pins {_levels(only_b)} (slope "
+            + ", ".join(f"{s:.2g}" for s in only_b.slope) + ")")
+
+
+def escape_text(slopes: pd.DataFrame) -> str:
+    """Figure 6: for which σ_b of the grid the biased field has a zero (the iterates settle) and for
+    which it has none (they escape), by :mod:`fbsgd.limits`."""
+    pert = _biased(slopes)
+    esc = pert.escapes.astype(bool)
+    settle, away = pert[~esc], pert[esc]
+    if not len(away):
+        return f"the biased field has a zero for every σ_b of the grid ({_levels(settle)}), so the iterates settle"
+    if not len(settle):
+        return f"the biased field has no zero for any σ_b of the grid ({_levels(away)}): the iterates escape"
+    return (f"the biased field has a zero, and the iterates settle, for {_levels(settle)}; it has none, and the "
+            f"iterates escape, for {_levels(away)}")
+
+
+def budget_text(T: int) -> str:
+    """Corollary 2's Q_δ ≲ T^{1/2} at one horizon: the number of perturbed iterations and the interval."""
+    q = math.sqrt(T)
+    return (f"with T = {T:,} the non-convex budget Q_δ ≲ T^(1/2) of Corollary 2 is about {q:,.0f} perturbed "
+            f"iterations, i.e. Δt ≈ T/Q_δ = √T ≈ {q:,.0f}")

@@ -155,3 +155,51 @@ def test_steep_kept_and_the_replication_sentence():
     assert "differ in the PL case" in text and "non-convex: Corollary 1 kept" in text
     assert "2 kept statuses rest" in A.steep_text(cor1, t1, {"nonconvex": -0.5, "pl": -0.9}, 0.1)
     assert "kept in the PL case (excess +0.030)" in A.forward_allowed_text(cor1)
+
+
+# --- the closing section's computed sentences --------------------------------------------------------
+
+
+def test_status_tally_and_the_corollary1_sentences():
+    assert A.status_tally(["lost"] * 4) == "lost in all four cases"
+    assert A.status_tally(["lost", "lost"]) == "lost in both cases"
+    assert A.status_tally(["lost", "kept", "lost", "unresolved"]) == "lost in two of the four cases, kept in one, unresolved in one"
+    cor1 = _cor1(["kept", "lost", "unresolved", "lost"])
+    text = A.statuses_text(cor1, "forward, zero-mean, constant")
+    assert text == "lost in the non-convex case (exponent −0.50) and lost in the PL case (−0.50)"
+    half = cor1.assign(setting=cor1.setting.str.replace("as allowed", "half as fast"))
+    assert A.half_as_fast_text(half).startswith("lost in two of the four cases, kept in two (")
+
+
+def test_table1_sentences_count_rows_and_thresholds():
+    t = _full({("nonconvex", "forward", "zero"): (0.75, 1.0, True), ("pl", "forward", "zero"): (math.nan, 1.0, False),
+               ("pl", "backward", "nonzero"): (math.nan, math.nan, None)})
+    within = A.table1_within_text(t)
+    assert within.startswith("a budget within the paper's bound loses the rate in one of the eight cells (PL, forward, zero-mean)")
+    assert "cannot be resolved (PL, backward, biased)" in within
+    larger = A.table1_larger_text(t)
+    assert "larger than the paper's in two (non-convex, forward, zero-mean: kept up to a = 0.75, paper a = 0.5;" in larger
+    assert "not defined in two" in larger
+    assert "non-convex: kept up to a = 0.5, first lost at a = 1" in A.zero_backward_text(t)
+    assert A.forward_like_biased_text(t).startswith("different thresholds in both geometries")
+    fits = pd.DataFrame([dict(geometry="nonconvex", **{"pass": "forward"}, mean="zero", a=a, status=s)
+                         for a, s in ((0.5, "kept"), (0.75, "kept"), (0.875, "unresolved"), (1.0, "lost"))])
+    assert A.above_threshold_text(t, fits) == "non-convex, forward, zero-mean: a = 0.875 unresolved"
+    assert A.horizon_span_text([1000, 3162, 10000]) == "T = 1,000 … 10,000, 1 decade"
+
+
+def test_spike_sentence_reads_the_levels():
+    g = 0.01
+    tab = pd.DataFrame([dict(scenario=n, gamma=gg, end_grad_norm=e, end_loss_gap=e ** 2, peak_grad_norm=p, peak_loss_gap=p)
+                        for n, gg, e, p in ((B.STANDARD, g, 1e-3, 1e-3), (B.SPIKE, g, 1.2e-3, 0.5), (B.BIASED, g, 0.1, 0.1),
+                                            (B.BIASED, g / 10, 0.1, math.nan), (B.ZERO_BACKWARD, g, 1e-2, 1e-2),
+                                            (B.ZERO_BACKWARD, g / 10, 3e-3, math.nan))])
+    text = A.spike_text(tab, g)
+    assert "peaks at 500× standard SGD's level and ends at 1.2× it" in text
+    assert "the level of B ends at 100× standard SGD's and does not shrink with the step size (ratio 1.00" in text
+    assert "the level of C ends at 10× standard SGD's and shrinks with the step size (ratio 0.30" in text
+    assert "D" not in text.split("(noise")[0].replace("SGD", "")  # D was not run: no sentence about it
+
+
+def test_biased_settles_sentence():
+    assert "still has a zero" in A.biased_settles_text(0.001, 0.5)

@@ -95,3 +95,35 @@ def test_exponent_comparison_and_transient_product():
     fits.loc[1, "ci_low"] = -0.93
     assert "does not contain" in S.exponent_comparison(fits, "pl", "backward")
     assert S.transient_product(_const(), 10.0, 1000) == pytest.approx(10 / np.sqrt(1000) * 1000 * 0.0372)
+
+
+def _rhs_rows():
+    rows = []
+    for geo in S.GEOS:
+        for name, scale in ((S.STANDARD, 1.0), ("forward, σ_f = 4", 10.0)):
+            for T in (1000, 10000):
+                opt = 6e-3 * 1000 / T
+                rows.append(dict(geometry=geo, setting=name, T=T, measured=scale * opt / 6, rhs_optimization=opt,
+                                 rhs_sampling=opt / 100, rhs_error_variance=0.0, rhs_error_bias=0.0,
+                                 rhs_total=opt * 1.01, rhs_section4_total=opt * 1e6))
+    d = pd.DataFrame(rows)
+    return d.assign(rhs_over_measured=d.rhs_total / d.measured, section4_over_measured=d.rhs_section4_total / d.measured)
+
+
+def test_computed_sentences_of_the_convergence_chapter():
+    rhs = _rhs_rows()
+    nc = S.standard_terms_text(rhs, "nonconvex")
+    assert nc.startswith("the largest term of the bound is the optimization term 6Δ₀/(γT), 99.0% of it")
+    assert nc.endswith("the measured average is 1 times Δ₀/(γT)")
+    pl = S.standard_terms_text(rhs, "pl")
+    assert "contraction term" in pl and "the measured gap is 17 times the sampling term" in pl
+    assert "bound / measured is 6.06 over T" in pl
+    assert S.perturbed_ratio_text(rhs) == ("with the exact moments, bound / measured is 0.606 over the perturbed settings "
+                                           "and horizons; with the constants of Assumption 3, 600,000")
+    const = pd.DataFrame([dict(geometry="nonconvex", largest_gamma=0.3, step_limit=1.2),
+                          dict(geometry="pl", largest_gamma=0.9, step_limit=0.7)])
+    text = S.step_condition_text(const)
+    assert "γ = 0.9 > 1/(3L_∇ℓ) = 0.7 in the PL case" in text and text.endswith("violated where γ is larger")
+    assert S.step_condition_text(const.iloc[:1]).endswith("so the condition holds")
+    assert S.span_text([1000, 10**6]) == "T = 1,000 … 1,000,000 (three decades)"
+    assert S.span_text([1000, 320_000]) == "T = 1,000 … 320,000 (2.5 decades)"

@@ -200,3 +200,18 @@ def test_estimate_uses_significant_figures():
     assert S.estimate(0.507, 0.004) == "0.507 ± 0.004"
     assert S.estimate(2.1e-4, 3e-5) == "2.1e-04 ± 3e-05"
     assert S.panel_name("sigma_f=1") == "σ_f = 1" and S.level_name("σ_f=1, Δt=10") == "σ_f = 1, Δt = 10"
+
+
+def test_computed_sentences_of_the_section7_chapters():
+    t = _frequent([0.5, 0.1], [(0.5, 0.11, 1.0e-2, 1.0e-2), (2.0, 0.02, 5e-2, 1.0e-1)])
+    assert S.asymmetry_text(t, "Figure 4") == ("in Figure 4, 1 of 2 backward levels keep decreasing (slope > 0.25) and "
+                                               "2 of 2 forward levels with σ_f ≥ 0.5 are pinned")
+    assert S.decided_by_text(t, "Figure 4") == "in Figure 4 part (b) alone pins σ_f = 0.5 (slope 0.11)"
+    t2 = _frequent([0.5], [(2.0, 0.02, 5e-2, 1.0e-1)])
+    assert S.decided_by_text(t2, "Figure 5") == "in Figure 5 no level is pinned by part (b) alone"
+    b = _biased([1e-3, 2e-3, 3e-3], escapes=[False, True, True])
+    assert S.escape_text(b) == ("the biased field has a zero, and the iterates settle, for σ_b = 0.1; it has none, "
+                                "and the iterates escape, for σ_b = 0.25, σ_b = 0.5")
+    assert "for every σ_b of the grid" in S.escape_text(_biased([1e-3, 2e-3, 3e-3], escapes=[False] * 3))
+    assert S.budget_text(200_000) == ("with T = 200,000 the non-convex budget Q_δ ≲ T^(1/2) of Corollary 2 is about 447 "
+                                      "perturbed iterations, i.e. Δt ≈ T/Q_δ = √T ≈ 447")
