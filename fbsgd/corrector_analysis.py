@@ -36,7 +36,9 @@ from .section7_verdicts import AGREEMENT_BAND, DECREASE_SLOPE, FLOOR_OVER_SGD, R
 from .verdicts import Verdict, outcome_of_cases
 
 __all__ = ["LOWER_RATIO", "SETTING", "COSTS", "num", "factor", "relative_text", "drift_ratio", "is_settled", "outcome_of_flags", "stable_slopes", "rate_exponents", "has_floor", "classify", "summary",
-           "expected_message_limit", "debias_predictions", "corrector_verdict", "debias_verdict", "prediction_verdict", "a3_verdict"]
+           "expected_message_limit", "debias_predictions", "corrector_verdict", "debias_verdict", "prediction_verdict", "a3_verdict",
+           "ANSWERS", "names_text", "perturbation_words", "count_text", "effect_sentence", "plain_rates_text",
+           "sgd_settled_text", "floor_text", "residual_text", "debias_remainder_text", "a3_sentence", "prose"]
 
 LOWER_RATIO = 0.5  # floor ratio below this: the corrector lowers the floor; above 1/LOWER_RATIO: raises it
 SETTING = ["part", "place", "perturbation", "corrector"]
@@ -367,4 +369,147 @@ def debias_predictions(problem, settings) -> dict:
         key = (s["place"], s["perturbation"], s["corrector"])
         out[key] = (small_step_limit(problem, s["plan"])["plateau"] if fix is None else
                     expected_message_limit(problem, noise.high, lambda v, f=fix: f.apply(v, 0, 0))["plateau"])
+    return out
+
+
+# -- the chapter's prose, computed from the summary table and the verdicts ------------------------
+
+_EFFECT_WORDS = {  # what a corrector does, as a template for the perturbations it does it with ({p})
+    "restores the rate": "restores the error-free small-step behaviour with {p}",
+    "lowers the floor": "lowers the floor without removing it with {p}",
+    "no effect": "leaves the floor where it was with {p}",
+    "raises the floor": "raises the floor with {p}",
+    "diverges": "diverges with {p}",
+    UNSETTLED: "has a flat curve that has not settled by the end of the runs (undecided) with {p}",
+    "no floor to remove": "has no floor to remove with {p} (the uncorrected setting leaves none)",
+}
+ANSWERS = {"holds": "yes", "fails": "no", "partial": "in part", "unresolved": "not decided by these runs"}
+
+
+def names_text(items) -> str:
+    """"A", "A and B", "A, B and C" (order kept, duplicates dropped)."""
+    items = list(dict.fromkeys(items))
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else "none"
+
+
+def perturbation_words(name: str) -> str:
+    """A compressor as words: Top-K and Rand-K as they are, a float format as "rounding to <format>"."""
+    return name if name in ("Top-K", "Rand-K") or name.startswith("uniform") else f"rounding to {name}"
+
+
+def count_text(n: int, noun: str) -> str:
+    """"one seed", "2 seeds"."""
+    n = int(n)
+    return f"one {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def effect_sentence(table: pd.DataFrame, place: str, corrector: str) -> str:
+    """What ``corrector`` does on the ``place`` message, grouped by effect (:func:`classify`), e.g.
+    "restores the error-free small-step behaviour with Top-K; diverges with Rand-K"; a perturbation
+    whose plain curve is flat and has not settled is marked.  "—" when the table has no such row."""
+    rows = table[(table.place == place) & (table.corrector == corrector)]
+    if not len(rows):
+        return "—"
+    plain = table[table.corrector == "plain"].set_index(["place", "perturbation"])
+    groups: dict[str, list[str]] = {}
+    for r in rows.itertuples():
+        words = perturbation_words(r.perturbation)
+        key = (place, r.perturbation)
+        if ("settled" in plain and key in plain.index and not bool(plain.settled.get(key))
+                and "has_floor" in plain and _tri(plain.has_floor.get(key, False)) is None):
+            words += " (whose plain floor has not settled)"
+        groups.setdefault(r.effect, []).append(words)
+    return "; ".join(_EFFECT_WORDS.get(e, e + " with {p}").format(p=names_text(p)) for e, p in groups.items())
+
+
+def plain_rates_text(table: pd.DataFrame) -> str:
+    """The rate exponents of the plain compressors, e.g. "forward Top-K −0.02, backward Top-K 0.01"."""
+    rows = table[(table.part == "compression") & (table.corrector == "plain")]
+    if "rate_exponent" not in rows:
+        return "—"
+    return ", ".join(f"{r.place} {r.perturbation} {num(r.rate_exponent, '.2g')}" for r in rows.itertuples()) or "—"
+
+
+def sgd_settled_text(table: pd.DataFrame) -> str:
+    """Whether standard SGD's runs have settled at the smallest step size of the scan."""
+    base = table[table.part == "baseline"]
+    if not len(base):
+        return "the scan has no standard-SGD run"
+    r = base.iloc[0]
+    return (f"at γ = {r.gamma_min:g} standard SGD's runs "
+            + ("have settled" if bool(r.settled) else "have not settled (which leaves every comparison with it undecided)"))
+
+
+def floor_text(over_sgd: float) -> str:
+    """The plain stable norm at γ_min against standard SGD's, in words that do not presume a floor."""
+    if not np.isfinite(over_sgd):
+        return "a run that diverged"
+    if over_sgd > FLOOR_OVER_SGD:
+        return f"a floor {factor(over_sgd)} standard SGD's stable norm"
+    return f"a stable norm {factor(over_sgd)} standard SGD's, no floor above it"
+
+
+def residual_text(residual_over_sgd: float) -> str:
+    """A predicted residual floor against standard SGD's measured S(γ_min): below it, it cannot show."""
+    if not np.isfinite(residual_over_sgd):
+        return "not available"
+    where = ("below standard SGD's norm there, so the scan cannot show it and cannot tell the two corrections apart"
+             if residual_over_sgd < 1 else "above standard SGD's norm there, so the scan could show it")
+    return f"{factor(residual_over_sgd)} standard SGD's norm at the smallest step size: {where}"
+
+
+def debias_remainder_text(table: pd.DataFrame, corrector: str = "exact") -> str:
+    """What the de-biased curve leaves above standard SGD at γ_min, and whether it still falls with γ."""
+    rows = table[(table.part == "debias") & (table.corrector == corrector)]
+    if not len(rows):
+        return "—"
+    r = rows.iloc[0]
+    if not np.isfinite(r.slope):
+        return f"with the {corrector} correction the runs diverged"
+    if r.floor_over_sgd <= RECOVERY_FACTOR:
+        return (f"with the {corrector} correction the stable norm at the smallest step size is "
+                f"{factor(r.floor_over_sgd)} standard SGD's, within the recovery factor {RECOVERY_FACTOR:g}")
+    falls = r.slope > DECREASE_SLOPE
+    return (f"with the {corrector} correction {factor(r.floor_over_sgd)} standard SGD's norm remains at the smallest "
+            f"step size, and the curve " + ("still falls with γ (slope " if falls else "is flat (slope ")
+            + f"{num(r.slope, '.2f')}): " + ("extra variance from the noise, not a floor" if falls else "a floor"))
+
+
+def a3_sentence(a3: pd.DataFrame, variant: str) -> str:
+    """Per setting of Figure 9: at how many of the step sizes where the uncompressed iteration is
+    stable ``variant`` converges, and what plain Top-1 does where it does not."""
+    names = {"plain": "without momentum", "momentum": "with momentum"}
+    parts = []
+    for setting, g in a3[a3.stable_uncompressed].groupby("setting", sort=False):
+        mine = g[g.variant == variant].set_index("gamma").fate
+        top1 = g[g.variant == "Top-1"].set_index("gamma").fate
+        bad = [gm for gm, f in mine.items() if f != "converges"]
+        text = f"{names.get(setting, setting)}, {int((mine == 'converges').sum())} of {len(mine)}"
+        if bad:
+            plain = [top1.get(gm, "—") for gm in bad]
+            text += (f" (not at γ ∈ {{{', '.join(f'{gm:g}' for gm in bad)}}}, where plain Top-1 "
+                     + names_text([f"{p}" for p in plain]) + ")")
+        parts.append(text)
+    return "; ".join(parts) if parts else "no step size of the scan is stable"
+
+
+def prose(table: pd.DataFrame, outcomes: dict) -> dict:
+    """The chapter's computed sentences (keys are glue names without the ``co-`` prefix)."""
+    out = {}
+    for place in ("forward", "backward"):
+        for key, corr in (("ef", "error feedback"), ("delta", "delta")):
+            out[f"eff-{place}-{key}"] = effect_sentence(table, place, corr)
+    sr = [f"{effect_sentence(table, p, 'stochastic rounding')} on the {p} message" for p in ("forward", "backward")]
+    out["eff-sr"] = "; ".join(sr)
+    for corr in ("second-order", "exact"):
+        out[f"eff-{corr}"] = effect_sentence(table[table.part == "debias"], "forward", corr)
+    out["plain-rates"] = plain_rates_text(table)
+    out["sgd-settled"] = sgd_settled_text(table)
+    out["remainder"] = debias_remainder_text(table, "exact")
+    plain_debias = table[(table.part == "debias") & (table.corrector == "plain")]
+    out["plain-uniform"] = floor_text(float(plain_debias.floor_over_sgd.iloc[0])) if len(plain_debias) else "—"
+    topk = table[(table.place == "forward") & (table.perturbation == "Top-K") & (table.corrector == "plain")]
+    out["topk-fwd-plain"] = floor_text(float(topk.floor_over_sgd.iloc[0])) if len(topk) else "—"
+    for name, outcome in outcomes.items():
+        out[f"answer-{name}"] = ANSWERS.get(outcome, outcome)
     return out

@@ -32,7 +32,7 @@ from .optimizers import SGD, Adam, PassGradient, train
 from .passes import Composite, passes
 from .problems import LogisticRegression
 
-__all__ = ["monte_carlo_errors", "variance_ratio", "StepProbe", "linearized_floor", "estimator_grid", "slowdown",
+__all__ = ["PROBE_STEPS", "probe_window", "monte_carlo_errors", "variance_ratio", "StepProbe", "linearized_floor", "estimator_grid", "slowdown",
            "one_step_ratios", "beale_study", "arrow_averages", "variance_study", "stability_study", "training_grid",
            "summarize_runs", "estimator_ratios", "noise_floors", "adam_scales", "ADAM_BETA1"]
 
@@ -156,8 +156,22 @@ def linearized_floor(H: np.ndarray, Sigma: np.ndarray, gamma: float, estimator: 
 
 
 
+PROBE_STEPS = 200  # the Adam probe (progress per step, step length) covers the first this many iterations
+
+
+def probe_window(steps: dict) -> str:
+    """The iterations the probe covers, as words: "the first 200 iterations" when every model's run is
+    at least PROBE_STEPS long, else per model ("the first 200 iterations of the logistic regression and
+    all 120 of the perceptron")."""
+    n = {m: min(PROBE_STEPS, int(s)) for m, s in steps.items()}
+    if all(v == PROBE_STEPS for v in n.values()):
+        return f"the first {PROBE_STEPS} iterations"
+    parts = [(f"the first {v}" if v == PROBE_STEPS else f"all {v}") + f" iterations of the {m}" for m, v in n.items()]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def estimator_grid(net: Composite, data, w0, optimizer: str, lrs, steps: int, seeds, batch_size: int = 64,
-                   metric=None, regularizer_grad=None, record_points: int = 50, probe_steps: int = 200, probe_every: int = 5):
+                   metric=None, regularizer_grad=None, record_points: int = 50, probe_steps: int = PROBE_STEPS, probe_every: int = 5):
     """Train with backpropagation and with forward gradients, for each learning
     rate and seed, from the same w0 with the same minibatches.
 

@@ -21,7 +21,7 @@ __all__ = ["SLOPE_TOL", "Z_MAX", "GRAND_MEAN_MAX", "RESOLVE_SE", "FLOOR_RATIO_TO
            "STATIONARY_RELAXATIONS", "MUCH_SLOWER", "TIE_LOSS", "PROGRESS_BAND", "PROGRESS_FACTOR",
            "judge_error_rate", "judge_error_size", "judge_unbiased", "judge_variance", "judge_contraction_factor",
            "judge_contraction_threshold", "judge_sgd_trains", "judge_noise_floor", "judge_perceptron_steps",
-           "judge_adam_slowdown", "judge_adam_vs_sgd", "judge_adam_mechanism"]
+           "judge_adam_slowdown", "judge_adam_vs_sgd", "judge_adam_mechanism", "clause", "summary_texts"]
 
 SLOPE_TOL = 0.03  # |fitted slope of log RMS error vs log K + 1/2|
 Z_MAX = 4.0  # largest |measured − closed form| in standard errors
@@ -240,3 +240,83 @@ def judge_adam_mechanism(ledger: Ledger, adam: pd.DataFrame, sgd: pd.DataFrame, 
                  + "With SGD at its smallest step the ratio forward / backprop is "
                  + ", ".join(f"{m} {v:.2f}" for m, v in ratio_sgd.items()) + " (unbiased: 1 expected).",
         key_number=float(f.early_progress_per_lr.mean()), key_label="forward-gradient Adam progress per step / lr")
+
+
+# -- the chapter's closing prose, computed from the verdicts -----------------------------------------
+
+def clause(v: Verdict | None, yes: str, no: str, partial: str | None = None, unresolved: str | None = None) -> str:
+    """The words that fit a verdict's outcome: ``yes`` (holds), ``no`` (fails), ``partial`` (default:
+    ``yes`` + " in some of its cases only") or ``unresolved`` (default: "whether ``yes`` is not decided
+    by these runs").  ``{k}`` in a text is the verdict's key number (formatted by the text)."""
+    if v is None:
+        return f"whether {yes} was not judged"
+    text = {"holds": yes, "fails": no, "partial": partial or f"{yes} in some of its cases only",
+            "unresolved": unresolved or f"whether {yes} is not decided by these runs"}[v.outcome]
+    k = _Signed(v.key_number if v.key_number is not None else float("nan"))
+    return text.format(k=k)
+
+
+class _Signed(float):
+    """A float whose formatted text uses the true minus sign."""
+
+    def __format__(self, spec):
+        return format(float(self), spec).replace("-", "−")
+
+
+def _by_name(ledger: Ledger) -> dict:
+    return {v.claim.id.split(".", 1)[1]: v for v in ledger.verdicts}
+
+
+def summary_texts(ledger: Ledger) -> dict:
+    """The closing section's measured sentences, one per glue name (without the ``fg-sum-`` prefix),
+    each chosen by the outcome of the verdict it restates."""
+    v = _by_name(ledger)
+    return {
+        "error-rate": clause(v.get("error_rate"), "the error falls like K⁻¹ᐟ² (fitted slope {k:.3f})",
+                             "the error does not fall like K⁻¹ᐟ² (fitted slope {k:.3f})"),
+        "error-size": clause(v.get("error_size"),
+                             "its size is the closed form √((n+1)/K)‖∇f‖ at every K (largest |z| {k:.2g})",
+                             "its size departs from the closed form √((n+1)/K)‖∇f‖ (largest |z| {k:.2g})"),
+        "unbiased": clause(v.get("unbiased"), "the grand mean shows no offset beyond its sampling error",
+                           "the grand mean misses the true gradient by more than its sampling error"),
+        "variance": clause(v.get("variance"),
+                           "the measured variance is (n+1)‖∇ℓ‖²/K in every case measured (largest |z| {k:.2g})",
+                           "the measured variance departs from (n+1)‖∇ℓ‖²/K (largest |z| {k:.2g})"),
+        "threshold": clause(v.get("contraction_threshold"),
+                            "the second moment contracts exactly when γ < 2/(n+2) in every resolved run",
+                            "the sign of 1 − ρ̂ disagrees with γ < 2/(n+2) in {k:.0f} resolved runs",
+                            unresolved="no run resolves the sign of 1 − ρ̂"),
+        "floor": clause(v.get("noise_floor"),
+                        "the floor ratio at the smallest stationary step is {k:.2f} × (n+2) and every measured floor "
+                        "matches its linearized prediction",
+                        "the measured floors do not match n + 2 and the linearized prediction (floor ratio / (n+2) "
+                        "= {k:.2f} at the smallest stationary step)",
+                        unresolved="no step size lets the runs reach stationarity at this scale, so the factor n + 2 "
+                                   "of the floor is not tested"),
+        "trains": clause(v.get("sgd_trains"), "trains both models at every step size tried",
+                         "trains neither model at any step size tried",
+                         partial="trains in {k:.0f} of the (model, γ) configurations only"),
+        "perceptron": clause(v.get("perceptron_steps"),
+                             "on the perceptron forward gradients fall further behind backpropagation the larger the "
+                             "step (slowdown ×{k:.3g} at the largest γ), as the variance term predicts",
+                             "on the perceptron the slowdown at the largest step (×{k:.3g}) is not larger than at the "
+                             "smallest, against the variance term's prediction"),
+        "adam": clause(v.get("adam_slowdown"),
+                       "is much slower than Adam with backpropagation on the perceptron at every learning rate, as the "
+                       "report found (smallest slowdown ×{k:.3g})",
+                       "is not much slower than Adam with backpropagation on the perceptron (smallest slowdown "
+                       "×{k:.3g}), unlike the report's finding",
+                       partial="is much slower than Adam with backpropagation on the perceptron at some learning rates "
+                               "only (smallest slowdown ×{k:.3g})"),
+        "mechanism": clause(v.get("adam_mechanism"),
+                            "match that explanation: forward-gradient Adam advances about lr per step (mean "
+                            "{k:.2f}·lr) and backprop Adam more than " f"{PROGRESS_FACTOR:g}" " times as far, so Adam's per-coordinate scaling "
+                            "cannot see the coordinates' scales through the isotropic noise and its advantage over "
+                            "SGD disappears",
+                            "do not match that explanation (forward-gradient Adam advances {k:.2f}·lr per step on "
+                            "average)",
+                            partial="match that explanation at some learning rates only (forward-gradient Adam "
+                                    "advances {k:.2f}·lr per step on average)"),
+        "adam-vs-sgd": {"holds": "holds", "fails": "does not hold", "partial": "holds in part",
+                        "unresolved": "unresolved"}[v["adam_vs_sgd"].outcome] if "adam_vs_sgd" in v else "not judged",
+    }

@@ -22,7 +22,7 @@ from .verdicts import Verdict, outcome_of_cases
 
 __all__ = ["PLACES", "MESSAGE_OF", "mechanism_configs", "mechanism_slopes", "attach_predictions", "floor_call",
            "backward_no_floor_verdict", "forward_prediction_verdict", "asymmetry_table", "asymmetry_verdict",
-           "negligible_verdict"]
+           "negligible_verdict", "unchanged_text"]
 
 PLACES = ("forward", "backward")
 MESSAGE_OF = {"forward": "forward z", "backward": "backward σ(z)"}
@@ -152,17 +152,37 @@ def asymmetry_verdict(claim, asym: pd.DataFrame, name: str) -> Verdict:
                    key_number=float(asym.forward_over_backward.max()), key_label="largest S_forward/S_backward")
 
 
-def negligible_verdict(claim, table: pd.DataFrame, name: str, prefix: str) -> Verdict:
-    """Mechanisms whose label starts with ``prefix``: at every γ (geometric mean over seeds) the stable
-    norm is within RECOVERY_FACTOR of standard SGD's at both places."""
+def _log_factors(table: pd.DataFrame, prefix: str = "") -> pd.Series:
+    """Per (mechanism, place) whose label starts with ``prefix``: the largest |log(S / standard SGD's S)|
+    over γ (geometric means over seeds, diverged runs left out)."""
     from .section7_verdicts import geometric_mean
 
     ok = table[~table.diverged]
     gm = ok.groupby(["figure", "panel", "gamma"]).stable_grad_norm.apply(geometric_mean)
     base = gm.loc["standard SGD", "baseline"]
-    sub = gm[[f.startswith(prefix) for f in gm.index.get_level_values(0)]]
+    sub = gm[[f.startswith(prefix) and f != "standard SGD" for f in gm.index.get_level_values(0)]]
     ratio = sub / base.reindex(sub.index.get_level_values(2)).to_numpy()
-    per = ratio.groupby(level=[0, 1]).agg(lambda r: np.abs(np.log(r)).max())
+    return ratio.groupby(level=[0, 1]).agg(lambda r: np.abs(np.log(r)).max())
+
+
+def unchanged_text(table: pd.DataFrame) -> str:
+    """The mechanisms whose stable norm stays within RECOVERY_FACTOR of standard SGD's at every γ on
+    both messages (and with no diverged run), as words: "bfloat16 nearest and float16 nearest", or "none"."""
+    per = _log_factors(table)
+    bad = set(table[table.diverged].figure)
+    ok = [m for m, g in per.groupby(level=0, sort=False)
+          if m not in bad and len(g) == len(PLACES) and bool((g <= np.log(RECOVERY_FACTOR)).all())]
+    if not ok:
+        return "none of the mechanisms"
+    return ok[0] if len(ok) == 1 else ", ".join(ok[:-1]) + " and " + ok[-1]
+
+
+def negligible_verdict(claim, table: pd.DataFrame, name: str, prefix: str) -> Verdict:
+    """Mechanisms whose label starts with ``prefix``: at every γ (geometric mean over seeds) the stable
+    norm is within RECOVERY_FACTOR of standard SGD's at both places."""
+    from .section7_verdicts import geometric_mean
+
+    per = _log_factors(table, prefix)
     flags = per <= np.log(RECOVERY_FACTOR)
     return Verdict(claim(name), outcome_of_cases(flags),
                    rule=f"S within a factor {RECOVERY_FACTOR:g} of standard SGD's at every γ (geometric means over seeds), "

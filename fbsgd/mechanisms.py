@@ -33,7 +33,7 @@ from .verdicts import Verdict, outcome_of_cases
 
 __all__ = ["MEAN_Z", "CONDITIONAL_BIAS_MAX", "MIN_HITS", "training_messages", "draw_deltas", "moment_statistics",
            "classify", "moment_table", "fitted_uniform", "mechanism_label", "zero_mean_verdict",
-           "biased_verdict", "bounded_verdict"]
+           "biased_verdict", "bounded_verdict", "flip_range_text"]
 
 MEAN_Z = 3.0  # |mean| > MEAN_Z standard errors: biased on average over inputs
 CONDITIONAL_BIAS_MAX = 0.05  # ‖E[δ|x]‖²/E‖δ‖² below this: zero-mean given the input
@@ -209,3 +209,20 @@ def bounded_verdict(claim, table: pd.DataFrame, name: str, kinds, field: str | N
                    evidence=ev + ".", key_number=(float(sub.max_over_range.max()) if np.isfinite(sub.max_over_range.max()) else None),
                    key_label=("largest max|δ|/max|x|" if np.isfinite(sub.max_over_range.max()) else
                               "largest max|δ|/max|x|: ∞ (non-finite entries)"))
+
+
+def flip_range_text(table: pd.DataFrame, field: str = "exponent") -> str:
+    """What the moment table says about the size of ``field`` bit flips, and what follows for the
+    atlas (Table 1 assumes perturbations of bounded size)."""
+    sub = table[(table.kind == "BitFlip") & table.mechanism.str.contains(f" {field} ")]
+    if not len(sub):
+        return f"no {field} flips were measured"
+    if bool(sub.bounded.all()):
+        return (f"{field} flips that stay finite and within the message's own range, so the atlas tests Table 1's "
+                f"boundary within its hypotheses")
+    worst = sub.max_over_range.replace([np.inf, -np.inf], np.nan).max()
+    nonfinite = bool((sub.nonfinite_fraction > 0).any()) or not np.isfinite(sub.max_over_range).all()
+    size = " and ".join(([f"entries up to {_num(worst)} times the message's range"] if np.isfinite(worst) else [])
+                        + (["non-finite entries"] if nonfinite else []))
+    return (f"{field} flips that are not bounded ({size}): the atlas therefore probes Table 1's boundary beyond its "
+            f"hypotheses, and a cell that fails inside it is not a counterexample to the paper (the book's note)")

@@ -14,7 +14,8 @@ __all__ = ["FD_TOL", "KERNEL_RTOL", "PLATEAU_SLOPE_TOL", "EXACT_RTOL", "RATE_SE"
            "D_DROP_MIN", "EXPONENT_TOL", "PL_SLOPE_MAX", "three_way", "beyond_theorem", "judge_unrolled_derivative",
            "judge_solution_jacobian", "judge_plateau_linear", "judge_ols_exact_plateau", "judge_ols_below_bound",
            "judge_decreasing_rate", "judge_log2_not_tight", "judge_interpolation_rate", "judge_interpolation_exact",
-           "judge_simple_interpolation", "judge_ols_error_zero", "judge_error_term_orders", "judge_pl_condition_edge"]
+           "judge_simple_interpolation", "judge_ols_error_zero", "judge_error_term_orders", "judge_pl_condition_edge",
+           "step_range_text", "summary_texts"]
 
 FD_TOL = 1e-6  # largest |SGD′ − finite differences| (and |∂θx* − finite differences|)
 KERNEL_RTOL = 1e-9  # compiled kernel vs numpy reference, relative to 1 + ‖D_K − D*‖
@@ -264,3 +265,75 @@ def judge_pl_condition_edge(ledger: Ledger, decr: pd.DataFrame, beta: float) -> 
         evidence=f"measured exponent of the bias against k + k0: {r.eps_bias_slope:.3f} (the condition allows −0.5 up to a "
                  f"logarithm); the Jacobian error itself decays with slope {r.slope:.3f}.",
         key_number=float(r.eps_bias_slope), key_label="exponent of the bias")
+
+
+# -- the chapter's prose, computed from the tables and the verdicts -----------------------------------
+
+def step_range_text(table: pd.DataFrame) -> str:
+    """Where the constant steps (column ``eta_over_eta0``) lie against the theorem's η₀, as words."""
+    r = table.eta_over_eta0.to_numpy(dtype=float) if "eta_over_eta0" in table else np.array([])
+    if not r.size:
+        return "no step was run"
+    big = int((r > 1).sum())
+    if big == r.size:
+        return "every step is larger than that limit, so these results test the theorem beyond its stated range"
+    if big == 0:
+        return "every step is within that limit, inside the theorem's stated range"
+    return f"{big} of {r.size} steps are larger than that limit, so those test the theorem beyond its stated range"
+
+
+def summary_texts(ledger: Ledger) -> dict:
+    """The closing section's measured sentences (glue names without the ``sgdd-sum-`` prefix), each
+    chosen by the outcome of the verdict it restates (:func:`fbsgd.fg_verdicts.clause`)."""
+    from .fg_verdicts import clause
+
+    v = {w.claim.id.split(".", 1)[1]: w for w in ledger.verdicts}
+    return {
+        "plateau": clause(v.get("plateau_linear"),
+                          "the Jacobian error settles at a level proportional to η in every setting with non-zero "
+                          "derivative residuals and every β (slope farthest from 1: {k:.3g})",
+                          "the plateau is not proportional to η (slope farthest from 1: {k:.3g})"),
+        "exact": clause(v.get("ols_exact_plateau"),
+                        "for least squares the level is the exact stationary value of the moment recursion (largest "
+                        "relative gap {k:.2g})",
+                        "for least squares the level departs from the exact stationary value (largest relative gap "
+                        "{k:.2g})"),
+        "bound": clause(v.get("ols_below_bound"),
+                        "it lies below Iutzeler et al.'s bound (largest plateau / bound {k:.2g})",
+                        "it exceeds Iutzeler et al.'s bound (largest plateau / bound {k:.2g})"),
+        "decreasing": clause(v.get("decreasing_rate"),
+                             "the error decays at least as fast as Iutzeler et al.'s log²k/k",
+                             "the error decays more slowly than Iutzeler et al.'s log²k/k"),
+        "log2": clause(v.get("log2_not_tight"),
+                       "the fitted decay is closer to a clean 1/k than to the log²k/k shape, so the extra logarithm "
+                       "does not show",
+                       "the fitted decay is closer to the log²k/k shape than to a clean 1/k"),
+        "interpolation": clause(v.get("interpolation_rate"),
+                                "linear convergence, at least as fast as (1 − μη/2)^k at every step (median measured "
+                                "decay / bound's decay {k:.3g})",
+                                "no linear convergence at the rate (1 − μη/2)^k"),
+        "interpolation-exact": clause(v.get("interpolation_exact"),
+                                      "for least squares the factor per step is the exact spectral radius of the "
+                                      "second-moment map (largest relative gap {k:.2g})",
+                                      "for least squares the factor per step departs from the spectral radius of the "
+                                      "second-moment map (largest relative gap {k:.2g})"),
+        "simple": clause(v.get("simple_interpolation"),
+                         "the iterates converge linearly there and the Jacobian does not",
+                         "the Jacobian does not stall there as the book's reading expects"),
+        "ols-zero": clause(v.get("ols_error_zero"),
+                           "the error term is zero for Iutzeler et al.'s least-squares problems, so there SGD′ is "
+                           "exactly SGD on (Opt′)",
+                           "the error term does not vanish for least squares (largest ‖e‖ {k:.2g})"),
+        "orders": clause(v.get("error_term_orders"),
+                         "for the non-quadratic losses every fitted exponent of the error term is its predicted one "
+                         "(largest gap {k:.2g})",
+                         "for the non-quadratic losses the fitted exponents of the error term miss their predictions "
+                         "(largest gap {k:.2g})",
+                         partial="for the non-quadratic losses the fitted exponents of the error term match their "
+                                 "predictions only in part (largest gap {k:.2g}; the cases are in the verdict)"),
+        "pl": clause(v.get("pl_condition_edge"),
+                     "with decreasing steps the bias meets the order of the PL condition of Corollary 1, at its edge "
+                     "(exponent {k:.2f})",
+                     "with decreasing steps the bias decays too slowly for the PL condition of Corollary 1 (exponent "
+                     "{k:.2f})"),
+    }

@@ -235,3 +235,36 @@ def test_relative_text_says_unchanged_inside_the_band():
     assert CA.relative_text(1.001, "the plain one").startswith("unchanged from the plain one")
     assert CA.relative_text(0.2, "the plain one") == "0.2× the plain one"
     assert CA.num(np.nan) == "—" and CA.num(-0.5, ".2f") == "−0.50"
+
+
+def test_effect_sentence_groups_perturbations_by_what_the_corrector_does():
+    t = _table(backward_ef=SGD)
+    text = CA.effect_sentence(t, "backward", "error feedback")
+    assert text == ("restores the error-free small-step behaviour with Top-K; diverges with Rand-K")
+    assert CA.effect_sentence(t, "forward", "error feedback") == "leaves the floor where it was with Top-K"
+    assert CA.effect_sentence(t, "forward", "delta") == "—"
+
+
+def test_prose_answers_follow_the_outcomes_and_floor_words_follow_the_numbers():
+    t = _table(backward_ef=SGD)
+    out = CA.prose(t, {"ef_forward": "fails", "ef_backward": "holds", "x": "partial", "y": "unresolved"})
+    assert (out["answer-ef_forward"], out["answer-ef_backward"], out["answer-x"]) == ("no", "yes", "in part")
+    assert out["answer-y"] == "not decided by these runs"
+    assert out["topk-fwd-plain"] == "a floor 50× standard SGD's stable norm"  # 0.05 against 0.01·√0.01
+    assert CA.floor_text(0.9) == "a stable norm 0.9× standard SGD's, no floor above it"
+    assert "cannot show" in CA.residual_text(0.3) and "could show" in CA.residual_text(3.0)
+    assert CA.names_text(["a"]) == "a" and CA.names_text(["a", "b", "c"]) == "a, b and c"
+    assert CA.count_text(1, "seed") == "one seed" and CA.count_text(2, "seed") == "2 seeds"
+
+
+def test_a3_sentence_counts_stable_step_sizes_and_names_the_failures():
+    rows = []
+    for setting, gam, stable, fates in [("plain", 0.001, True, ("converges", "converges")),
+                                        ("plain", 0.02, False, ("diverges", "diverges")),
+                                        ("momentum", 0.001, True, ("converges", "converges")),
+                                        ("momentum", 0.01, True, ("converges", "diverges"))]:
+        for variant, f in zip(("Top-1", "Top-1 + delta"), fates):
+            rows.append(dict(setting=setting, gamma=gam, stable_uncompressed=stable, variant=variant, fate=f))
+    text = CA.a3_sentence(pd.DataFrame(rows), "Top-1 + delta")
+    assert text == ("without momentum, 1 of 1; with momentum, 1 of 2 "
+                    "(not at γ ∈ {0.01}, where plain Top-1 converges)")

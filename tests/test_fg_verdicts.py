@@ -140,3 +140,25 @@ def test_estimator_ratios_pair_the_two_estimators():
     assert list(zip(r.model, r.lr)) == [("a", 0.03), ("a", 0.3), ("b", 0.1)]
     assert r.ratio.tolist() == pytest.approx([0.00172 / 0.000144, 3.0, 2.0])
     assert r.backprop.iloc[0] == 0.000144 and r.forward.iloc[0] == 0.00172
+
+
+def test_summary_texts_follow_the_outcomes():
+    from fbsgd import fg_measurements as FM
+    from fbsgd.verdicts import Ledger
+
+    led = Ledger("forward_gradients")
+    led.judge("error_rate", "holds", "r", "e", key_number=-0.5012)
+    led.judge("noise_floor", "unresolved", "r", "e")
+    led.judge("sgd_trains", "partial", "r", "e", key_number=3.0)
+    led.judge("adam_slowdown", "fails", "r", "e", key_number=2.5)
+    led.judge("adam_vs_sgd", "fails", "r", "e", key_number=-0.1)
+    t = FV.summary_texts(led)
+    assert t["error-rate"] == "the error falls like K⁻¹ᐟ² (fitted slope −0.501)"
+    assert "not tested" in t["floor"]
+    assert t["trains"] == "trains in 3 of the (model, γ) configurations only"
+    assert t["adam"].startswith("is not much slower") and "×2.5" in t["adam"]
+    assert t["adam-vs-sgd"] == "does not hold"
+    assert t["variance"].startswith("whether") and t["variance"].endswith("was not judged")
+    assert FM.probe_window({"a": 500, "b": 300}) == f"the first {FM.PROBE_STEPS} iterations"
+    assert FM.probe_window({"a": 500, "b": 120}) == (f"the first {FM.PROBE_STEPS} iterations of the a "
+                                                     "and all 120 iterations of the b")

@@ -113,3 +113,32 @@ def test_bounded_verdict_prints_infinity_in_words():
     v = MX.bounded_verdict(claim, t, "e", ["BitFlip"], field="exponent")
     assert "∞ (non-finite entries)" in v.evidence and "inf" not in v.evidence.replace("non-finite", "")
     assert v.key_number is None and "∞" in v.key_label
+
+
+def test_flip_range_text_says_whether_flips_stay_in_range():
+    t = _moments({("BitFlip exponent 0.001", "x"): "biased"}).assign(kind="BitFlip", max_over_range=np.inf,
+                                                                       nonfinite_fraction=0.01, bounded=False)
+    text = MX.flip_range_text(t)
+    assert text.startswith("exponent flips that are not bounded (non-finite entries)") and "beyond its hypotheses" in text
+    t = t.assign(max_over_range=0.5, nonfinite_fraction=0.0, bounded=True)
+    assert "within its hypotheses" in MX.flip_range_text(t)
+    t = t.assign(max_over_range=40.0, bounded=False)
+    assert "entries up to 40 times the message's range" in MX.flip_range_text(t)
+
+
+def test_unchanged_text_lists_mechanisms_within_the_recovery_factor_on_both_messages():
+    from fbsgd.section7_verdicts import RECOVERY_FACTOR
+
+    rows = []
+    for g in (0.1, 1.0):
+        rows.append(dict(figure="standard SGD", panel="baseline", gamma=g, stable_grad_norm=1.0, diverged=False))
+        for place in ("forward", "backward"):
+            rows.append(dict(figure="a", panel=place, gamma=g, stable_grad_norm=1.1, diverged=False))
+            rows.append(dict(figure="b", panel=place, gamma=g,
+                             stable_grad_norm=3 * RECOVERY_FACTOR if place == "forward" else 1.0, diverged=False))
+            rows.append(dict(figure="c", panel=place, gamma=g, stable_grad_norm=1.0, diverged=False))
+    t = pd.DataFrame(rows)
+    assert MS.unchanged_text(t) == "a and c"
+    t.loc[(t.figure == "c") & (t.gamma == 1.0) & (t.panel == "forward"), "diverged"] = True
+    assert MS.unchanged_text(t) == "a"
+    assert MS.unchanged_text(t[t.figure.isin(["standard SGD", "b"])]) == "none of the mechanisms"

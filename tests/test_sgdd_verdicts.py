@@ -128,3 +128,20 @@ def test_theorem_step_and_the_range_sentence():
 def test_log2_probe_says_the_fit_se_understates_the_uncertainty(ledger):
     v = SV.judge_log2_not_tight(ledger, _decr([-0.951, -0.929], se=[0.010, 0.012]).assign(exact_slope=[-1.002, np.nan]))
     assert "5.1 s.e. from the exact one" in v.evidence and "understates" in v.evidence
+
+
+def test_step_range_text_and_summary_texts():
+    import pandas as pd
+    from fbsgd import sgdd_verdicts as SVx
+    from fbsgd.verdicts import Ledger
+
+    assert SVx.step_range_text(pd.DataFrame(dict(eta_over_eta0=[2.0, 5.0]))).startswith("every step is larger")
+    assert SVx.step_range_text(pd.DataFrame(dict(eta_over_eta0=[0.5, 1.0]))).startswith("every step is within")
+    assert SVx.step_range_text(pd.DataFrame(dict(eta_over_eta0=[0.5, 3.0]))).startswith("1 of 2 steps")
+    led = Ledger("sgd_derivatives")
+    led.judge("plateau_linear", "fails", "r", "e", key_number=0.5)
+    led.judge("error_term_orders", "partial", "r", "e", key_number=0.27)
+    t = SVx.summary_texts(led)
+    assert t["plateau"] == "the plateau is not proportional to η (slope farthest from 1: 0.5)"
+    assert "only in part (largest gap 0.27" in t["orders"]
+    assert t["pl"].endswith("was not judged")
