@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .metrics import log_slope
-from .verdicts import Ledger, Verdict, outcome_of_cases
+from .verdicts import OUTCOMES, Ledger, Verdict, by_name, clause, outcome_of_cases
 
 
 def _set(values) -> str:
@@ -21,7 +21,7 @@ __all__ = ["SLOPE_TOL", "Z_MAX", "GRAND_MEAN_MAX", "RESOLVE_SE", "FLOOR_RATIO_TO
            "STATIONARY_RELAXATIONS", "MUCH_SLOWER", "TIE_LOSS", "PROGRESS_BAND", "PROGRESS_FACTOR",
            "judge_error_rate", "judge_error_size", "judge_unbiased", "judge_variance", "judge_contraction_factor",
            "judge_contraction_threshold", "judge_sgd_trains", "judge_noise_floor", "judge_perceptron_steps",
-           "judge_adam_slowdown", "judge_adam_vs_sgd", "judge_adam_mechanism", "clause", "summary_texts"]
+           "judge_adam_slowdown", "judge_adam_vs_sgd", "judge_adam_mechanism", "summary_texts"]
 
 SLOPE_TOL = 0.03  # |fitted slope of log RMS error vs log K + 1/2|
 Z_MAX = 4.0  # largest |measured − closed form| in standard errors
@@ -244,27 +244,7 @@ def judge_adam_mechanism(ledger: Ledger, adam: pd.DataFrame, sgd: pd.DataFrame, 
 
 # -- the chapter's closing prose, computed from the verdicts -----------------------------------------
 
-def clause(v: Verdict | None, yes: str, no: str, partial: str | None = None, unresolved: str | None = None) -> str:
-    """The words that fit a verdict's outcome: ``yes`` (holds), ``no`` (fails), ``partial`` (default:
-    ``yes`` + " in some of its cases only") or ``unresolved`` (default: "whether ``yes`` is not decided
-    by these runs").  ``{k}`` in a text is the verdict's key number (formatted by the text)."""
-    if v is None:
-        return f"whether {yes} was not judged"
-    text = {"holds": yes, "fails": no, "partial": partial or f"{yes} in some of its cases only",
-            "unresolved": unresolved or f"whether {yes} is not decided by these runs"}[v.outcome]
-    k = _Signed(v.key_number if v.key_number is not None else float("nan"))
-    return text.format(k=k)
-
-
-class _Signed(float):
-    """A float whose formatted text uses the true minus sign."""
-
-    def __format__(self, spec):
-        return format(float(self), spec).replace("-", "−")
-
-
-def _by_name(ledger: Ledger) -> dict:
-    return {v.claim.id.split(".", 1)[1]: v for v in ledger.verdicts}
+_by_name = by_name
 
 
 def summary_texts(ledger: Ledger) -> dict:
@@ -317,6 +297,5 @@ def summary_texts(ledger: Ledger) -> dict:
                             "average)",
                             partial="match that explanation at some learning rates only (forward-gradient Adam "
                                     "advances {k:.2f}·lr per step on average)"),
-        "adam-vs-sgd": {"holds": "holds", "fails": "does not hold", "partial": "holds in part",
-                        "unresolved": "unresolved"}[v["adam_vs_sgd"].outcome] if "adam_vs_sgd" in v else "not judged",
+        "adam-vs-sgd": OUTCOMES[v["adam_vs_sgd"].outcome].words if "adam_vs_sgd" in v else "not judged",
     }

@@ -14,7 +14,7 @@ import pandas as pd
 from . import experiments as X
 from . import section7_verdicts as S
 from .sweeps import RunConfig, run_sweep
-from .verdicts import Ledger, Verdict
+from .verdicts import OUTCOMES, Ledger, Verdict
 
 __all__ = ["EWMA_VARIANTS", "TOLERANCES", "variant_configs", "run_variants", "figure_verdicts", "compare_variants",
            "comparison_summary", "tolerance_configs", "run_tolerances", "unchanged_verdict", "settles_verdict", "deviation", "tolerance_verdict",
@@ -32,7 +32,7 @@ SHORT_TITLES = {
     "nonzero_mean.plateau_grows": "Figure 6: the plateau rises with σ_b",
     "nonzero_mean.baseline_decreases": "Figure 6: standard SGD keeps decreasing",
 }
-MARKS = {"holds": "✔", "fails": "✘", "partial": "◐", "unresolved": "?", "not run": "—"}
+MARKS = {**{name: o.mark for name, o in OUTCOMES.items()}, "not run": "—"}
 
 
 def short_title(claim_id: str, text: str = "") -> str:

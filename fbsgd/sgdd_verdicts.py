@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .verdicts import Ledger, Verdict, outcome_of_cases
+from .verdicts import Ledger, Verdict, by_name, clause, outcome_of_cases
 
 __all__ = ["FD_TOL", "KERNEL_RTOL", "PLATEAU_SLOPE_TOL", "EXACT_RTOL", "RATE_SE", "VISIBLE_SE", "X_DROP_MAX",
            "D_DROP_MIN", "EXPONENT_TOL", "PL_SLOPE_MAX", "three_way", "beyond_theorem", "judge_unrolled_derivative",
@@ -284,10 +284,8 @@ def step_range_text(table: pd.DataFrame) -> str:
 
 def summary_texts(ledger: Ledger) -> dict:
     """The closing section's measured sentences (glue names without the ``sgdd-sum-`` prefix), each
-    chosen by the outcome of the verdict it restates (:func:`fbsgd.fg_verdicts.clause`)."""
-    from .fg_verdicts import clause
-
-    v = {w.claim.id.split(".", 1)[1]: w for w in ledger.verdicts}
+    chosen by the outcome of the verdict it restates (:func:`fbsgd.verdicts.clause`)."""
+    v = by_name(ledger)
     return {
         "plateau": clause(v.get("plateau_linear"),
                           "the Jacobian error settles at a level proportional to η in every setting with non-zero "

@@ -29,7 +29,7 @@ from typing import Iterable
 
 import pandas as pd
 
-__all__ = ["OUTCOMES", "SOURCES", "Claim", "Verdict", "Ledger", "outcome_of_cases", "legend", "promised",
+__all__ = ["OUTCOMES", "clause", "by_name", "SOURCES", "Claim", "Verdict", "Ledger", "outcome_of_cases", "legend", "promised",
            "load_results", "anchor"]
 
 
@@ -243,3 +243,29 @@ def load_results(results_dir: str | os.PathLike) -> pd.DataFrame:
         return pd.DataFrame(columns=RECORD_COLUMNS)
     return pd.concat([pd.read_csv(f, keep_default_na=False, na_values={"key_number": [""]}) for f in files],
                      ignore_index=True)
+
+
+# -- words for an outcome, for prose computed from verdicts ---------------------------------------
+
+def clause(v: Verdict | None, yes: str, no: str, partial: str | None = None, unresolved: str | None = None) -> str:
+    """The words that fit a verdict's outcome: ``yes`` (holds), ``no`` (fails), ``partial`` (default:
+    ``yes`` + " in some of its cases only") or ``unresolved`` (default: "whether ``yes`` is not decided
+    by these runs").  ``{k}`` in a text is the verdict's key number (formatted by the text)."""
+    if v is None:
+        return f"whether {yes} was not judged"
+    text = {"holds": yes, "fails": no, "partial": partial or f"{yes} in some of its cases only",
+            "unresolved": unresolved or f"whether {yes} is not decided by these runs"}[v.outcome]
+    k = _Signed(v.key_number if v.key_number is not None else float("nan"))
+    return text.format(k=k)
+
+
+class _Signed(float):
+    """A float whose formatted text uses the true minus sign."""
+
+    def __format__(self, spec):
+        return format(float(self), spec).replace("-", "−")
+
+
+def by_name(ledger: "Ledger") -> dict:
+    """A chapter's verdicts by claim name (the id without its ``<chapter>.`` prefix)."""
+    return {v.claim.id.split(".", 1)[1]: v for v in ledger.verdicts}

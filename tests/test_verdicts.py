@@ -58,3 +58,16 @@ def test_ledger_refuses_undeclared_claims_and_writes_a_table(tmp_path, monkeypat
     back = V.load_results(tmp_path)
     assert path.name == "verdicts_t.csv" and list(back.claim_id) == ["t.a"] and back.key_number.iloc[0] == 1.5
     assert back.erratum.iloc[0] == ""
+
+
+def test_clause_picks_the_words_of_the_outcome_and_formats_the_key_number():
+    c = V.Claim("ch.x", "ch", "Section 4", "paper", "a claim")
+    made = {o: V.Verdict(c, o, "rule", "evidence", -0.5, "slope") for o in V.OUTCOMES}
+    assert V.clause(made["holds"], "rises ({k:.2f})", "falls") == "rises (−0.50)"
+    assert V.clause(made["fails"], "rises", "falls ({k:.1f})") == "falls (−0.5)"
+    assert V.clause(made["partial"], "rises", "falls") == "rises in some of its cases only"
+    assert V.clause(made["unresolved"], "it rises", "falls") == "whether it rises is not decided by these runs"
+    assert V.clause(None, "it rises", "falls") == "whether it rises was not judged"
+    from types import SimpleNamespace
+
+    assert V.by_name(SimpleNamespace(verdicts=[made["holds"]])) == {"x": made["holds"]}
