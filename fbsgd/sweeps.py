@@ -5,7 +5,7 @@ split into independent chunks executed through joblib, returned as a tidy table.
 ...            for s in ... for g in ... for k in ...]
 >>> result = run_sweep(configs, n_jobs=2)
 >>> result.table          # one row per configuration
->>> result.traces         # long table of the EWMA curves (for trajectory plots)
+>>> result.traces         # long table of the EWMA curves (trajectory plots)
 
 Running is separate from plotting: chapters call :func:`run_sweep` once and
 plot from ``result.table`` and ``result.traces`` only.
