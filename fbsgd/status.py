@@ -51,9 +51,30 @@ def build_info(scale: str | None = None) -> dict:
         "git commit": _git_commit(root),
         "Python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}",
+        "CPU (numba compiles for)": cpu(),
     }
     info.update({name: _version(name) for name in PACKAGES})
     return info
+
+
+def cpu() -> str:
+    """The processor's model name and the CPU numba generates code for (``NUMBA_CPU_NAME`` overrides
+    it): timings differ between machines, and between code with and without AVX-512."""
+    model = platform.processor() or "unknown processor"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        import llvmlite.binding as llvm
+
+        target = os.environ.get("NUMBA_CPU_NAME") or llvm.get_host_cpu_name()
+    except Exception:  # llvmlite missing or too old: the model name alone
+        return model
+    return f"{model} ({target})"
 
 
 def info_table(info: dict) -> str:
