@@ -35,7 +35,7 @@ from .rate_statistics import fit_power_law
 from .section7_verdicts import AGREEMENT_BAND, DECREASE_SLOPE, FLOOR_OVER_SGD, RECOVERY_FACTOR, geometric_mean, in_band
 from .verdicts import Verdict, outcome_of_cases
 
-__all__ = ["LOWER_RATIO", "SETTING", "COSTS", "num", "factor", "relative_text", "drift_ratio", "is_settled", "outcome_of_flags", "stable_slopes", "rate_exponents", "has_floor", "classify", "summary",
+__all__ = ["summary_values", "LOWER_RATIO", "SETTING", "COSTS", "num", "factor", "relative_text", "drift_ratio", "is_settled", "outcome_of_flags", "stable_slopes", "rate_exponents", "has_floor", "classify", "summary",
            "expected_message_limit", "debias_predictions", "corrector_verdict", "debias_verdict", "prediction_verdict", "a3_verdict",
            "ANSWERS", "names_text", "perturbation_words", "count_text", "effect_sentence", "plain_rates_text",
            "sgd_settled_text", "floor_text", "residual_text", "debias_remainder_text", "a3_sentence", "prose"]
@@ -512,4 +512,49 @@ def prose(table: pd.DataFrame, outcomes: dict) -> dict:
     out["topk-fwd-plain"] = floor_text(float(topk.floor_over_sgd.iloc[0])) if len(topk) else "—"
     for name, outcome in outcomes.items():
         out[f"answer-{name}"] = ANSWERS.get(outcome, outcome)
+    return out
+
+
+def summary_values(verdicts: pd.DataFrame, table: pd.DataFrame, a3: pd.DataFrame, fig9: pd.DataFrame, T: int,
+                   seeds, gammas) -> dict:
+    """Every number and sentence the chapter's prose glues (name → value): the verdicts' outcomes
+    and key numbers (``verdicts``: the ledger's table), the summary ``table`` (:func:`summary`), the
+    Appendix A.3 scan ``a3`` and Figure 9's step sizes ``fig9`` (indexed by setting), and the
+    run's horizon, seeds and step sizes."""
+    out = {}
+    for s in ("plain", "momentum"):
+        out[f"co-fig9-{s}-gamma"] = f"{fig9.loc[s, 'gamma']:g}"
+        out[f"co-fig9-{s}-radius"] = f"{fig9.loc[s, 'radius']:.3g}"
+    verdict_table = verdicts.assign(name=verdicts.claim_id.str.split(".").str[1]).set_index("name")
+    for name, v in verdict_table.iterrows():
+        out[f"co-{name}"] = v.outcome
+        spec = ".4g" if name == "uncorrected_floor_predicted" else ".3g"
+        out[f"co-{name}-key"] = num(v.key_number, spec)
+    rows = table.set_index(["place", "perturbation", "corrector"])
+    out["co-sgd-rate"] = num(rows.loc[("none", "none", "none"), "rate_exponent"], ".2f")
+    out["co-unsettled"] = int((table.effect == UNSETTLED).sum())
+    out["co-horizon-ratio"] = f"{200_000 / T:.3g}"
+    sgd_min = rows.loc[("none", "none", "none"), "floor"]
+    fwd_topk = {c: rows.loc[("forward", "Top-K", c)] for c in ("plain", "error feedback", "delta")}
+    out["co-topk-fwd-plain-over"] = factor(fwd_topk["plain"].floor_over_sgd)
+    out["co-topk-fwd-ef-ratio"] = relative_text(fwd_topk["error feedback"].floor_ratio, "the plain one")
+    out["co-topk-fwd-delta-over"] = factor(fwd_topk["delta"].floor_over_sgd)
+    for key, c in [("ef", "error feedback"), ("delta", "delta")]:
+        out[f"co-topk-fwd-{key}-rate"] = num(fwd_topk[c].rate_exponent, ".2g")
+    debias = table[table.part == "debias"].set_index("corrector")
+    for corr in ("second-order", "exact"):
+        out[f"co-{corr}-ratio"] = factor(debias.loc[corr, "floor_ratio"])
+        out[f"co-{corr}-over"] = factor(debias.loc[corr, "floor_over_sgd"])
+    out["co-second-order-residual"] = residual_text(debias.loc["second-order", "predicted_floor"] / sgd_min)
+    for key, text in prose(table, verdict_table.outcome.to_dict()).items():
+        out[f"co-{key}"] = text
+    for key, variant in [("ef", "Top-1 + error feedback"), ("delta", "Top-1 + delta")]:
+        out[f"co-a3-{key}"] = a3_sentence(a3, variant)
+    for s in ("plain", "momentum"):
+        out[f"co-fig9-{s}-where"] = "inside" if fig9.loc[s, "stable"] else "outside"
+    out["co-T"] = f"{T:,}"
+    out["co-seeds"] = count_text(len(seeds), "seed")
+    out["co-n-gammas"] = len(gammas)
+    out["co-slope-window"] = SLOPE_WINDOW
+    out["co-plain-uniform-over"] = factor(debias.loc["plain", "floor_over_sgd"])
     return out
