@@ -170,8 +170,56 @@ def probe_window(steps: dict) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+ESTIMATORS = {"backprop": PassGradient, "forward gradient": ForwardGradient}
+
+
+def _grid_runs(net: Composite, data, w0, optimizer: str, lrs, steps: int, seeds, batch_size: int, metric,
+               regularizer_grad, record_points: int, probe_steps: int, probe_every: int) -> list[dict]:
+    """The runs of :func:`estimator_grid`, one dict of :func:`_train_one` arguments each, in table order."""
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    return [dict(net=net, data=data, w0=w0, optimizer=optimizer, lr=lr, estimator=name, seed=s, steps=steps,
+                 batch_size=batch_size, metric=metric, regularizer_grad=regularizer_grad, record_points=record_points,
+                 probe_steps=probe_steps, probe_every=probe_every)
+            for lr in lrs for name in ESTIMATORS for s in seeds]
+
+
+def _train_one(net, data, w0, optimizer, lr, estimator, seed, steps, batch_size, metric, regularizer_grad,
+               record_points, probe_steps, probe_every) -> tuple[pd.DataFrame, dict]:
+    """One run of :func:`estimator_grid`: its curve and its row."""
+    make = {"sgd": SGD, "adam": Adam}[optimizer]
+    metric = metric or (lambda w: float(net.value(data, w).mean()))
+    probe = StepProbe(net, data, every=probe_every, regularizer_grad=regularizer_grad)
+    cb = lambda t, w, g, st: probe(t, w, g, st) if t < probe_steps else None  # noqa: E731
+    run = train(ESTIMATORS[estimator](net), w0, make(lr), steps, data, batch_size=batch_size, seed=seed,
+                regularizer_grad=regularizer_grad, metrics={"loss": metric}, record_every=max(1, steps // record_points),
+                callback=cb)
+    loss = run["loss"]
+    curve = pd.DataFrame(dict(estimator=estimator, lr=lr, seed=seed, t=run.t, loss=loss))
+    pr = probe.summary()
+    row = dict(optimizer=optimizer, estimator=estimator, lr=lr, seed=seed, initial=loss[0], final=loss[-1],
+               second_half=float(np.nanmean(loss[run.t >= steps // 2])) if not run.diverged else np.nan,
+               diverged=run.diverged, early_progress=pr["progress"], early_step_length=pr["step_length"])
+    return curve, row
+
+
+def _run_all(runs: list[dict], n_jobs: int) -> list[tuple]:
+    """:func:`_train_one` for every run, in order, on ``n_jobs`` joblib workers.  Each run is a pure
+    function of its arguments (its streams are keyed by its seed), so the results do not depend on
+    the number of workers; the longest runs are sent first."""
+    from joblib import Parallel, delayed
+
+    order = sorted(range(len(runs)), key=lambda i: -runs[i]["steps"] * runs[i]["net"].weight_size)
+    out = Parallel(n_jobs=1 if len(runs) < 2 else n_jobs)(delayed(_train_one)(**runs[i]) for i in order)
+    result = [None] * len(runs)
+    for i, r in zip(order, out):
+        result[i] = r
+    return result
+
+
 def estimator_grid(net: Composite, data, w0, optimizer: str, lrs, steps: int, seeds, batch_size: int = 64,
-                   metric=None, regularizer_grad=None, record_points: int = 50, probe_steps: int = PROBE_STEPS, probe_every: int = 5):
+                   metric=None, regularizer_grad=None, record_points: int = 50, probe_steps: int = PROBE_STEPS,
+                   probe_every: int = 5, n_jobs: int = -1):
     """Train with backpropagation and with forward gradients, for each learning
     rate and seed, from the same w0 with the same minibatches.
 
@@ -183,26 +231,13 @@ def estimator_grid(net: Composite, data, w0, optimizer: str, lrs, steps: int, se
       second half of the run (a stationary level), whether it diverged, and the
       mean progress ⟨∇ℓ, step⟩/‖∇ℓ‖ and step length over the first
       ``probe_steps`` iterations (:class:`StepProbe`).
+
+    ``n_jobs``: joblib workers (-1: all cores); the tables do not depend on it.
     """
-    make = {"sgd": SGD, "adam": Adam}[optimizer]
-    metric = metric or (lambda w: float(net.value(data, w).mean()))
-    estimators = {"backprop": PassGradient(net), "forward gradient": ForwardGradient(net)}
-    every = max(1, steps // record_points)
-    curves, runs = [], []
-    for lr in lrs:
-        for name, est in estimators.items():
-            for s in seeds:
-                probe = StepProbe(net, data, every=probe_every, regularizer_grad=regularizer_grad)
-                cb = lambda t, w, g, st, probe=probe: probe(t, w, g, st) if t < probe_steps else None  # noqa: E731
-                run = train(est, w0, make(lr), steps, data, batch_size=batch_size, seed=s, regularizer_grad=regularizer_grad,
-                            metrics={"loss": metric}, record_every=every, callback=cb)
-                loss = run["loss"]
-                curves.append(pd.DataFrame(dict(estimator=name, lr=lr, seed=s, t=run.t, loss=loss)))
-                pr = probe.summary()
-                runs.append(dict(optimizer=optimizer, estimator=name, lr=lr, seed=s, initial=loss[0], final=loss[-1],
-                                 second_half=float(np.nanmean(loss[run.t >= steps // 2])) if not run.diverged else np.nan,
-                                 diverged=run.diverged, early_progress=pr["progress"], early_step_length=pr["step_length"]))
-    return pd.concat(curves, ignore_index=True), pd.DataFrame(runs)
+    runs = _grid_runs(net, data, w0, optimizer, lrs, steps, seeds, batch_size, metric, regularizer_grad,
+                      record_points, probe_steps, probe_every)
+    out = _run_all(runs, n_jobs)
+    return pd.concat([c for c, _ in out], ignore_index=True), pd.DataFrame([r for _, r in out])
 
 
 def _first_crossing(t, y, level) -> float:
@@ -336,17 +371,21 @@ def stability_study(dims, cs, steps: int, seeds) -> pd.DataFrame:
     return stab
 
 
-def training_grid(models: dict, optimizer: str, lrs: dict, steps: dict, seeds, batch_size: int = 64):
+def training_grid(models: dict, optimizer: str, lrs: dict, steps: dict, seeds, batch_size: int = 64, n_jobs: int = -1):
     """:func:`estimator_grid` for each model; ``models`` maps a name to a dict with
     ``net``, ``data``, ``w0`` and optionally ``metric`` and ``regularizer_grad``;
     ``lrs`` and ``steps`` map the name to its learning rates and iterations.
-    Returns ``(curves, runs)`` with a ``model`` column (and ``optimizer`` in curves)."""
+    Returns ``(curves, runs)`` with a ``model`` column (and ``optimizer`` in curves).
+    All models' runs share one pool of ``n_jobs`` joblib workers (-1: all cores)."""
+    per_model = {name: _grid_runs(m["net"], m["data"], m["w0"], optimizer, lrs[name], steps[name], seeds, batch_size,
+                                  m.get("metric"), m.get("regularizer_grad"), 50, PROBE_STEPS, 5)
+                 for name, m in models.items()}
+    out = iter(_run_all([r for runs in per_model.values() for r in runs], n_jobs))
     curves, runs = [], []
-    for name, m in models.items():
-        c, r = estimator_grid(m["net"], m["data"], m["w0"], optimizer, lrs[name], steps[name], seeds, batch_size,
-                              metric=m.get("metric"), regularizer_grad=m.get("regularizer_grad"))
-        curves.append(c.assign(model=name, optimizer=optimizer))
-        runs.append(r.assign(model=name))
+    for name, model_runs in per_model.items():
+        done = [next(out) for _ in model_runs]
+        curves.append(pd.concat([c for c, _ in done], ignore_index=True).assign(model=name, optimizer=optimizer))
+        runs.append(pd.DataFrame([r for _, r in done]).assign(model=name))
     return pd.concat(curves, ignore_index=True), pd.concat(runs, ignore_index=True)
 
 

@@ -50,6 +50,7 @@ class Study:
     tanh_gain: float
     seed: int = 0
     group_rows: int = GROUP_ROWS
+    n_jobs: int = -1  # joblib workers for the measurements (-1: all cores); the rows do not depend on it
     _streams: itertools.count = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -65,10 +66,28 @@ class Study:
     def tanh_chain(self, L: int):
         return tanh_chain(L, self.width, self.tanh_gain, self.seed)
 
-    def measure(self, chain: str, net, w, where: str, k: int, p, n: int, **labels) -> dict:
-        row = error_vs_bounds(net, w, self.x, where, k, p, n, seed=next(self._streams), max_batch=self.group_rows)
-        row.update(chain=chain, **labels)
-        return row
+    def measure(self, chain: str, net, w, where: str, k: int, p, n: int, **labels) -> tuple:
+        """One measurement to run: the arguments of :func:`error_vs_bounds` (its seed drawn now,
+        in the order measurements are listed) and the row's labels.  :meth:`table` runs them."""
+        args = dict(net=net, w=w, x=self.x, where=where, k=k, p=p, n_draws=n, seed=next(self._streams),
+                    max_batch=self.group_rows)
+        return args, dict(chain=chain, **labels)
+
+    def table(self, measurements: list) -> pd.DataFrame:
+        """Run the measurements, one row each in the order given, on ``n_jobs`` joblib workers.
+
+        Each measurement's seed was fixed when it was listed, so the rows are the same bits
+        whatever the number of workers; the costliest (draws × operators) are sent first."""
+        from joblib import Parallel, delayed
+
+        cost = [-a["n_draws"] * len(a["net"]) for a, _ in measurements]
+        order = sorted(range(len(measurements)), key=lambda i: cost[i])
+        n_jobs = 1 if len(measurements) < 2 else self.n_jobs
+        out = Parallel(n_jobs=n_jobs)(delayed(error_vs_bounds)(**measurements[i][0]) for i in order)
+        rows = [None] * len(measurements)
+        for i, row in zip(order, out):
+            rows[i] = {**row, **measurements[i][1]}
+        return pd.DataFrame(rows)
 
     def _exact_linear(self, Ws, where, k, p):
         return linear_chain_error(Ws, self.x, where, k, mean=p.mean, var=(p.high - p.low) ** 2 / 12)
@@ -89,7 +108,7 @@ class Study:
             net, w = self.tanh_chain(L)
             rows.append(self.measure("tanh", net, w, "forward", 1, zero, bias_draws, law="zero-mean", L=L))
             rows.append(self.measure("tanh", net, w, "backward", len(net), zero, n_draws, law="zero-mean", L=L))
-        t = pd.DataFrame(rows)
+        t = self.table(rows)
         t["amplification"] = t.mse / t.second
         t["label"] = np.where(t["where"] == "forward", "δ₁", "ε_N")
         return t
@@ -102,7 +121,7 @@ class Study:
             N = len(net)
             rows += [self.measure(chain, net, w, "forward", i, p, n_draws) for i in range(1, N)]
             rows += [self.measure(chain, net, w, "backward", k, p, n_draws) for k in range(2, N + 1)]
-        t = pd.DataFrame(rows)
+        t = self.table(rows)
         t["amplification"] = t.mse / t.second
         t["bound_coefficient"] = t.mse_bound / t.second  # C^e_δ_k or C^e_ε_k
         return t
@@ -119,7 +138,7 @@ class Study:
                     rows.append(self.measure("tanh", net, w, where, k, make(s, self.width), bias_draws, law=law, sigma=s))
             rows.append(self.measure("linear", ctrl_net, ctrl_w, "forward", 1, pert.zero_mean_uniform(s, self.width), bias_draws,
                                      law="zero-mean", sigma=s))
-        t = pd.DataFrame(rows)
+        t = self.table(rows)
         t["z"] = t.bias_sq / t.bias_sq_se
         t["series"] = t.chain + " · " + t.law + " · " + np.where(t["where"] == "forward", "δ₁", "ε_N")
         return t

@@ -44,6 +44,8 @@ the chapter uses as predictions.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -268,7 +270,7 @@ def sample_indices(seed: int, K: int, m: int) -> np.ndarray:
 # --------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # nogil: run_sgd_prime runs the seeds on threads
 def _kernel(A, b, db, beta, x_star, D_star, h_star, etas, key, x0, D0, ck, out):
     m, d = A.shape
     p = db.shape[1]
@@ -355,10 +357,14 @@ def run_sgd_prime(problem: ParametricLeastSquares, etas: np.ndarray, seeds, ck: 
     seeds = list(seeds)
     out = np.empty((len(seeds), ck.size, len(RECORDED)))
     e_max = np.empty(len(seeds))
-    for i, s in enumerate(seeds):
-        e_max[i] = _kernel(problem.A, problem.b(), np.ascontiguousarray(problem.db), float(problem.curvature),
-                           problem.x_star, np.ascontiguousarray(problem.jacobian_star), h_star, etas,
-                           np.uint64(sample_key(s)), x0, D0, ck, out[i])
+    args = (problem.A, problem.b(), np.ascontiguousarray(problem.db), float(problem.curvature), problem.x_star,
+            np.ascontiguousarray(problem.jacobian_star), h_star, etas)
+
+    def one(i):  # seed i writes only out[i] and e_max[i]: the same bits whatever the number of threads
+        e_max[i] = _kernel(*args, np.uint64(sample_key(seeds[i])), x0, D0, ck, out[i])
+
+    with ThreadPoolExecutor(max_workers=min(len(seeds), os.cpu_count() or 1)) as pool:
+        list(pool.map(one, range(len(seeds))))
     res = {name: out[:, :, j] for j, name in enumerate(RECORDED)}
     res["e_max"] = e_max
     res["k"] = ck
