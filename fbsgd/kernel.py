@@ -130,8 +130,13 @@ def perturb(z, n, l0, M, t, kind, a, b, c, d, flag, ps, key, cursor):
     if kind == 1:
         if a != 0.0 or b != 0.0:
             lo, wd = FLOAT(a), FLOAT(b - a)
-            for i in range(n):
-                z[i] += lo + wd * UNIFORM(key, t, (l0 + i) * ps)
+            if ps == 0:  # one draw shared by the batch: the same number for every sample, drawn once
+                shift = lo + wd * UNIFORM(key, t, 0)
+                for i in range(n):
+                    z[i] += shift
+            else:
+                for i in range(n):
+                    z[i] += lo + wd * UNIFORM(key, t, (l0 + i) * ps)
     elif kind == 2:
         for i in range(n):
             u = rng.uniform01_scalar(key, t, l0 + i) if flag != 0 else -1.0

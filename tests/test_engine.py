@@ -34,6 +34,8 @@ CASES = [
     dict(),
     dict(perturbation="forward", sigma_f=1.0),
     dict(perturbation="backward", sigma_b=2.0, mode="shared"),
+    dict(perturbation="both", sigma_f=1.5, sigma_b=0.5, mode="shared"),
+    dict(perturbation="forward", mean="nonzero", sigma_f=1.0, mode="shared", interval=2),
     dict(perturbation="both", sigma_f=0.5, sigma_b=1.0),
     dict(perturbation="forward", sigma_f=2.0, interval=3),
     dict(perturbation="backward", mean="nonzero", sigma_b=1.0),
