@@ -79,6 +79,7 @@ def kernel_breakdown(T_short=2000, T_long=22000, C=16):
         "forward δ per sample": dict(perturbation="forward", sigma_f=1.0),
         "backward ε per sample": dict(perturbation="backward", sigma_b=1.0),
         "forward + backward": dict(perturbation="both", sigma_f=1.0, sigma_b=1.0),
+        "forward + backward, one draw shared by the batch": dict(perturbation="both", sigma_f=1.0, sigma_b=1.0, mode="shared"),
         "intermittent forward, Δt = 100": dict(perturbation="forward", sigma_f=1.0, interval=100),
         "no perturbation, metric every iteration": dict(metric_every=1),
         "no perturbation, metric every iteration, separate float64 pass": dict(metric_every=1, metric="float64"),

@@ -25,7 +25,8 @@ __all__ = ["geometric_mean", "spike_traces", "with_status", "promise", "corollar
            "spike_verdicts", "STEEP_FACTOR", "times", "forward_allowed_text", "replication_text", "steep_kept",
            "steep_text", "corollary1_display", "table1_status_display", "spike_display", "statuses_text",
            "status_tally", "half_as_fast_text", "table1_within_text", "table1_larger_text", "zero_backward_text",
-           "forward_like_biased_text", "above_threshold_text", "spike_text", "biased_settles_text", "horizon_span_text"]
+           "forward_like_biased_text", "above_threshold_text", "spike_text", "biased_settles_text", "horizon_span_text",
+           "setup_values", "STATUS_SETTINGS", "summary_values", "raw_curves", "run_count_text", "setup_text"]
 
 _GEO_NAME = {"nonconvex": "non-convex", "pl": "PL"}
 _EQ = {"nonconvex": "(43)", "pl": "(44)"}
@@ -588,3 +589,70 @@ def horizon_span_text(Ts) -> str:
     """"T = 1,000 … 320,000, 2.5 decades"."""
     lo, hi = min(Ts), max(Ts)
     return f"T = {lo:,} … {hi:,}, {math.log10(hi / lo):.2g} decade{'' if math.isclose(hi / lo, 10) else 's'}"
+
+
+# -- the numbers and sentences the chapter's prose glues -----------------------------------------
+
+def setup_values(Ts, reference: dict, n_seeds: int, n_seeds_pl: int, rho_nonconvex: float, rho_l2: float, M: int,
+                 sigma_f: float, sigma_b: float, sigma_b_biased: float, slope_tolerance: float, data_seed: int = 0) -> dict:
+    """The set-up's numbers for the prose (glue name → text): the horizons, the regularizer weights,
+    the sample count, the perturbation sizes, the tolerance, the PL rate's exponent on these
+    horizons, the seeds, and whether the biased backward drift has a zero (:func:`biased_settles_text`)."""
+    out = {"bu-span": horizon_span_text(Ts)}
+    for name, value in (("bu-rho-nc", rho_nonconvex), ("bu-rho-pl", rho_l2), ("bu-M", M), ("bu-sigma-f", sigma_f),
+                        ("bu-sigma-b", sigma_b), ("bu-sigma-bb", sigma_b_biased), ("bu-tol", slope_tolerance)):
+        out[name] = f"{value:,}" if isinstance(value, int) else f"{value:g}"
+    out["bu-ref-pl"] = f"{reference['pl']:.2f}".replace("-", "−")
+    out["bu-seeds"] = f"{n_seeds_pl} per horizon against {n_seeds} in the non-convex case"
+    out["bu-biased-settles"] = biased_settles_text(rho_nonconvex, sigma_b_biased, data_seed)
+    return out
+
+
+STATUS_SETTINGS = {"forward": "forward, zero-mean, constant", "biased": "backward, biased, constant",
+                   "backward": "backward, zero-mean, constant", "biased-allowed": "backward, biased, as allowed"}
+
+
+def summary_values(cor1_fits: pd.DataFrame, budget_fits: pd.DataFrame, table1: pd.DataFrame, spike_table: pd.DataFrame,
+                   reference: dict, slope_tolerance: float, spike_gamma: float, Ts) -> dict:
+    """Every measured outcome the chapter's prose glues (glue name → sentence or number), from the
+    Corollary 1 fits, the Table 1 fits and rows (:func:`table1_rows`) and the spike table."""
+    out = {"bu-forward-allowed": forward_allowed_text(cor1_fits),
+           "bu-replication": replication_text(cor1_fits, budget_fits),
+           "bu-steep": steep_text(cor1_fits, budget_fits, reference, slope_tolerance)}
+    for key, setting in STATUS_SETTINGS.items():
+        out[f"bu-c-{key}"] = statuses_text(cor1_fits, setting)
+    out.update({"bu-half": half_as_fast_text(cor1_fits), "bu-t1-within": table1_within_text(table1),
+                "bu-t1-larger": table1_larger_text(table1), "bu-t1-backward": zero_backward_text(table1),
+                "bu-t1-forward": forward_like_biased_text(table1),
+                "bu-t1-above": above_threshold_text(table1, budget_fits),
+                "bu-T-max": f"{max(Ts):,}", "bu-spikes": spike_text(spike_table, spike_gamma)})
+    return out
+
+
+def raw_curves(budget: pd.DataFrame, exponents) -> tuple[pd.DataFrame, list]:
+    """The runs of the raw-curves figure: standard SGD and the zero-mean forward budgets, labelled
+    "standard SGD" and "a = …", with the labels in plotting order."""
+    raw = budget[budget["pass"].isin(["none", "forward"]) & (budget["mean"] == "zero")].copy()  # SGD's mean is "zero" too
+    raw["label"] = ["standard SGD" if p == "none" else f"a = {a:g}" for p, a in zip(raw["pass"], raw.a)]
+    return raw, ["standard SGD"] + [f"a = {a:g}" for a in exponents]
+
+
+def run_count_text(runs: pd.DataFrame, spikes: pd.DataFrame, results) -> str:
+    """The build-log lines of the chapter's runs: rows of the run tables, distinct runs, how many were
+    computed and how many read from the cache, the wall time, and how many diverged."""
+    n_rows = len(runs) + len(spikes)  # a run that two analyses share is one row in each
+    n_runs = runs.config_id.nunique() + spikes.config_id.nunique()
+    computed, cached = sum(r.computed for r in results), sum(r.from_cache for r in results)
+    return (f"{n_rows} rows in the run tables, {n_runs} distinct runs:\n"
+            f"{computed} computed, {cached} from the cache, {sum(r.wall_s for r in results):.1f} s; "
+            f"diverged: {int(runs.diverged.sum() + spikes.diverged.sum())}")
+
+
+def setup_text(Ts, n_seeds: int, n_seeds_pl: int, c_used: dict, mu: float, reference: dict) -> str:
+    """The set-up as printed under the parameters: horizons, seeds, the step-size constants c (with the
+    PL one as 3/μ) and the exponents of the two rates on these horizons."""
+    rates = f"{reference['nonconvex']:g} (T⁻¹ᐟ²), {reference['pl']:.3f} (ln T/T)".replace("-", "−")
+    return (f"horizons T: {', '.join(f'{T:,}' for T in Ts)}\n"
+            f"seeds per horizon: {n_seeds} (non-convex), {n_seeds_pl} (PL)\n"
+            f"c = {c_used['nonconvex']:g} (non-convex); c = {c_used['pl']:.3g} = 3/μ, μ = {mu:.3f} (PL)\n"
+            f"exponents of the rates on these horizons: {rates}")

@@ -203,3 +203,56 @@ def test_spike_sentence_reads_the_levels():
 
 def test_biased_settles_sentence():
     assert "still has a zero" in A.biased_settles_text(0.001, 0.5)
+
+
+# --- the values the notebook glues ------------------------------------------------------------------
+
+
+def test_setup_values_and_text_format_the_set_up():
+    Ts, ref = [1000, 3162, 10000], {"nonconvex": -0.5, "pl": -0.8951}
+    v = A.setup_values(Ts, ref, 4, 8, 0.001, 0.1, 2000, 8.0, 2.0, 0.5, 0.1, 0)
+    assert (v["bu-span"], v["bu-M"], v["bu-rho-nc"], v["bu-sigma-f"], v["bu-tol"]) == \
+        ("T = 1,000 … 10,000, 1 decade", "2,000", "0.001", "8", "0.1")
+    assert v["bu-ref-pl"] == "−0.90" and v["bu-seeds"] == "8 per horizon against 4 in the non-convex case"
+    assert "still has a zero" in v["bu-biased-settles"]
+    text = A.setup_text(Ts, 4, 8, {"nonconvex": 10.0, "pl": 8.1766}, 0.3669, ref).splitlines()
+    assert text == ["horizons T: 1,000, 3,162, 10,000", "seeds per horizon: 4 (non-convex), 8 (PL)",
+                    "c = 10 (non-convex); c = 8.18 = 3/μ, μ = 0.367 (PL)",
+                    "exponents of the rates on these horizons: −0.5 (T⁻¹ᐟ²), −0.895 (ln T/T)"]
+
+
+def test_summary_values_are_the_sentences_of_their_functions_and_cover_the_prose():
+    import re
+
+    import nbformat
+
+    cor1 = _cor1(["kept", "lost", "unresolved", "lost"])
+    t1 = _fits([dict(geometry=g, setting="backward, zero", **{"pass": "backward"}, mean="zero", a=a, status=st,
+                     exponent=e, excess=e + 0.9)
+                for g in B.GEOS for a, st, e in ((0.5, "kept", -1.54), (1.0, "lost", -0.2))])
+    table1 = _full({("nonconvex", "forward", "zero"): (0.75, 1.0, True)})
+    g = 0.01
+    spikes = pd.DataFrame([dict(scenario=n, gamma=g, end_grad_norm=e, end_loss_gap=e ** 2, peak_grad_norm=p, peak_loss_gap=p)
+                           for n, e, p in ((B.STANDARD, 1e-3, 1e-3), (B.SPIKE, 1.2e-3, 0.5))])
+    ref = {"nonconvex": -0.5, "pl": -0.9}
+    v = A.summary_values(cor1, t1, table1, spikes, ref, 0.1, g, [1000, 320_000])
+    assert v["bu-steep"] == A.steep_text(cor1, t1, ref, 0.1) and v["bu-t1-larger"] == A.table1_larger_text(table1)
+    assert v["bu-c-forward"] == A.statuses_text(cor1, "forward, zero-mean, constant")
+    assert v["bu-spikes"] == A.spike_text(spikes, g) and v["bu-T-max"] == "320,000"
+    setup = A.setup_values([1000, 10000], ref, 4, 8, 0.001, 0.1, 2000, 8.0, 2.0, 0.5, 0.1, 0)
+    nb = nbformat.read("chapters/budgets.ipynb", as_version=4)
+    used = {k for c in nb.cells if c.cell_type == "markdown" for k in re.findall(r"`(bu-[\w-]+)", c.source)}
+    assert used and used <= set(v) | set(setup)  # every number the prose glues is computed by one of the two
+
+
+def test_raw_curves_and_run_count_text():
+    budget = pd.DataFrame({"pass": ["none", "forward", "forward", "backward"], "mean": ["zero", "zero", "nonzero", "zero"],
+                           "a": [np.nan, 0.5, 0.5, 1.0], "config_id": ["s", "f", "n", "b"], "diverged": [False, True, False, False]})
+    raw, labels = A.raw_curves(budget, [0.5, 1.0])
+    assert list(raw.label) == ["standard SGD", "a = 0.5"] and labels == ["standard SGD", "a = 0.5", "a = 1"]
+
+    class R:  # the counts of a sweep result
+        def __init__(self, computed, cached, wall):
+            self.computed, self.from_cache, self.wall_s = computed, cached, wall
+    text = A.run_count_text(budget, budget.iloc[:2], [R(3, 1, 10.0), R(2, 0, 2.5)])
+    assert text == "6 rows in the run tables, 6 distinct runs:\n5 computed, 1 from the cache, 12.5 s; diverged: 2"

@@ -182,3 +182,14 @@ def test_a_sweep_runs_perturbation_objects_and_keeps_the_paper_configurations_un
         RunConfig(forward=P.TopK(3, scope="batch"))
     with pytest.raises(ValueError, match="not both at one place"):
         RunConfig(perturbation="forward", sigma_f=1.0, forward=P.Round("bfloat16"))
+
+
+def test_chunks_keep_every_worker_busy_and_stay_within_the_chunk_size():
+    from fbsgd.sweeps import _chunks
+
+    long = [RunConfig(T=2_000_000, seed=s) for s in range(9)]
+    short = [RunConfig(T=200_000, seed=s) for s in range(20)]
+    sizes = [len(c) for c in _chunks(long + short, 8, workers=2)]
+    assert sizes == [5, 4, 8, 8, 4]  # the nine long runs split 5 + 4, not 8 + 1; the 20 short ones by 8
+    assert [len(c) for c in _chunks(long, 8, workers=1)] == [8, 1]
+    assert all(len({(x.T, x.d, x.M) for x in c}) == 1 for c in _chunks(long + short, 3, workers=4))
