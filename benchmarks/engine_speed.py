@@ -66,12 +66,13 @@ def host_cpu() -> str:
     return f"{name} ({'AVX-512' if wide else 'no AVX-512'} in the generated code)"
 
 
-def kernel_breakdown(T_short=2000, T_long=22000, C=16):
+def kernel_breakdown(T_short=6000, T_long=26000, C=16):
     """Single-core µs per configuration-iteration of the kernel for each kind of work.
 
     Timed as the difference between a long and a short run of the same C
-    configurations, so the fixed cost of a sweep (data generation, process
-    start, table building) cancels and only the per-iteration work remains.
+    configurations (each the fastest of two, interleaved), so the fixed cost of a sweep
+    (data generation, process start, table building, and the 600 loss-gap checkpoints,
+    which both horizons have) cancels and only the per-iteration work remains.
     """
     rows = {}
     kinds = {
@@ -93,10 +94,7 @@ def kernel_breakdown(T_short=2000, T_long=22000, C=16):
     }
     for name, kw in kinds.items():
         run_sweep([RunConfig(T=40, gamma=0.05, **kw)], n_jobs=1, cache_dir=False, progress=False)  # compile outside the timing
-        wall = {}
-        for T in (T_short, T_long):
-            cfgs = [RunConfig(T=T, gamma=0.05, seed=s, **kw) for s in range(C)]
-            wall[T] = run_sweep(cfgs, n_jobs=1, cache_dir=False, progress=False).wall_s
+        wall = engine_walls([RunConfig(gamma=0.05, seed=s, **kw) for s in range(C)], (T_short, T_long), 1, repeats=2)
         rows[name] = (wall[T_long] - wall[T_short]) / (C * (T_long - T_short)) * 1e6
     return rows
 
@@ -124,12 +122,10 @@ def plain_loops_ratio(T_short=1000, T_long=6000, C=16):
 
 
 def heavy_us(n_jobs=2, C=128, T_short=1000, T_long=6000):
-    """Wall µs per configuration-iteration of the heavy workload on ``n_jobs`` workers."""
+    """Wall µs per configuration-iteration of the heavy workload on ``n_jobs`` workers (each horizon
+    the fastest of three sweeps, interleaved: single sweeps on this 2-core machine vary by ±20 %)."""
     kw = dict(perturbation="both", sigma_f=1.0, sigma_b=1.0, metric_every=1)
-    wall = {}
-    for T in (T_short, T_long):
-        cfgs = [RunConfig(T=T, gamma=0.05, seed=s, **kw) for s in range(C)]
-        wall[T] = run_sweep(cfgs, n_jobs=n_jobs, cache_dir=False, progress=False).wall_s
+    wall = engine_walls([RunConfig(gamma=0.05, seed=s, **kw) for s in range(C)], (T_short, T_long), n_jobs)
     return (wall[T_long] - wall[T_short]) / (C * (T_long - T_short)) * 1e6
 
 

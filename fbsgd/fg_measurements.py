@@ -171,6 +171,8 @@ def probe_window(steps: dict) -> str:
 
 
 ESTIMATORS = {"backprop": PassGradient, "forward gradient": ForwardGradient}
+RECORD_POINTS = 50  # points of each training curve
+PROBE_EVERY = 5  # the step probe looks at every this many iterations
 
 
 def _grid_runs(net: Composite, data, w0, optimizer: str, lrs, steps: int, seeds, batch_size: int, metric,
@@ -218,8 +220,8 @@ def _run_all(runs: list[dict], n_jobs: int) -> list[tuple]:
 
 
 def estimator_grid(net: Composite, data, w0, optimizer: str, lrs, steps: int, seeds, batch_size: int = 64,
-                   metric=None, regularizer_grad=None, record_points: int = 50, probe_steps: int = PROBE_STEPS,
-                   probe_every: int = 5, n_jobs: int = -1):
+                   metric=None, regularizer_grad=None, record_points: int = RECORD_POINTS, probe_steps: int = PROBE_STEPS,
+                   probe_every: int = PROBE_EVERY, n_jobs: int = -1):
     """Train with backpropagation and with forward gradients, for each learning
     rate and seed, from the same w0 with the same minibatches.
 
@@ -378,7 +380,7 @@ def training_grid(models: dict, optimizer: str, lrs: dict, steps: dict, seeds, b
     Returns ``(curves, runs)`` with a ``model`` column (and ``optimizer`` in curves).
     All models' runs share one pool of ``n_jobs`` joblib workers (-1: all cores)."""
     per_model = {name: _grid_runs(m["net"], m["data"], m["w0"], optimizer, lrs[name], steps[name], seeds, batch_size,
-                                  m.get("metric"), m.get("regularizer_grad"), 50, PROBE_STEPS, 5)
+                                  m.get("metric"), m.get("regularizer_grad"), RECORD_POINTS, PROBE_STEPS, PROBE_EVERY)
                  for name, m in models.items()}
     out = iter(_run_all([r for runs in per_model.values() for r in runs], n_jobs))
     curves, runs = [], []
