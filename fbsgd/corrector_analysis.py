@@ -38,7 +38,9 @@ from .verdicts import Verdict, outcome_of_cases
 __all__ = ["summary_values", "LOWER_RATIO", "SETTING", "COSTS", "num", "factor", "relative_text", "drift_ratio", "is_settled", "outcome_of_flags", "stable_slopes", "rate_exponents", "has_floor", "classify", "summary",
            "expected_message_limit", "debias_predictions", "corrector_verdict", "debias_verdict", "prediction_verdict", "a3_verdict",
            "ANSWERS", "names_text", "perturbation_words", "count_text", "effect_sentence", "plain_rates_text",
-           "sgd_settled_text", "floor_text", "residual_text", "debias_remainder_text", "a3_sentence", "prose"]
+           "sgd_settled_text", "floor_text", "residual_text", "debias_remainder_text", "a3_sentence", "prose",
+           "compression_verdicts", "a3_verdicts", "debias_verdicts", "a3_fates", "a3_fate_table", "debias_table",
+           "SUMMARY_COLUMNS", "summary_shown", "summary_table"]
 
 LOWER_RATIO = 0.5  # floor ratio below this: the corrector lowers the floor; above 1/LOWER_RATIO: raises it
 SETTING = ["part", "place", "perturbation", "corrector"]
@@ -558,3 +560,83 @@ def summary_values(verdicts: pd.DataFrame, table: pd.DataFrame, a3: pd.DataFrame
     out["co-slope-window"] = SLOPE_WINDOW
     out["co-plain-uniform-over"] = factor(debias.loc["plain", "floor_over_sgd"])
     return out
+
+
+# -- the chapter's verdict calls and displayed tables -----------------------------------------------
+
+_COMPRESSION_VERDICTS = [("ef_forward", "forward", "error feedback"), ("ef_backward", "backward", "error feedback"),
+                         ("delta_forward", "forward", "delta"), ("delta_backward", "backward", "delta"),
+                         ("stochastic_rounding", None, "stochastic rounding")]
+
+
+def compression_verdicts(claim, table: pd.DataFrame) -> list[Verdict]:
+    """The verdicts on compression, in the chapter's order: error feedback and delta compression on
+    the forward and on the backward message, and stochastic rounding on both
+    (:func:`corrector_verdict` on the rows of part "compression")."""
+    compression = table[table.part == "compression"]
+    return [corrector_verdict(claim, name, compression, place, corr) for name, place, corr in _COMPRESSION_VERDICTS]
+
+
+def a3_verdicts(claim, a3: pd.DataFrame) -> list[Verdict]:
+    """The Appendix A.3 verdicts (:func:`a3_verdict`): Top-1 with error feedback, then with delta compression."""
+    return [a3_verdict(claim, name, a3, variant)
+            for name, variant in [("a3_error_feedback", "Top-1 + error feedback"), ("a3_delta", "Top-1 + delta")]]
+
+
+def debias_verdicts(claim, table: pd.DataFrame) -> list[Verdict]:
+    """The de-biasing verdicts, in the chapter's order: the uncorrected floor against its prediction
+    (:func:`prediction_verdict`), then the second-order and the exact correction (:func:`debias_verdict`)."""
+    out = [prediction_verdict(claim, "uncorrected_floor_predicted", table)]
+    for corr in ("second-order", "exact"):
+        out.append(debias_verdict(claim, "debias_" + corr.replace("-", "_"), table, corr))
+    return out
+
+
+def a3_fates(a3: pd.DataFrame) -> pd.DataFrame:
+    """The A.3 scan as one row per (setting, γ, uncompressed spectral radius) and one fate column per variant."""
+    fates = a3.pivot_table(index=["setting", "gamma", "radius_uncompressed"], columns="variant", values="fate",
+                           aggfunc="first")
+    return fates.reset_index()
+
+
+def a3_fate_table(a3: pd.DataFrame):
+    """The displayed table of :func:`a3_fates` (the variants of :data:`fbsgd.corrector_runs.A3_VARIANTS` in order)."""
+    from .corrector_runs import A3_VARIANTS
+    from .report import show
+
+    return show(a3_fates(a3), "Appendix A.3 with correctors: fate of ‖w₁‖ per step size",
+                columns=["setting", "gamma", "radius_uncompressed", *A3_VARIANTS],
+                rename={"radius_uncompressed": "spectral radius (uncompressed)",
+                        "Top-1 + error feedback": "Top-1 + EF"})
+
+
+def debias_table(table: pd.DataFrame):
+    """The displayed de-biasing table: measured S(γ_min) and the predicted γ → 0 floor, with standard SGD."""
+    from .report import show
+
+    return show(table[table.part.isin(["debias", "baseline"])],
+                "Forward de-biasing: measured S(γ_min) and predicted γ → 0 floor",
+                columns=["perturbation", "corrector", "floor", "predicted_floor", "floor_over_sgd", "slope", "effect"],
+                rename={"floor": "S(γ_min)", "predicted_floor": "predicted γ → 0 floor",
+                        "floor_over_sgd": "S(γ_min) / SGD's"})
+
+
+# the columns of the downloadable summary (correctors_summary.csv)
+SUMMARY_COLUMNS = ["place", "perturbation", "corrector", "floor", "predicted_floor", "floor_ratio", "floor_over_sgd",
+                   "slope", "slope_se", "rate_exponent", "rate_se", "effect", "extra_memory", "extra_work",
+                   "diverged_runs"]
+
+
+def summary_shown(table: pd.DataFrame) -> pd.DataFrame:
+    """The summary table with a "message" column ("<place> <perturbation>", "standard SGD" for the baseline)."""
+    return table.assign(message=(table.place + " " + table.perturbation).replace({"none none": "standard SGD"}))
+
+
+def summary_table(table: pd.DataFrame):
+    """The displayed summary: per message, perturbation and corrector (:func:`summary_shown`)."""
+    from .report import show
+
+    return show(summary_shown(table), "Summary: per message, perturbation and corrector",
+                columns=["message", "corrector", "floor_over_sgd", "floor_ratio", "slope", "rate_exponent", "effect"],
+                rename={"floor_over_sgd": "S(γ_min) / SGD's", "floor_ratio": "/ plain",
+                        "rate_exponent": "rate exponent p"})

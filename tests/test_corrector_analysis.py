@@ -268,3 +268,164 @@ def test_a3_sentence_counts_stable_step_sizes_and_names_the_failures():
     text = CA.a3_sentence(pd.DataFrame(rows), "Top-1 + delta")
     assert text == ("without momentum, 1 of 1; with momentum, 1 of 2 "
                     "(not at γ ∈ {0.01}, where plain Top-1 converges)")
+
+
+# -- summary_values: every glued number and sentence of the chapter --------------------------------
+
+def _rates(exponents):
+    """Rate-scan rows with (1/T) Σ ‖∇f‖² = 2 T^p exactly, p = ``exponents[setting]``."""
+    return pd.DataFrame([dict(part=part, place=place, perturbation=pert, corrector=corr, T=T, seed=s,
+                              mean_sq_grad_norm=2.0 * T**p)
+                         for (part, place, pert, corr), p in exponents.items()
+                         for T in (1000, 3000, 10000) for s in (0, 1)])
+
+
+def _summary_inputs():
+    """A summary table with every row summary_values reads, a ledger table, an A.3 scan and Figure 9's radii."""
+    from fbsgd.verdicts import Ledger, Verdict
+
+    uni = "uniform σ_f = 2"
+    delta_bwd = ("compression", "backward", "Top-K", "delta")
+    spec = {("baseline", "none", "none", "none"): SGD,
+            ("compression", "forward", "Top-K", "plain"): FLOOR,
+            ("compression", "forward", "Top-K", "error feedback"): FLOOR,  # no effect: ratio 1
+            ("compression", "forward", "Top-K", "delta"): SGD,  # restores
+            ("compression", "backward", "Top-K", "plain"): FLOOR,
+            ("compression", "backward", "Top-K", "error feedback"): SGD,
+            delta_bwd: FLOOR,  # flat but not settled (drift 0.5): the one unsettled effect
+            ("debias", "forward", uni, "plain"): FLOOR,
+            ("debias", "forward", uni, "second-order"): SGD,
+            ("debias", "forward", uni, "exact"): SGD,
+            ("compression", "backward", "float8_e4m3fn", "plain"): FLOOR,
+            ("compression", "backward", "float8_e4m3fn", "stochastic rounding"): SGD}
+    rates = _rates({k: p for k, p in zip(spec, (-0.5, -0.05, -0.1, -0.4, 0.1, -0.5, 0.0, 0.0, -0.5, -0.5, 0.2, -0.5))})
+    sgd_min = SGD(min(GAMMAS)) * np.sqrt(1.01 * 0.99)  # geometric mean of the two seeds
+    predicted = {("forward", uni, "plain"): 0.05, ("forward", uni, "second-order"): 0.25 * sgd_min,
+                 ("forward", uni, "exact"): 0.0}
+    table = CA.summary(CA.stable_slopes(_scan_with_drift(spec, {delta_bwd: 0.5})), rates, predicted)
+    ledger = Ledger("correctors")
+    for name, outcome, key in [("ef_forward", "fails", 0.01234), ("delta_forward", "holds", 0.4),
+                               ("ef_backward", "holds", 0.5), ("delta_backward", "unresolved", None),
+                               ("stochastic_rounding", "partial", 0.3), ("a3_error_feedback", "partial", 0.5),
+                               ("a3_delta", "holds", 1.0), ("uncorrected_floor_predicted", "holds", 1.234567),
+                               ("debias_second_order", "holds", 0.5), ("debias_exact", "holds", 0.5)]:
+        ledger.add(Verdict(ledger.claim(name), outcome, rule="r", evidence="e", key_number=key, key_label="k"))
+    a3 = pd.DataFrame([dict(setting=s, gamma=g, stable_uncompressed=st, variant=v, fate=f)
+                       for s, g, st, fates in [("plain", 0.001, True, ("converges", "converges", "converges")),
+                                               ("plain", 0.02, False, ("diverges", "diverges", "diverges")),
+                                               ("momentum", 0.001, True, ("diverges", "diverges", "converges"))]
+                       for v, f in zip(("Top-1", "Top-1 + error feedback", "Top-1 + delta"), fates)])
+    fig9 = pd.DataFrame([dict(setting="plain", gamma=0.0039, radius=1.0123, stable=False),
+                         dict(setting="momentum", gamma=0.002, radius=0.98765, stable=True)]).set_index("setting")
+    return ledger.table(), table, a3, fig9
+
+
+def test_summary_values_follow_from_the_inputs():
+    verdicts, table, a3, fig9 = _summary_inputs()
+    out = CA.summary_values(verdicts, table, a3, fig9, 10_000, [0, 1], [0.1, 0.3, 1.0])
+    assert out["co-sgd-rate"] == "−0.50"  # baseline rate runs: 2 T^−0.5
+    assert out["co-topk-fwd-ef-rate"] == "−0.1" and out["co-topk-fwd-delta-rate"] == "−0.4"
+    assert out["co-unsettled"] == 1  # only backward Top-K with delta has a flat, unsettled curve
+    assert out["co-horizon-ratio"] == "20"  # 200,000 / 10,000
+    assert out["co-topk-fwd-plain-over"] == "50×"  # 0.05 against 0.01·√0.01 (per-seed noise cancels)
+    assert out["co-topk-fwd-plain"] == "a floor 50× standard SGD's stable norm"
+    assert out["co-topk-fwd-ef-ratio"] == "unchanged from the plain one (ratio 1)"
+    assert out["co-topk-fwd-delta-over"] == "1×"
+    assert out["co-second-order-ratio"] == "0.02×" and out["co-exact-over"] == "1×"
+    assert out["co-plain-uniform-over"] == "50×"
+    assert out["co-second-order-residual"].startswith("0.25× standard SGD's norm") and "cannot show" in \
+        out["co-second-order-residual"]
+    assert out["co-fig9-plain-where"] == "outside" and out["co-fig9-momentum-where"] == "inside"
+    assert out["co-fig9-plain-gamma"] == "0.0039" and out["co-fig9-plain-radius"] == "1.01"
+    assert out["co-fig9-momentum-radius"] == "0.988"
+    assert out["co-T"] == "10,000" and out["co-seeds"] == "2 seeds" and out["co-n-gammas"] == 3
+    assert CA.summary_values(verdicts, table, a3, fig9, 600, [0], [0.1, 0.3])["co-seeds"] == "one seed"
+    assert out["co-slope-window"] == CA.SLOPE_WINDOW
+    assert out["co-ef_forward"] == "fails" and out["co-ef_forward-key"] == "0.0123"
+    assert out["co-delta_backward"] == "unresolved" and out["co-delta_backward-key"] == "—"
+    assert out["co-uncorrected_floor_predicted-key"] == "1.235"  # four digits for this one
+    assert (out["co-answer-ef_forward"], out["co-answer-delta_forward"]) == ("no", "yes")
+    assert out["co-answer-delta_backward"] == "not decided by these runs"
+    assert out["co-eff-forward-ef"] == "leaves the floor where it was with Top-K"
+    assert out["co-eff-forward-delta"] == "restores the error-free small-step behaviour with Top-K"
+    assert out["co-eff-backward-delta"].startswith("has a flat curve that has not settled")
+    assert out["co-a3-ef"] == ("without momentum, 1 of 1; with momentum, 0 of 1 "
+                               "(not at γ ∈ {0.001}, where plain Top-1 diverges)")
+    assert out["co-a3-delta"] == "without momentum, 1 of 1; with momentum, 1 of 1"
+    assert out["co-plain-rates"] == "forward Top-K −0.05, backward Top-K 0.1, backward float8_e4m3fn 0.2"
+    assert out["co-sgd-settled"] == "at γ = 0.01 standard SGD's runs have settled"
+
+
+def test_summary_values_provide_every_glue_key_of_the_chapter():
+    import re
+    from pathlib import Path
+
+    import nbformat
+
+    nb = nbformat.read(Path(__file__).parents[1] / "chapters" / "correctors.ipynb", as_version=4)
+    text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    used = set(re.findall(r"\{glue(?::text)?\}`(co-[^`]+)`", text))
+    assert len(used) > 40  # the pattern finds the chapter's keys
+    out = CA.summary_values(*_summary_inputs(), 600, [0], [0.1, 0.3])
+    assert not used - set(out), used - set(out)
+
+
+# -- the chapter's verdict calls and displayed tables ---------------------------------------------
+
+def _a3_with_all_variants():
+    """An A.3 scan with every variant of corrector_runs.A3_VARIANTS and the uncompressed spectral radius."""
+    return pd.DataFrame([dict(setting=s, gamma=g, radius_uncompressed=r, stable_uncompressed=r < 1, variant=v, fate=f)
+                         for s, g, r, fates in [("plain", 0.001, 0.9, ("converges", "converges", "diverges", "converges")),
+                                                ("plain", 0.02, 1.5, ("diverges",) * 4),
+                                                ("momentum", 0.001, 0.8, ("converges",) * 4)]
+                         for v, f in zip(("uncompressed", "Top-1", "Top-1 + error feedback", "Top-1 + delta"), fates)])
+
+
+def test_compression_verdicts_in_the_chapters_order_with_their_outcomes():
+    _, table, _, _ = _summary_inputs()
+    vs = CA.compression_verdicts(CLAIM, table)
+    assert [v.claim.id.split(".")[1] for v in vs] == ["ef_forward", "ef_backward", "delta_forward", "delta_backward",
+                                                      "stochastic_rounding"]
+    # forward EF leaves the Top-K floor, backward EF and forward delta restore it, backward delta has not settled,
+    # and stochastic rounding restores the float8 floor on the backward message
+    assert [v.outcome for v in vs] == ["fails", "holds", "holds", "unresolved", "holds"]
+    assert "uniform" not in vs[0].evidence  # the de-biasing rows are not compression cases
+
+
+def test_a3_and_debias_verdicts_in_the_chapters_order():
+    vs = CA.a3_verdicts(CLAIM, _a3_with_all_variants())
+    assert [v.claim.id.split(".")[1] for v in vs] == ["a3_error_feedback", "a3_delta"]
+    assert [v.outcome for v in vs] == ["partial", "holds"] and vs[0].key_number == pytest.approx(0.5)
+    _, table, _, _ = _summary_inputs()
+    vs = CA.debias_verdicts(CLAIM, table)
+    assert [v.claim.id.split(".")[1] for v in vs] == ["uncorrected_floor_predicted", "debias_second_order",
+                                                      "debias_exact"]
+    assert [v.outcome for v in vs] == ["holds", "holds", "holds"]
+    assert vs[0].key_number == pytest.approx(np.sqrt(1.01 * 0.99), rel=1e-9)  # measured 0.05 × seed noise / 0.05
+
+
+def test_a3_fates_one_row_per_step_size_and_one_column_per_variant():
+    fates = CA.a3_fates(_a3_with_all_variants())
+    assert len(fates) == 3 and list(fates.setting) == ["momentum", "plain", "plain"]
+    row = fates[(fates.setting == "plain") & (fates.gamma == 0.001)].iloc[0]
+    assert (row["Top-1 + error feedback"], row["Top-1 + delta"], row.radius_uncompressed) == ("diverges", "converges",
+                                                                                              0.9)
+    shown = CA.a3_fate_table(_a3_with_all_variants())
+    assert list(shown.data.columns) == ["setting", "γ", "spectral radius (uncompressed)", "uncompressed", "Top-1",
+                                        "Top-1 + EF", "Top-1 + delta"]
+    assert shown.caption == "Appendix A.3 with correctors: fate of ‖w₁‖ per step size"
+
+
+def test_debias_and_summary_tables_show_the_chapters_columns():
+    _, table, _, _ = _summary_inputs()
+    d = CA.debias_table(table).data
+    assert list(d.columns) == ["perturbation", "corrector", "S(γ_min)", "predicted γ → 0 floor", "S(γ_min) / SGD's",
+                               "slope", "effect"]
+    assert list(d.corrector) == ["none", "plain", "second-order", "exact"]  # standard SGD and the de-biasing rows
+    shown = CA.summary_shown(table)
+    assert shown.message.iloc[0] == "standard SGD" and list(shown.message.iloc[1:3]) == ["forward Top-K"] * 2
+    assert list(shown.message[shown.part == "debias"]) == ["forward uniform σ_f = 2"] * 3
+    s = CA.summary_table(table)
+    assert list(s.data.columns) == ["message", "corrector", "S(γ_min) / SGD's", "/ plain", "slope", "rate exponent p",
+                                    "effect"] and len(s.data) == len(table)
+    assert set(CA.SUMMARY_COLUMNS) <= set(table.columns) and len(CA.SUMMARY_COLUMNS) == 15
