@@ -1,4 +1,6 @@
-"""Figures of the forward-gradient chapter."""
+"""Figures of the forward-gradient chapter, and the views of its tables it displays
+(:func:`beale_table`, :func:`variance_table`, :func:`floors_table`, :func:`runs_table`:
+chosen columns, printed headers and caption, by :func:`fbsgd.report.show`)."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -7,8 +9,10 @@ import pandas as pd
 
 from .fg_problems import BEALE_MINIMUM, beale_problem
 from .figures import LEGEND_PT, PAGE_WIDTH, band, legend_outside
+from .report import show
 
-__all__ = ["beale_figure", "variance_figure", "curve_panels"]
+__all__ = ["beale_figure", "variance_figure", "curve_panels", "beale_table", "variance_table", "floors_table",
+           "runs_table"]
 
 
 def beale_figure(point, u, arrows: pd.DataFrame, mc: pd.DataFrame):
@@ -120,3 +124,53 @@ def curve_panels(curves: pd.DataFrame, title_fmt: str, log_y: dict):
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", ncol=len(labels), fontsize=LEGEND_PT)
     return fig
+
+
+# -- the displayed views of the chapter's tables (the full tables go to the CSVs) ----------------------
+
+
+def beale_table(mc: pd.DataFrame):
+    """The view of :func:`fbsgd.fg_measurements.beale_study`'s table: measured and closed-form RMS
+    error, z of the mean squared error, the grand mean's miss and its expected size, per K."""
+    return show(mc, "Error of an average of K forward gradients on the Beale function: measured and "
+                "closed-form RMS, z of the mean squared error, and the grand mean's miss against its "
+                "expected size (all columns: the CSV above)",
+                columns=["K", "rms", "closed_form_rms", "z_mse", "grand_mean_error", "grand_mean_rms"],
+                rename={"rms": "RMS error", "closed_form_rms": "closed form", "z_mse": "z (MSE)",
+                        "grand_mean_error": "grand-mean miss", "grand_mean_rms": "expected miss"})
+
+
+def variance_table(var: pd.DataFrame):
+    """The view of :func:`fbsgd.fg_measurements.variance_study`'s table: measured relative variance,
+    its standard error, the closed form (n + 1)/K and z, per (model, n, K)."""
+    return show(var, "Relative variance of the mean of K forward gradients and the closed form (n + 1)/K "
+                "(all columns: the CSV above)",
+                columns=["model", "n", "K", "variance", "variance_se", "closed_form_variance", "z"],
+                rename={"variance": "measured", "variance_se": "s.e.", "closed_form_variance": "(n + 1)/K"})
+
+
+def floors_table(floors: pd.DataFrame):
+    """The view of :func:`fbsgd.fg_measurements.noise_floors`'s table: predicted and measured noise
+    floors with both estimators and their ratios forward / backprop, per step size."""
+    return show(floors, "Noise floor of the excess loss, predicted by the quadratic model and measured "
+                "(measured: the mean over seeds of each run's mean over its second half; the SGD "
+                "table below gives medians over seeds); all columns: the CSV above",
+                columns=["lr", "predicted_backprop", "predicted_forward", "measured_backprop",
+                         "measured_forward", "predicted_ratio", "measured_ratio"],
+                rename={"predicted_backprop": "predicted, backprop", "predicted_forward": "predicted, forward",
+                        "measured_backprop": "mean, backprop", "measured_forward": "mean, forward",
+                        "predicted_ratio": "predicted ratio", "measured_ratio": "measured ratio"})
+
+
+RUNS_COLUMNS = ["model", "lr", "estimator", "initial", "final", "second_half", "diverged"]
+
+
+def runs_table(table: pd.DataFrame, optimizer: str):
+    """The view of a :func:`fbsgd.fg_measurements.summarize_runs` table of ``optimizer`` ("SGD" or
+    "Adam"): loss at the start, at the end and over the second half per (model, lr, estimator).
+    The step-size column is headed γ for SGD and lr for Adam."""
+    rename = {"second_half": "second half (median)"}
+    if optimizer != "SGD":
+        rename = {"lr": "lr", **rename}
+    return show(table, f"{optimizer}: loss at the start, at the end and over the second half, medians over "
+                "seeds (all columns: the CSV above)", columns=RUNS_COLUMNS, rename=rename)

@@ -7,7 +7,8 @@
   chain of ordinary layers and end it with the logistic loss ln(1 + e^{−y z}), which
   makes :func:`mlp_classifier` a one-hidden-layer perceptron as a 4-operator chain;
 * :func:`teacher_classification` — its generated two-class data;
-* :func:`quadratic_net` — f(w) = ½‖w‖² as a chain (the stability check).
+* :func:`quadratic_net` — f(w) = ½‖w‖² as a chain (the stability check);
+* :func:`training_models` — the two models the SGD and Adam runs train, from the chapter's parameters.
 
 Every operator has ``forward``, the backward products (``vjp_input``/``vjp_weight``)
 and the forward product ``jvp`` that :func:`fbsgd.forward_gradients.jvp_pass` uses.
@@ -21,9 +22,10 @@ from scipy.special import expit
 
 from .operators import Linear, Operator, Parameter, SquaredNorm, Tanh
 from .passes import Composite, passes
+from .problems import LogisticRegression
 
 __all__ = ["Beale", "beale_problem", "beale_gradient", "BEALE_MINIMUM", "CarryLabel", "LogisticMargin",
-           "mlp_classifier", "teacher_classification", "quadratic_net"]
+           "mlp_classifier", "teacher_classification", "quadratic_net", "training_models"]
 
 
 # --------------------------------------------------------------------------
@@ -175,3 +177,28 @@ def teacher_classification(M: int = 2000, d: int = 20, teacher_hidden: int = 8, 
 def quadratic_net(n: int) -> Composite:
     """f(w) = ½‖w‖² as a chain: Parameter(n) -> SquaredNorm(n) (one dummy input)."""
     return Composite([Parameter(n, in_dim=1), SquaredNorm(n)])
+
+
+def training_models(n_samples: int, mlp_inputs: int, mlp_hidden: int, data_seed: int = 0):
+    """The two models of the chapter's SGD and Adam runs, in the format of
+    :func:`fbsgd.fg_measurements.training_grid`: the logistic regression of Section 7.1
+    (d = 10, ρ = 0.001, non-convex regularizer, excess loss ℓ(w) − ℓ* as the metric, the
+    regularizer's gradient added exactly, w₀ = 0) and the perceptron of :func:`mlp_classifier`
+    on :func:`teacher_classification` data (w₀ from ``init_weight`` with ``data_seed``).
+    Returns ``(models, logreg, w_opt)``: the dict name -> model, the logistic regression
+    problem and its minimizer (for :func:`fbsgd.fg_measurements.noise_floors`)."""
+    logreg = LogisticRegression.generate(d=10, M=n_samples, rho=0.001, regularizer="nonconvex",
+                                         data_seed=data_seed)
+    w_opt = logreg.minimize()
+    loss_opt = logreg.loss(w_opt)
+    mlp_net = mlp_classifier(mlp_inputs, mlp_hidden)
+    mlp_data = teacher_classification(M=n_samples, d=mlp_inputs, data_seed=data_seed)
+    models = {
+        "logistic regression": dict(
+            net=logreg.net, data=logreg.data, w0=np.zeros(logreg.d),
+            metric=lambda w: logreg.loss(w) - loss_opt,
+            regularizer_grad=lambda w: logreg.rho * logreg.regularizer.gradient(w)),
+        "perceptron": dict(net=mlp_net, data=mlp_data,
+                           w0=mlp_net.init_weight(np.random.default_rng(data_seed))),
+    }
+    return models, logreg, w_opt

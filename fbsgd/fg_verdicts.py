@@ -2,13 +2,16 @@
 
 Each ``judge_*`` function applies one rule, with its thresholds named below, to the
 tables of :mod:`fbsgd.fg_measurements` and records the verdict in the chapter's
-:class:`fbsgd.verdicts.Ledger` (which it returns, for display).
+:class:`fbsgd.verdicts.Ledger` (which it returns, for display); ``judge_*_section`` and
+:func:`judge_beale` apply one section's rules in the chapter's order.  :func:`summary_values` builds
+every number and sentence the chapter's prose glues.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
+from .fg_measurements import PROBE_STEPS, estimator_ratios, probe_window
 from .metrics import log_slope
 from .verdicts import OUTCOMES, Ledger, Verdict, by_name, clause, outcome_of_cases
 
@@ -21,7 +24,9 @@ __all__ = ["SLOPE_TOL", "Z_MAX", "GRAND_MEAN_MAX", "RESOLVE_SE", "FLOOR_RATIO_TO
            "STATIONARY_RELAXATIONS", "MUCH_SLOWER", "TIE_LOSS", "PROGRESS_BAND", "PROGRESS_FACTOR",
            "judge_error_rate", "judge_error_size", "judge_unbiased", "judge_variance", "judge_contraction_factor",
            "judge_contraction_threshold", "judge_sgd_trains", "judge_noise_floor", "judge_perceptron_steps",
-           "judge_adam_slowdown", "judge_adam_vs_sgd", "judge_adam_mechanism", "summary_texts"]
+           "judge_adam_slowdown", "judge_adam_vs_sgd", "judge_adam_mechanism", "summary_texts", "judge_beale",
+           "judge_variance_section", "judge_sgd_section", "judge_adam_section", "setup_values", "small_step_values",
+           "summary_values"]
 
 SLOPE_TOL = 0.03  # |fitted slope of log RMS error vs log K + 1/2|
 Z_MAX = 4.0  # largest |measured − closed form| in standard errors
@@ -242,6 +247,35 @@ def judge_adam_mechanism(ledger: Ledger, adam: pd.DataFrame, sgd: pd.DataFrame, 
         key_number=float(f.early_progress_per_lr.mean()), key_label="forward-gradient Adam progress per step / lr")
 
 
+# -- the verdicts of each section, in the order the chapter shows them ------------------------------
+
+
+def judge_beale(ledger: Ledger, mc: pd.DataFrame, u) -> list[Verdict]:
+    """The Beale section's verdicts: :func:`judge_error_rate`, :func:`judge_error_size`, :func:`judge_unbiased`."""
+    return [judge_error_rate(ledger, mc), judge_error_size(ledger, mc, u), judge_unbiased(ledger, mc, u)]
+
+
+def judge_variance_section(ledger: Ledger, var: pd.DataFrame, stab: pd.DataFrame) -> list[Verdict]:
+    """The variance section's verdicts: :func:`judge_variance`, :func:`judge_contraction_factor`,
+    :func:`judge_contraction_threshold`."""
+    return [judge_variance(ledger, var), judge_contraction_factor(ledger, stab),
+            judge_contraction_threshold(ledger, stab)]
+
+
+def judge_sgd_section(ledger: Ledger, sgd: pd.DataFrame, floors: pd.DataFrame) -> list[Verdict]:
+    """The SGD section's verdicts: :func:`judge_sgd_trains`, :func:`judge_noise_floor`,
+    :func:`judge_perceptron_steps`."""
+    return [judge_sgd_trains(ledger, sgd), judge_noise_floor(ledger, floors), judge_perceptron_steps(ledger, sgd)]
+
+
+def judge_adam_section(ledger: Ledger, adam: pd.DataFrame, sgd: pd.DataFrame, mlp_steps: int) -> list[Verdict]:
+    """The Adam section's verdicts: :func:`judge_adam_slowdown` over the perceptron's ``mlp_steps``
+    iterations, :func:`judge_adam_vs_sgd`, and :func:`judge_adam_mechanism` with the probe's window
+    min(PROBE_STEPS, mlp_steps)."""
+    return [judge_adam_slowdown(ledger, adam, mlp_steps), judge_adam_vs_sgd(ledger, adam, sgd),
+            judge_adam_mechanism(ledger, adam, sgd, probe_steps=min(PROBE_STEPS, mlp_steps))]
+
+
 # -- the chapter's closing prose, computed from the verdicts -----------------------------------------
 
 _by_name = by_name
@@ -299,3 +333,43 @@ def summary_texts(ledger: Ledger) -> dict:
                                     "advances {k:.2f}·lr per step on average)"),
         "adam-vs-sgd": OUTCOMES[v["adam_vs_sgd"].outcome].words if "adam_vs_sgd" in v else "not judged",
     }
+
+
+# -- every value the chapter's prose glues -------------------------------------------------------------
+
+
+def setup_values(params: dict) -> dict:
+    """The set-up numbers the prose quotes (glue name -> value), from the resolved parameters:
+    averages per K and per case, hidden units, minibatch size, samples, and the Beale point as
+    "(x, y)" with a typographic minus."""
+    point = "(" + ", ".join(f"{x:g}" for x in params["beale_point"]).replace("-", "−") + ")"
+    return {"fg-mc-repeats": params["mc_repeats"], "fg-var-draws": params["var_draws"],
+            "fg-hidden": params["mlp_hidden"], "fg-batch": params["batch_size"],
+            "fg-beale-point": point, "fg-n-samples": params["n_samples"]}
+
+
+def small_step_values(sgd_table: pd.DataFrame) -> dict:
+    """At each model's smallest SGD step (a :func:`fbsgd.fg_measurements.summarize_runs` table):
+    the step ``fg-small-lr-*``, the second-half loss with backprop ``fg-small-bp-*`` and with
+    forward gradients ``fg-small-fg-*``, and their ratio ``fg-small-ratio-*`` (* = logistic, perceptron)."""
+    small = estimator_ratios(sgd_table).groupby("model").first()  # sorted by lr: the smallest γ per model
+    out = {}
+    for key, model in (("logistic", "logistic regression"), ("perceptron", "perceptron")):
+        out[f"fg-small-lr-{key}"] = float(small.lr[model])
+        out[f"fg-small-bp-{key}"] = float(small.backprop[model])
+        out[f"fg-small-fg-{key}"] = float(small.forward[model])
+        out[f"fg-small-ratio-{key}"] = float(small.ratio[model])
+    return out
+
+
+def summary_values(ledger: Ledger, params: dict, models: dict, steps: dict, sgd_table: pd.DataFrame) -> dict:
+    """Every number and sentence the chapter's prose glues (name -> value): :func:`setup_values`,
+    the perceptron's number of weights ``fg-mlp-n``, the Adam probe's window ``fg-probe-window``
+    (:func:`fbsgd.fg_measurements.probe_window` of the iterations ``steps``), the smallest-step
+    SGD numbers (:func:`small_step_values`) and the closing sentences ``fg-sum-*`` (:func:`summary_texts`)."""
+    out = setup_values(params)
+    out["fg-mlp-n"] = int(models["perceptron"]["w0"].size)
+    out["fg-probe-window"] = probe_window(steps)
+    out.update(small_step_values(sgd_table))
+    out.update({f"fg-sum-{key}": text for key, text in summary_texts(ledger).items()})
+    return out
