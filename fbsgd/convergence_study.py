@@ -11,18 +11,26 @@ Analysis
     exact gradient-error moments and with their Section 4 bounds (13)/(23);
     :func:`fit_table` the fitted exponent of each (geometry, setting).
 Verdicts
-    :func:`rate_verdict` (Remarks 1–2), :func:`bound_verdict` ((34), (38)),
+    :func:`rate_verdict` (Remarks 1–2, with their evidence in :func:`remark1_verdict` and
+    :func:`remark2_verdict`), :func:`bound_verdict` ((34), (38)),
     :func:`tightness_verdict` (the book's probe), :func:`section4_verdict` ((37)).
+Page
+    the tables it shows (:func:`constants_shown`, :func:`bounds_ends_view`, :func:`exponents_view`),
+    the figure (:func:`rates_figure`), the runs' summary (:func:`run_summary_text`) and every
+    glued number and sentence (:func:`summary_values`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from . import figures as FIG
 from . import verdicts as V
-from .report import number
+from .report import number, show
 from .limits import small_step_limit
 from .logistic_forms import assumption3_moments, logistic_chain_constants, region_moments, uniform_ranges
 from .rate_design import GEOMETRIES, active_steps, design, geometry_fields, horizon_configs
@@ -33,7 +41,9 @@ from .theorem_bounds import ProblemConstants, estimate_constants, path, rhs_nonc
 __all__ = ["GEOS", "STANDARD", "TIGHT_SPREAD", "settings", "Setup", "setup", "constants_table", "convergence_design",
            "bounds_table", "fit_table", "rate_verdict", "bound_verdict", "tightness_verdict", "section4_verdict",
            "constants_view", "region_note", "exponent_comparison", "transient_product", "step_condition_text",
-           "span_text", "standard_terms_text", "perturbed_ratio_text"]
+           "span_text", "standard_terms_text", "perturbed_ratio_text", "span_short", "remark1_verdict", "remark2_verdict",
+           "constants_shown", "run_summary_text", "bounds_ends_view", "exponents_view", "rates_figure", "setup_values",
+           "result_values", "summary_values"]
 
 GEOS = ("nonconvex", "pl")
 STANDARD = "standard SGD"
@@ -310,3 +320,126 @@ def perturbed_ratio_text(rhs: pd.DataFrame) -> str:
         return "no perturbed setting was run"
     return (f"with the exact moments, bound / measured is {_range(pert.rhs_over_measured)} over the perturbed settings "
             f"and horizons; with the constants of Assumption 3, {_range(pert.section4_over_measured, 2)}")
+
+
+def span_short(Ts) -> str:
+    """"T = 1,000…10,000": the horizons' range, as the verdicts' evidence quotes it."""
+    return f"T = {min(Ts):,}…{max(Ts):,}"
+
+
+def remark1_verdict(claim: V.Claim, fits: pd.DataFrame, Ts, tol: float) -> V.Verdict:
+    """Remark 1: standard SGD's fitted exponent in the non-convex geometry against −1/2 (:func:`rate_verdict`)."""
+    return rate_verdict(claim, fit_of(fits, "nonconvex"), -0.5, tol,
+                        f"metric (1/T)Σ‖∇ℓ(w_t)‖² over {span_short(Ts)}; textbook exponent −0.5.")
+
+
+def remark2_verdict(claim: V.Claim, fits: pd.DataFrame, Ts, tol: float, c: float) -> V.Verdict:
+    """Remark 2: standard SGD's fitted exponent under PL against the log–log slope of ln T/T on these
+    horizons (the fits' ``reference``), with the schedule's ``c`` in the evidence (:func:`rate_verdict`)."""
+    ref = fits[fits.geometry == "pl"].reference.iloc[0]
+    return rate_verdict(claim, fit_of(fits, "pl"), ref, tol,
+                        f"metric ℓ(w_T) − ℓ* over {span_short(Ts)}; ln T/T has the exponent {ref:.3f} on these horizons "
+                        f"(−1 up to the logarithm); c = {c:.3g}.")
+
+
+def constants_shown(const_table: pd.DataFrame):
+    """The displayed table of constants: :func:`constants_view` with its caption."""
+    return show(constants_view(const_table), "Constants of the two problems (one column per geometry)")
+
+
+def run_summary_text(runs: pd.DataFrame, result, Ts, const_table: pd.DataFrame) -> str:
+    """What the page prints after the runs: how many at which horizons, computed or from the cache
+    (``result``: the sweep result of :func:`fbsgd.rate_design.run_design`) and in how long, how many
+    diverged, and the largest final ‖w_T‖ against the region's largest norm."""
+    return (f"{len(runs)} runs at T = {', '.join(f'{T:,}' for T in Ts)}:\n"
+            f"{result.computed} computed, {result.from_cache} from the cache, "
+            f"{result.wall_s:.1f} s;\n"
+            f"diverged: {int(runs.diverged.sum())}; "
+            f"largest ‖w_T‖: {runs.final_weight_norm.max():.2f} "
+            f"(region: {const_table.region_max_norm.max():.2f})")
+
+
+def bounds_ends_view(rhs_table: pd.DataFrame, Ts):
+    """The rows of :func:`bounds_table` at the shortest and the longest horizon: bound against
+    measurement, and the Section 4 bound's ratio to 2 significant figures."""
+    ends = rhs_table[rhs_table["T"].isin([min(Ts), max(Ts)])]
+    return show(ends, f"Bound against measurement at T = {min(Ts):,} and {max(Ts):,} "
+                f"({len(rhs_table)} rows, with every term in the CSV)",
+                columns=["geometry", "setting", "T", "measured", "rhs_total", "rhs_over_measured",
+                         "section4_over_measured"],
+                rename={"rhs_total": "bound", "rhs_over_measured": "bound / measured",
+                        "section4_over_measured": "bound (37) / measured"},
+                formats={"section4_over_measured": partial(number, digits=2)})
+
+
+def exponents_view(fit_table: pd.DataFrame):
+    """The displayed part of the fitted exponents (:func:`fit_table` without its ``fit`` column):
+    exponents to 5 significant figures, standard errors to 2."""
+    return show(fit_table,
+                "Fitted exponents of T (the rate, misfit_se, n_T, n_seeds and the metric "
+                "at T_max are in the CSV)",
+                columns=["geometry", "setting", "reference", "exponent", "se", "ci_low", "ci_high"],
+                rename={"se": "s.e.", "ci_low": "95 % low", "ci_high": "95 % high"},
+                digits=5, formats={"se": partial(number, digits=2)})
+
+
+def rates_figure(rhs_table: pd.DataFrame, fits: pd.DataFrame, Ts, settings):
+    """The chapter's figure: per geometry, the measured metric against T (open markers, one shape per
+    setting, band: range over seeds), the right-hand side of (34)/(38) (dashed) and the fitted power
+    law (thin line); standard SGD in black, drawn on top."""
+    colours = dict(zip(settings, ["k", "C0", "C3"]))
+    markers = dict(zip(settings, FIG.MARKERS))  # one open marker per setting, so coinciding points stay visible
+    fit_styles = dict(zip(settings, ["-", "-.", ":"]))
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4.4))
+    for ax, geo in zip(axes, GEOS):
+        for name, col in colours.items():
+            part = rhs_table[(rhs_table.geometry == geo) & (rhs_table.setting == name)]
+            first = geo == "nonconvex"
+            ref = name == STANDARD  # the reference: drawn on top, larger open markers
+            ax.loglog(part["T"], part.measured, markers[name], color=col, ms=7 if ref else 5.5, mfc="none", mew=1.3,
+                      zorder=5 if ref else 4, label=f"{FIG.tex_label(name)}: measured" if first else None)
+            ax.fill_between(part["T"], part.measured_min, part.measured_max, color=col, alpha=0.15, lw=0)
+            ax.loglog(part["T"], part.rhs_total, "--", color=col, lw=1.3,
+                      label=f"{FIG.tex_label(name)}: bound (34) / (38)" if first else None)
+            fit = fit_of(fits, geo, name)
+            Tg = np.geomspace(min(Ts), max(Ts), 50)
+            ax.loglog(Tg, fit.prefactor * Tg**fit.exponent, fit_styles[name], color=col, lw=0.9, alpha=0.8)
+        ax.set_xlabel("horizon $T$")
+        ax.set_ylabel(r"mean of $\|\nabla\ell(w_t)\|^2$ over $t < T$" if geo == "nonconvex" else r"$\ell(w_T) - \ell^*$")
+        ax.set_title(r"non-convex, $\gamma = c/\sqrt{T}$ (Thm 3)" if geo == "nonconvex"
+                     else r"PL, $\gamma = c\,\ln T/T$ (Thm 5)", fontsize=10)
+    fig.legend(loc="lower center", ncol=2)
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
+    return fig
+
+
+def setup_values(const_table: pd.DataFrame, setups: dict, Ts, c_nonconvex: float) -> dict:
+    """The set-up's numbers and sentences as the prose glues them (glue name → value): the horizons,
+    the step-size condition, c and γTμ of the shortest non-convex run, the problem's d, M, noise and σ²."""
+    nc = setups["nonconvex"]
+    return {"cv-transient": number(transient_product(const_table, c_nonconvex, min(Ts))),
+            "cv-T-min": f"{min(Ts):,}", "cv-span": span_text(Ts), "cv-step": step_condition_text(const_table),
+            "cv-c": f"{c_nonconvex:g}", "cv-d": f"{nc.problem.d}", "cv-M": f"{nc.problem.M:,}",
+            "cv-noise": number(nc.noise_std), "cv-sigma2": number(float(const_table.sigma2.iloc[0]))}
+
+
+def result_values(fits: pd.DataFrame, rhs_table: pd.DataFrame, settings) -> dict:
+    """The measured sentences the prose glues (glue name → value): each pass's fitted exponent against
+    standard SGD's per geometry (:func:`exponent_comparison`; "— (not run)" without that pass), standard
+    SGD's terms per geometry (:func:`standard_terms_text`) and the perturbed ratios (:func:`perturbed_ratio_text`)."""
+    out = {}
+    for kind in ("backward", "forward"):
+        named = [name for name in settings if name.startswith(kind)]
+        for geo in GEOS:
+            out[f"cv-{kind}-{geo}"] = exponent_comparison(fits, geo, named[0]) if named else "— (not run)"
+    for geo in GEOS:
+        out[f"cv-terms-{geo}"] = standard_terms_text(rhs_table, geo)
+    out["cv-perturbed"] = perturbed_ratio_text(rhs_table)
+    return out
+
+
+def summary_values(const_table: pd.DataFrame, setups: dict, Ts, c_nonconvex: float, fits: pd.DataFrame,
+                   rhs_table: pd.DataFrame, settings) -> dict:
+    """Every number and sentence the chapter's prose glues (glue name → value), the figure aside:
+    :func:`setup_values` and :func:`result_values`."""
+    return {**setup_values(const_table, setups, Ts, c_nonconvex), **result_values(fits, rhs_table, settings)}

@@ -9,6 +9,10 @@ them into the quantities the verdicts judge:
 * :func:`decreasing_step_study` — the decay with steps 2/(μ(k + k₀));
 * :func:`interpolation_rates` and :func:`simple_interpolation_drops` — linear convergence at σ = 0;
 * :func:`error_term_fits` — the exponents of the error term e_{k+1} against η, k and ‖x_k − x*‖.
+
+The chapter's problems and constants come from :func:`generate_problems` and :func:`constants_table`;
+the tables it displays from the ``*_view`` functions at the end (:func:`fbsgd.report.show` with the
+chosen columns, headers and caption).
 """
 from __future__ import annotations
 
@@ -17,12 +21,42 @@ import pandas as pd
 
 from . import sgd_derivatives as S
 from .metrics import fit_line, log_slope
+from .report import show
 
 __all__ = ["ZERO", "theorem_step", "run_table", "mean_curve", "finite_difference_check", "constant_step_study", "plateau_slopes",
            "fitting_window", "decreasing_step_study", "interpolation_rates", "simple_interpolation_drops",
-           "error_term_fits", "predicted_bias_order"]
+           "error_term_fits", "predicted_bias_order", "generate_problems", "constants_table", "main_setting",
+           "interpolation_mu_over_L", "ends_of", "plain_setting", "constants_view", "plateau_ends_view", "slopes_view",
+           "decreasing_view", "rate_ends_view", "error_term_view"]
 
 ZERO = 1e-20  # a variance below this counts as zero (interpolation)
+
+
+def generate_problems(d: int, m: int, settings, curvatures, data_seed: int) -> dict:
+    """The chapter's problems, keyed by (setting, β): one :meth:`ParametricLeastSquares.generate
+    <fbsgd.sgd_derivatives.ParametricLeastSquares.generate>` per setting and curvature, all from ``data_seed``."""
+    return {(s, b): S.ParametricLeastSquares.generate(d, m, s, b, data_seed) for s in settings for b in curvatures}
+
+
+def constants_table(problems: dict) -> pd.DataFrame:
+    """One row per problem (keyed by (setting, β)): the setting, β, the size p of θ, the problem's
+    ``constants`` and the theorem's largest first step ``eta0`` (:func:`theorem_step`)."""
+    return pd.DataFrame([dict(setting=s, beta=b, p=pr.p, **pr.constants, eta0=theorem_step(pr.constants))
+                         for (s, b), pr in problems.items()])
+
+
+def main_setting(settings) -> str:
+    """The setting the decreasing-step and error-term studies run: ``general`` (non-zero residuals,
+    as in Iutzeler et al.'s experiment) if it was chosen, else the first one."""
+    return "general" if "general" in settings else settings[0]
+
+
+def interpolation_mu_over_L(problems: dict, curvatures) -> float:
+    """μ/L of the double-interpolation problem with the smallest β (the reference line of the
+    interpolation figure), 1 if that problem was not run."""
+    dbl = ("double_interpolation", min(curvatures))
+    c = problems[dbl].constants if dbl in problems else dict(mu=1.0, L=1.0)
+    return c["mu"] / c["L"]
 
 
 def theorem_step(constants: dict) -> float:
@@ -248,3 +282,76 @@ def error_term_fits(plateaus: pd.DataFrame, decr: pd.DataFrame, curves: pd.DataF
             rows.append(dict(regime="constant steps", setting=s, measured="bias vs ‖x − x*‖", exponent=f.slope, se=f.slope_se,
                              predicted=predicted_bias_order(p.sigma2_x, p.sigma2_D)))
     return pd.DataFrame(rows, columns=cols)
+
+
+# -- the tables the chapter shows ----------------------------------------------------------------------
+
+def ends_of(table: pd.DataFrame, keys) -> pd.DataFrame:
+    """The rows with the smallest and the largest ``eta`` of each group of ``keys`` (one row if the
+    group has one step), groups in order of first appearance, sorted by ``keys`` then ``eta``."""
+    keys = list(keys)
+    return (table.sort_values("eta").groupby(keys, sort=False).nth([0, -1])
+            .sort_values(keys + ["eta"]))
+
+
+def plain_setting(setting: str) -> str:
+    """A setting's name as the tables print it, with spaces: ``double interpolation``."""
+    return setting.replace("_", " ")
+
+
+PLAIN = {"setting": plain_setting}  # the ``formats`` of :func:`fbsgd.report.show` for a setting column
+
+
+def constants_view(const: pd.DataFrame):
+    """The displayed part of :func:`constants_table` (κ, p, ‖D*‖ and η₀ are in the CSV)."""
+    return show(const, "Constants of Iutzeler et al.'s assumptions (κ, p, ‖D*‖, η₀: the CSV above)",
+                columns=["setting", "beta", "mu", "L", "M", "sigma2_x", "sigma2_D"],
+                rename={"sigma2_x": "σ_x²", "sigma2_D": "σ_D²"}, formats=PLAIN)
+
+
+def plateau_ends_view(plateaus: pd.DataFrame):
+    """The plateaus of :func:`constant_step_study` at the smallest and largest step of each
+    (setting, β) (:func:`ends_of`), against the exact level and Iutzeler et al.'s bound."""
+    return show(ends_of(plateaus, ["setting", "beta"]),
+                "Plateaus at the smallest and largest step of each setting; η/η₀ is the step "
+                "over the theorem's η₀ = μ/(4L²) (every step and column: the CSV above)",
+                columns=["setting", "beta", "eta", "eta_over_eta0", "plateau", "exact_stationary", "poster_bound"],
+                rename={"eta_over_eta0": "η/η₀", "exact_stationary": "exact level",
+                        "poster_bound": "Iutzeler et al. bound"}, formats=PLAIN)
+
+
+def slopes_view(slopes: pd.DataFrame):
+    """The table of :func:`plateau_slopes`, every column."""
+    return show(slopes, "Log–log slope of the plateau against η; for β = 0 the largest gap to the "
+                "exact level and the largest plateau / bound ratio",
+                rename={"slope_se": "s.e.", "max_rel_to_exact": "max gap to exact",
+                        "max_ratio_to_bound": "max plateau / bound"}, formats=PLAIN)
+
+
+def decreasing_view(decr: pd.DataFrame):
+    """The displayed part of :func:`decreasing_step_study`'s table: the fitted slope against the
+    bound's and the exact local slopes."""
+    return show(decr, "Decreasing steps: fitted log–log slope of the mean Jacobian error against "
+                "k + k₀ over the fitting window, with the local slopes of the bound's shape "
+                "log²(k+k₀)/(k+k₀) and of the exact expectation (β = 0); all columns: the CSV above",
+                columns=["beta", "k0", "window_start", "slope", "slope_se", "bound_local_slope", "exact_slope"],
+                rename={"window_start": "window from k", "slope_se": "s.e.",
+                        "bound_local_slope": "bound's slope", "exact_slope": "exact slope"})
+
+
+def rate_ends_view(rates: pd.DataFrame):
+    """The factors per step of :func:`interpolation_rates` at the smallest and largest step of each
+    (setting, β, quantity) (:func:`ends_of`), to 6 significant figures."""
+    return show(ends_of(rates, ["setting", "beta", "quantity"]),
+                "Factor per step at the smallest and largest step, to 6 significant figures "
+                "(every step: the CSV above)",
+                columns=["setting", "beta", "quantity", "eta", "rate", "exact_rate", "bound_rate"],
+                digits=6, rename={"rate": "fitted ρ̂", "exact_rate": "exact", "bound_rate": "1 − μη/2"},
+                formats={**PLAIN, "beta": "{:g}", "eta": "{:.3g}"})
+
+
+def error_term_view(err_fits: pd.DataFrame):
+    """The table of :func:`error_term_fits`, every column."""
+    return show(err_fits, "Fitted exponents of the error term and their predictions "
+                "(—: no standard error for a slope read off the decreasing-step table)",
+                rename={"se": "s.e."}, formats=PLAIN)

@@ -15,7 +15,7 @@ __all__ = ["FD_TOL", "KERNEL_RTOL", "PLATEAU_SLOPE_TOL", "EXACT_RTOL", "RATE_SE"
            "judge_solution_jacobian", "judge_plateau_linear", "judge_ols_exact_plateau", "judge_ols_below_bound",
            "judge_decreasing_rate", "judge_log2_not_tight", "judge_interpolation_rate", "judge_interpolation_exact",
            "judge_simple_interpolation", "judge_ols_error_zero", "judge_error_term_orders", "judge_pl_condition_edge",
-           "step_range_text", "summary_texts"]
+           "step_range_text", "summary_texts", "setup_values", "step_values", "summary_values"]
 
 FD_TOL = 1e-6  # largest |SGD′ − finite differences| (and |∂θx* − finite differences|)
 KERNEL_RTOL = 1e-9  # compiled kernel vs numpy reference, relative to 1 + ‖D_K − D*‖
@@ -335,3 +335,30 @@ def summary_texts(ledger: Ledger) -> dict:
                      "with decreasing steps the bias decays too slowly for the PL condition of Corollary 1 (exponent "
                      "{k:.2f})"),
     }
+
+
+def setup_values(n_seeds: int, fd_iters: int, const_iters: int, step_fractions) -> dict:
+    """The run's set-up as the prose glues it (glue name → value): seeds per configuration, length
+    of the finite-difference check, constant-step iterations and the smallest and largest c of η = c/L."""
+    return {"sgdd-n-seeds": n_seeds, "sgdd-fd-iters": fd_iters, "sgdd-const-iters": const_iters,
+            "sgdd-c-min": min(step_fractions), "sgdd-c-max": max(step_fractions)}
+
+
+def step_values(plateaus: pd.DataFrame) -> dict:
+    """Where the constant steps lie against the theorem's η₀ (glue name → value): η₀ of least
+    squares (β = 0; of the first problem if no β is 0), the smallest and largest η/η₀, and
+    :func:`step_range_text`."""
+    ols = plateaus[plateaus.beta == 0] if (plateaus.beta == 0).any() else plateaus
+    return {"sgdd-eta0": float(ols.eta0_theorem.iloc[0]),
+            "sgdd-ratio-min": float(plateaus.eta_over_eta0.min()),
+            "sgdd-ratio-max": float(plateaus.eta_over_eta0.max()),
+            "sgdd-range-text": step_range_text(plateaus)}
+
+
+def summary_values(ledger: Ledger, plateaus: pd.DataFrame, n_seeds: int, fd_iters: int, const_iters: int,
+                   step_fractions) -> dict:
+    """Every number and sentence the chapter's prose glues (glue name → value), figures aside:
+    :func:`setup_values`, :func:`step_values` of the constant-step table ``plateaus``, and the
+    closing section's sentences :func:`summary_texts` (as ``sgdd-sum-<key>``) from the ledger."""
+    return {**setup_values(n_seeds, fd_iters, const_iters, step_fractions), **step_values(plateaus),
+            **{f"sgdd-sum-{key}": text for key, text in summary_texts(ledger).items()}}
