@@ -17,6 +17,7 @@ from .metrics import geometric_mean
 from .budget_design import BIASED, GEOS, SPIKE, STANDARD, ZERO_BACKWARD, ZERO_FORWARD, case_label
 from .rate_design import GEOMETRIES
 from .rate_statistics import compare_exponents, fit_groups, format_estimate
+from .sweeps import cost_text
 from .table1 import table1_comparison
 
 __all__ = ["geometric_mean", "spike_traces", "with_status", "promise", "corollary1_fits", "table1_fits", "table1_display",
@@ -642,10 +643,8 @@ def run_count_text(runs: pd.DataFrame, spikes: pd.DataFrame, results) -> str:
     computed and how many read from the cache, the wall time, and how many diverged."""
     n_rows = len(runs) + len(spikes)  # a run that two analyses share is one row in each
     n_runs = runs.config_id.nunique() + spikes.config_id.nunique()
-    computed, cached = sum(r.computed for r in results), sum(r.from_cache for r in results)
     return (f"{n_rows} rows in the run tables, {n_runs} distinct runs:\n"
-            f"{computed} computed, {cached} from the cache, {sum(r.wall_s for r in results):.1f} s; "
-            f"diverged: {int(runs.diverged.sum() + spikes.diverged.sum())}")
+            f"{cost_text(*results)}; diverged: {int(runs.diverged.sum() + spikes.diverged.sum())}")
 
 
 def setup_text(Ts, n_seeds: int, n_seeds_pl: int, c_used: dict, mu: float, reference: dict) -> str:

@@ -35,7 +35,7 @@ from .limits import small_step_limit
 from .logistic_forms import assumption3_moments, logistic_chain_constants, region_moments, uniform_ranges
 from .rate_design import GEOMETRIES, active_steps, design, geometry_fields, horizon_configs
 from .rate_statistics import fit_groups, format_estimate, matches, reference_exponent
-from .sweeps import RunConfig
+from .sweeps import RunConfig, cost_text
 from .theorem_bounds import ProblemConstants, estimate_constants, path, rhs_nonconvex, rhs_pl
 
 __all__ = ["GEOS", "STANDARD", "TIGHT_SPREAD", "settings", "Setup", "setup", "constants_table", "convergence_design",
@@ -352,8 +352,7 @@ def run_summary_text(runs: pd.DataFrame, result, Ts, const_table: pd.DataFrame) 
     (``result``: the sweep result of :func:`fbsgd.rate_design.run_design`) and in how long, how many
     diverged, and the largest final ‖w_T‖ against the region's largest norm."""
     return (f"{len(runs)} runs at T = {', '.join(f'{T:,}' for T in Ts)}:\n"
-            f"{result.computed} computed, {result.from_cache} from the cache, "
-            f"{result.wall_s:.1f} s;\n"
+            f"{cost_text(result)};\n"
             f"diverged: {int(runs.diverged.sum())}; "
             f"largest ‖w_T‖: {runs.final_weight_norm.max():.2f} "
             f"(region: {const_table.region_max_norm.max():.2f})")

@@ -31,6 +31,7 @@ from .forward_gradients import ForwardGradient, directional_derivatives, forward
 from .optimizers import SGD, Adam, PassGradient, train
 from .passes import Composite, passes
 from .problems import LogisticRegression
+from .workers import costliest_first
 
 __all__ = ["PROBE_STEPS", "probe_window", "monte_carlo_errors", "variance_ratio", "StepProbe", "linearized_floor", "estimator_grid", "slowdown",
            "one_step_ratios", "beale_study", "arrow_averages", "variance_study", "stability_study", "training_grid",
@@ -209,14 +210,7 @@ def _run_all(runs: list[dict], n_jobs: int) -> list[tuple]:
     """:func:`_train_one` for every run, in order, on ``n_jobs`` joblib workers.  Each run is a pure
     function of its arguments (its streams are keyed by its seed), so the results do not depend on
     the number of workers; the longest runs are sent first."""
-    from joblib import Parallel, delayed
-
-    order = sorted(range(len(runs)), key=lambda i: -runs[i]["steps"] * runs[i]["net"].weight_size)
-    out = Parallel(n_jobs=1 if len(runs) < 2 else n_jobs)(delayed(_train_one)(**runs[i]) for i in order)
-    result = [None] * len(runs)
-    for i, r in zip(order, out):
-        result[i] = r
-    return result
+    return costliest_first(_train_one, runs, lambda r: r["steps"] * r["net"].weight_size, n_jobs)
 
 
 def estimator_grid(net: Composite, data, w0, optimizer: str, lrs, steps: int, seeds, batch_size: int = 64,

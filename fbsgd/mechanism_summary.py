@@ -21,6 +21,7 @@ from .mechanism_sweep import unchanged_text
 from .mechanisms import flip_range_text
 from .report import show
 from .section7_verdicts import RECOVERY_FACTOR
+from .sweeps import cost_text
 
 __all__ = ["chapter_spec", "mechanism_set", "moment_verdicts", "fig4_verdicts", "depth_verdicts", "optimizer_verdicts", "deep_design", "timed", "sweep_line", "deep_line", "atlas_bounds", "moments_view",
            "asymmetry_view", "growth_view", "lemma_view", "floor_ratios", "floor_ratio_view", "text_values",
@@ -114,8 +115,7 @@ def timed(fn, *args, **kwargs):
 def sweep_line(result, T: int) -> str:
     """What a :func:`fbsgd.sweeps.run_sweep` result cost: rows, horizon, distinct runs, computed / cached, seconds."""
     return (f"{len(result.table)} table rows, T = {T:,}, from {result.computed + result.from_cache} "
-            f"distinct runs:\n{result.computed} computed, {result.from_cache} from the cache, "
-            f"{result.wall_s:.1f} s")
+            f"distinct runs:\n{cost_text(result)}")
 
 
 def deep_line(deep: pd.DataFrame, seconds: float) -> str:

@@ -23,6 +23,7 @@ import pandas as pd
 from . import perturbations as pert
 from .metrics import log_slope
 from .report import number
+from .workers import costliest_first
 from .propagation import error_vs_bounds, linear_chain_error, scaled_layers, tanh_chain, unit_vector
 
 __all__ = ["GROUP_ROWS", "RESOLVED_Z", "SERIES", "NULL_SERIES", "Study", "growth", "hierarchy", "tightness_cases", "tightness",
@@ -78,16 +79,9 @@ class Study:
 
         Each measurement's seed was fixed when it was listed, so the rows are the same bits
         whatever the number of workers; the costliest (draws × operators) are sent first."""
-        from joblib import Parallel, delayed
-
-        cost = [-a["n_draws"] * len(a["net"]) for a, _ in measurements]
-        order = sorted(range(len(measurements)), key=lambda i: cost[i])
-        n_jobs = 1 if len(measurements) < 2 else self.n_jobs
-        out = Parallel(n_jobs=n_jobs)(delayed(error_vs_bounds)(**measurements[i][0]) for i in order)
-        rows = [None] * len(measurements)
-        for i, row in zip(order, out):
-            rows[i] = {**row, **measurements[i][1]}
-        return pd.DataFrame(rows)
+        out = costliest_first(error_vs_bounds, [a for a, _ in measurements],
+                              lambda a: a["n_draws"] * len(a["net"]), self.n_jobs)
+        return pd.DataFrame([{**row, **labels} for row, (_, labels) in zip(out, measurements)])
 
     def _exact_linear(self, Ws, where, k, p):
         return linear_chain_error(Ws, self.x, where, k, mean=p.mean, var=(p.high - p.low) ** 2 / 12)

@@ -496,6 +496,12 @@ class SweepResult:
     wall_s: float = 0.0
 
 
+def cost_text(*results: SweepResult) -> str:
+    """What one or more sweeps cost, as the chapters print it: "N computed, M from the cache, S s"."""
+    return (f"{sum(r.computed for r in results)} computed, {sum(r.from_cache for r in results)} from the cache, "
+            f"{sum(r.wall_s for r in results):.1f} s")
+
+
 def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLike | None | bool = True,
               chunk_size: int = 8, trace_points: int = 600, progress: bool = True) -> SweepResult:
     """Run (or load from the cache) every configuration; one table row per configuration.

@@ -193,3 +193,12 @@ def test_chunks_keep_every_worker_busy_and_stay_within_the_chunk_size():
     assert sizes == [5, 4, 8, 8, 4]  # the nine long runs split 5 + 4, not 8 + 1; the 20 short ones by 8
     assert [len(c) for c in _chunks(long, 8, workers=1)] == [8, 1]
     assert all(len({(x.T, x.d, x.M) for x in c}) == 1 for c in _chunks(long + short, 3, workers=4))
+
+
+def test_cost_text_sums_the_sweeps():
+    from fbsgd.sweeps import SweepResult, cost_text
+
+    a = SweepResult(pd.DataFrame(), pd.DataFrame(), computed=3, from_cache=1, wall_s=10.04)
+    b = SweepResult(pd.DataFrame(), pd.DataFrame(), computed=2, from_cache=0, wall_s=2.5)
+    assert cost_text(a) == "3 computed, 1 from the cache, 10.0 s"
+    assert cost_text(a, b) == "5 computed, 1 from the cache, 12.5 s"
