@@ -23,6 +23,7 @@ from numba import njit
 from scipy.special import expit
 
 from . import optimizers as O
+from . import perturbations as pert
 from . import rng
 from .mechanisms import mechanism_label
 from .metrics import fit_line
@@ -154,7 +155,7 @@ def train_group(runs, data, width: int, gain: float, T: int, batch: int, metric_
     groups = []
     for key_i, (place, p) in enumerate(dict.fromkeys((r.place, r.mechanism) for r in runs if r.place != "none")):
         rows = np.array([j for j, r in enumerate(runs) if (r.place, r.mechanism) == (place, p)])
-        groups.append((rows, place, p, rng.derive_key("fbsgd.deep_chain", N, runs[0].optimizer, place, repr(p))))
+        groups.append((rows, place, p, rng.derive_key("fbsgd.deep_chain", N, runs[0].optimizer, place, pert.canonical(p))))
     sample_keys = [rng.derive_key("fbsgd.deep_chain.batches", N, r.seed) for r in runs]
     state = opt.init(W)
     norms, losses = [], []

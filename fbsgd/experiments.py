@@ -20,8 +20,11 @@ import numpy as np
 import pandas as pd
 
 from . import params as P
+from . import perturbations as PT
 from . import rates as R
+from . import sweeps
 from .limits import small_step_limit
+from .lowprec import FORMATS
 from .metrics import fit_line
 from .section7_verdicts import DECREASE_SLOPE, PLATEAU_SLOPE, geometric_mean, trend
 from .sweeps import RunConfig, check_memory, default_cache_dir
@@ -29,6 +32,8 @@ from .sweeps import RunConfig, check_memory, default_cache_dir
 __all__ = [
     "section7_spec",
     "section7_rules",
+    "ROUND_FORMATS",
+    "ROUND_MODES",
     "horizon_rules",
     "sweep_rules",
     "memory_problem",
@@ -61,6 +66,11 @@ __all__ = [
 # the small-step slope is fitted over this many of the smallest step sizes of the grid
 SLOPE_WINDOW = 3
 
+# what a chapter may round a message to: the low-precision formats of fbsgd.lowprec (fewer
+# significand bits than float32), in the rounding modes of fbsgd.perturbations.Round
+ROUND_FORMATS = tuple(name for name, f in FORMATS.items() if f.man_bits < FORMATS["float32"].man_bits)
+ROUND_MODES = tuple(PT._ROUND_MODES)
+
 
 def section7_spec() -> dict:
     """Parameter declarations shared by the Section 7 chapters (paper and quick defaults)."""
@@ -68,7 +78,7 @@ def section7_spec() -> dict:
         T=P.Int(paper=200_000, quick=5_000, min=20, max=2**31 - 1),
         gammas=P.FloatList(paper=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0], quick=[0.1, 0.3, 1.0], min=1e-9, max=1e3, min_len=2),
         seeds=P.IntList(paper=[0, 1, 2], quick=[0, 1], min=0),
-        mode=P.Str(choices=("per_sample", "shared")),
+        mode=P.Str(choices=tuple(sweeps._MODES)),
         ewma=P.Float(min=1e-6, max=0.999999),
         metric_every=P.Int(min=1, max=10_000),
         precision=P.Str(choices=("float32", "float64")),

@@ -51,7 +51,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import rng
-from .passes import Composite
+from .passes import Composite, check_data, check_net
 
 __all__ = ["jvp_pass", "directional_derivatives", "forward_gradients", "ForwardGradient", "ForwardGradientState",
            "gaussian_directions", "second_moment_factor"]
@@ -70,7 +70,8 @@ def jvp_pass(net: Composite, x: np.ndarray, w: np.ndarray, dw: np.ndarray):
     slice dw_i of the weight direction, and passes on
     ``jvp(y_{i−1}, w_i, dy_{i−1}, dw_i) = ∇₁f_i dy_{i−1} + ∇₂f_i dw_i``.
     """
-    x = np.atleast_2d(np.asarray(x, dtype=float))
+    net = check_net(net, "jvp_pass")
+    x = check_data(net, x, "jvp_pass")
     ws, dws = net.split(w), net.split(np.asarray(dw, dtype=float))
     y, dy = x, np.zeros_like(x)
     for i in range(1, len(net) + 1):

@@ -15,20 +15,21 @@ from . import mechanisms as MX
 from . import params as P
 from . import perturbations as PT
 from .atlas import boundary_rate, budget_exponent
-from .experiments import section7_spec
+from .experiments import ROUND_FORMATS, ROUND_MODES, section7_rules, section7_spec
 from .lowprec import FIELDS
 from .mechanism_sweep import unchanged_text
 from .mechanisms import flip_range_text
 from .report import show
 from .section7_verdicts import RECOVERY_FACTOR
-from .sweeps import cost_text
+from .sweeps import RunConfig, cost_text
 
-__all__ = ["chapter_spec", "mechanism_set", "moment_verdicts", "fig4_verdicts", "depth_verdicts", "optimizer_verdicts", "deep_design", "timed", "sweep_line", "deep_line", "atlas_bounds", "moments_view",
+__all__ = ["chapter_spec", "chapter_rules", "checkpoints_problem", "keep_fractions_problem", "ROUNDINGS", "mechanism_set", "moment_verdicts", "fig4_verdicts", "depth_verdicts", "optimizer_verdicts", "deep_design", "timed", "sweep_line", "deep_line", "atlas_bounds", "moments_view",
            "asymmetry_view", "growth_view", "lemma_view", "floor_ratios", "floor_ratio_view", "text_values",
            "summary_values", "OPTIMIZERS"]
 
 OPTIMIZERS = ["sgd", "heavyball", "adam"]
 FLIP_FIELDS = ("exponent", "mantissa", "sign")
+ROUNDINGS = tuple(f"{f} {m}" for f in ROUND_FORMATS for m in ROUND_MODES)  # the "format mode" names of deep_formats
 
 
 def chapter_spec() -> dict:
@@ -36,21 +37,60 @@ def chapter_spec() -> dict:
     (with two seeds at both scales) and those of the moment table, the atlas and the deep chain."""
     return dict(
         **{**section7_spec(), "seeds": P.IntList(paper=[0, 1], quick=[0, 1], min=0)},
-        formats=P.StrList(choices=("bfloat16", "float16", "float8_e4m3fn", "float8_e5m2")),
-        modes=P.StrList(choices=("nearest", "stochastic")),
-        keep_fractions=P.FloatList(min=1e-4, max=1.0), flip_rates=P.FloatList(min=0.0, max=1.0),
+        formats=P.StrList(choices=ROUND_FORMATS),
+        modes=P.StrList(choices=ROUND_MODES),
+        keep_fractions=P.FloatList(min=1e-4, max=1.0), flip_rates=P.FloatList(min=0.0, max=1.0, label="{:g}"),
         atlas_rates=P.FloatList(paper=[1e-10, 1e-9, 1e-8, 1e-7, 1e-6], quick=[1e-7, 1e-6, 1e-5, 1e-4, 1e-3],
-                                min=0.0, max=1.0),
+                                min=0.0, max=1.0, label="{:g}"),
         message_gamma=P.Float(min=1e-9), message_T=P.Int(paper=20_000, quick=2_000, min=2),
         message_checkpoints=P.Int(min=1), message_draws=P.Int(min=2),
         atlas_seeds=P.IntList(paper=[0, 1], quick=[0], min=0),
         depths=P.IntList(paper=[2, 4, 8, 16], quick=[2, 4, 8], min=1, min_len=2),
-        deep_formats=P.StrList(),
+        deep_formats=P.StrList(choices=ROUNDINGS),
         deep_T=P.Int(paper=1000, quick=100, min=2), deep_seeds=P.IntList(paper=[0, 1], quick=[0], min=0),
         width=P.Int(min=1), gain=P.Float(min=0.0), n_data=P.Int(min=2), batch=P.Int(min=1),
-        lr_sgd=P.Float(min=0.0), lr_heavyball=P.Float(min=0.0), beta=P.Float(min=0.0, max=0.999999),
-        lr_adam=P.Float(min=0.0),
+        lr_sgd=P.Float(min=1e-12), lr_heavyball=P.Float(min=1e-12), beta=P.Float(min=0.0, max=0.999999),
+        lr_adam=P.Float(min=1e-12),
     )
+
+
+def chapter_rules() -> list[P.Rule]:
+    """The chapter's rules for :func:`fbsgd.params.resolve`: the Section 7 ones
+    (:func:`fbsgd.experiments.section7_rules`), the message checkpoints within the second half of
+    the clean run, and keep fractions that keep at least one sample each, a different number each."""
+    return [*section7_rules(), P.rule(checkpoints_problem), P.rule(keep_fractions_problem)]
+
+
+def checkpoints_problem(message_checkpoints: int, message_T: int) -> str | None:
+    """:func:`fbsgd.mechanisms.training_messages` takes the messages at distinct iterations of the
+    second half of the clean run, t = message_T // 2, ..., message_T - 1: no more than there are."""
+    available = message_T - message_T // 2
+    if message_checkpoints <= available:
+        return None
+    return (f"parameter 'message_checkpoints' must be at most the number of iterations in the second half of the "
+            f"clean run, message_T - message_T // 2 = {available:,} for message_T = {message_T:,}, got "
+            f"{message_checkpoints:,} (the messages are taken at distinct iterations of that half: more checkpoints "
+            f"would silently be {available:,})")
+
+
+def keep_fractions_problem(keep_fractions) -> str | None:
+    """Top-K and Rand-K keep k = round(q M) of the M samples of the batch (:func:`mechanism_set`):
+    each fraction q must give k >= 1 (it would silently be raised to 1), and no two the same k."""
+    M = RunConfig().M
+    ks = {}
+    for q in keep_fractions:
+        ks.setdefault(int(round(q * M)), []).append(q)
+    if 0 in ks:
+        return (f"parameter 'keep_fractions' must keep at least one of the M = {M:,} samples of the batch "
+                f"(k = round(q M) >= 1, so q > {0.5 / M:g}), got {', '.join(map(repr, ks[0]))} (k = 0: Top-K and "
+                f"Rand-K would silently keep 1)")
+    same = [(k, qs) for k, qs in ks.items() if len(qs) > 1]
+    if same:
+        return ("parameter 'keep_fractions' must give a different number of kept samples k = round(q M) of the "
+                f"M = {M:,} samples for each fraction, got " + "; ".join(
+                    f"{' and '.join(map(repr, qs))} each keep k = {k:,}" for k, qs in same)
+                + " (the same Top-K and Rand-K twice)")
+    return None
 
 
 def mechanism_set(formats, modes, keep_fractions, flip_rates, M: int):

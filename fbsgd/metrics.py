@@ -1,6 +1,7 @@
 """Fits and summary statistics used to turn measurements into verdicts."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,9 +22,19 @@ class LineFit:
         return self.slope - z * self.slope_se, self.slope + z * self.slope_se
 
 
+def _numbers(who: str, name: str, a) -> np.ndarray:
+    """``a`` as a float array, refusing text and complex numbers (which ``dtype=float`` would parse or truncate)."""
+    kind = np.asarray(a).dtype.kind
+    if kind in "USc":
+        raise ValueError(f"{who}: {name} must hold real numbers, got {'text' if kind in 'US' else 'complex numbers'}")
+    return np.asarray(a, dtype=float)
+
+
 def fit_line(x, y) -> LineFit:
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
+    x = _numbers("fit_line", "x", x)
+    y = _numbers("fit_line", "y", y)
+    if x.shape != y.shape:
+        raise ValueError(f"fit_line: x and y must have the same shape (one y per x), got {x.shape} and {y.shape}")
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     n = x.size
@@ -43,8 +54,8 @@ def fit_line(x, y) -> LineFit:
 
 def log_slope(x, y, log_x: bool = True) -> LineFit:
     """Slope of log y against log x (or against x when ``log_x`` is False)."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
+    x = _numbers("log_slope", "x", x)
+    y = _numbers("log_slope", "y", y)
     with np.errstate(divide="ignore", invalid="ignore"):
         return fit_line(np.log(x) if log_x else x, np.log(y))
 
@@ -58,7 +69,13 @@ def ewma(values, beta: float, every: int = 1) -> np.ndarray:
     """
     from scipy.signal import lfilter
 
-    g = np.asarray(values, dtype=float)
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not 0 <= beta <= 1:
+        raise ValueError(f"ewma: beta must be a number in [0, 1], got {beta!r}")
+    if isinstance(every, bool) or not isinstance(every, numbers.Integral) or every < 1:
+        raise ValueError(f"ewma: every must be an integer >= 1 (iterations between samples), got {every!r}")
+    g = _numbers("ewma", "values", values)
+    if g.ndim != 1:
+        raise ValueError(f"ewma: values must be a 1-D series, got shape {g.shape}")
     out = np.full_like(g, np.nan)
     ok = np.isfinite(g)
     n = int(np.argmin(ok)) if not ok.all() else g.size  # finite prefix

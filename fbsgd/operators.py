@@ -64,6 +64,13 @@ class Operator:
     def init_weight(self, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(self.weight_size)
 
+    def check_input(self, x: np.ndarray, where: str) -> None:
+        """Refuse data this operator's formula does not define (a ValueError naming ``where``).
+
+        Called once per data set by the entry points (:func:`fbsgd.optimizers.train`), never per
+        pass; the shape is checked by :func:`fbsgd.passes.check_data`.  Any finite input is fine here.
+        """
+
     def __repr__(self) -> str:  # compact, used in figure labels and errors
         return f"{type(self).__name__}({self.in_dim}->{self.out_dim})"
 
@@ -222,6 +229,17 @@ class LogisticScore(Operator):
         self.in_dim = self.d + 1
         self.out_dim = 1
         self.weight_size = self.d
+
+    def check_input(self, x, where):
+        """The last column holds the labels of eq. (53): +1 or -1 (0/1 labels would make a
+        different loss without a word)."""
+        lab = x[:, -1]
+        bad = ~((lab == 1.0) | (lab == -1.0))
+        if bad.any():
+            found = ", ".join(f"{v:g}" for v in np.unique(lab[bad])[:5])
+            hint = "; convert 0/1 labels with 2*y - 1" if np.isin(lab, (0.0, 1.0)).all() else ""
+            raise ValueError(f"{where}: the last column of each row is {self!r}'s label and must be +1 or -1; "
+                             f"{int(bad.sum())} of {lab.size} are not (values found: {found}){hint}")
 
     def forward(self, x, w):
         h, lab = x[:, :-1], x[:, -1:]

@@ -17,13 +17,15 @@ them changes one argument and nothing else.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 import numpy as np
 
 from . import rng
-from .passes import Composite, perturbed_passes
+from .passes import Composite, _real_array, check_data, check_net, perturbed_passes
 from .perturbations import Plan
 
 __all__ = ["SGD", "HeavyBall", "Adam", "AdamState", "AddNoise", "descend", "PassGradient", "Run", "train",
@@ -39,11 +41,35 @@ def diverged(w, threshold: float = DIVERGENCE_THRESHOLD) -> bool:
     return not bool(np.all(np.abs(w) <= threshold))
 
 
+# Argument checks, made once when an object is built or a loop starts (never per step).
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _need_step_size(who: str, lr) -> None:
+    if not (_is_real(lr) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"{who}: lr (the step size γ) must be a finite number > 0, got {lr!r}")
+
+
+def _need_rule(who: str, name: str, rule) -> None:
+    if not (callable(getattr(rule, "init", None)) and callable(getattr(rule, "update", None))):
+        raise ValueError(f"{who}: {name} must be an update rule with init(w) and update(g, state, w) "
+                         f"(SGD, HeavyBall, Adam, AddNoise), got {type(rule).__name__}")
+
+
 @dataclass(frozen=True)
 class SGD:
     """w ← w − γ g  (eq. 4d)."""
 
     lr: float
+
+    def __post_init__(self):
+        _need_step_size("SGD", self.lr)
 
     def init(self, w):
         return ()
@@ -59,6 +85,11 @@ class HeavyBall:
 
     lr: float
     beta: float
+
+    def __post_init__(self):
+        _need_step_size("HeavyBall", self.lr)
+        if not (_is_real(self.beta) and 0 <= self.beta < 1):
+            raise ValueError(f"HeavyBall: beta (the momentum β) must be a number in [0, 1), got {self.beta!r}")
 
     def init(self, w):
         return np.zeros_like(w)  # w^t − w^{t−1}, zero at the start
@@ -123,6 +154,13 @@ class AddNoise:
     std: float
     key: int
 
+    def __post_init__(self):
+        _need_rule("AddNoise", "inner", self.inner)
+        if not (_is_real(self.std) and math.isfinite(self.std) and self.std >= 0):
+            raise ValueError(f"AddNoise: std must be a finite number >= 0, got {self.std!r}")
+        if not _is_int(self.key):
+            raise ValueError(f"AddNoise: key must be an integer stream key (fbsgd.rng.derive_key(...)), got {self.key!r}")
+
     def init(self, w):
         return (0, self.inner.init(w))
 
@@ -152,8 +190,9 @@ def descend(
     diverged (:func:`diverged` with threshold ``stop_above``), so a diverging
     example never overflows.
     """
-    out = [np.array(w0, dtype=float)]
-    train(PassGradient(net, plan or Plan()), w0, optimizer, steps, x, seed=seed, regularizer_grad=regularizer_grad,
+    estimator = PassGradient(net, plan or Plan())  # refuses a net that is not a Composite, by name
+    out = [np.array(_real_array(w0, "descend", "w0"), dtype=float)]
+    train(estimator, w0, optimizer, steps, x, seed=seed, regularizer_grad=regularizer_grad,
           callback=lambda t, w, g, step: out.append(w.copy()), stop_above=stop_above)
     return np.array(out)
 
@@ -174,6 +213,13 @@ class PassGradient:
 
     net: Composite
     plan: Plan = field(default_factory=Plan)
+
+    def __post_init__(self):
+        check_net(self.net, "PassGradient")
+        if not isinstance(self.plan, Plan):
+            raise ValueError(f"PassGradient: plan must be a Plan (fbsgd.Plan(forward={{i: ...}}, backward={{i: ...}})), "
+                             f"got {type(self.plan).__name__}")
+        self.plan.validate(len(self.net))
 
     def init(self, seed: int):
         return self.plan.init(seed)
@@ -240,9 +286,20 @@ def train(
       non-finite or larger than ``stop_above`` in magnitude); the metrics not
       yet recorded are NaN, ``diverged`` is True and ``diverged_at`` the iteration.
     """
-    if steps < 0 or record_every < 1:
-        raise ValueError("need steps >= 0 and record_every >= 1")
-    data = np.atleast_2d(np.asarray(data, dtype=float))
+    _check_train_arguments(estimator, optimizer, steps, batch_size, seed, regularizer_grad, metrics, record_every,
+                           callback, stop_above)
+    net = getattr(estimator, "net", None)
+    net = net if isinstance(net, Composite) else None
+    data = check_data(net, data, "train", "data")
+    for name, a in (("data", data), ("w0", w0 := np.asarray(_real_array(w0, "train", "w0")))):
+        if not np.isfinite(a).all():  # once here, so an estimator need not check it at every step
+            raise ValueError(f"train: {name} has {int(a.size - np.isfinite(a).sum())} non-finite entries (NaN or inf); "
+                             "training needs finite inputs")
+    if net is not None:
+        net.op(1).check_input(data, "train: data")
+        if w0.shape != (net.weight_size,):
+            raise ValueError(f"train: w0 must be a 1-D array of length {net.weight_size} (the network's weight size), "
+                             f"got shape {w0.shape}")
     metrics = dict(metrics or {})
     record = sorted(set(range(0, steps + 1, record_every)) | {steps})
     values = {k: np.full(len(record), np.nan) for k in metrics}
@@ -271,3 +328,31 @@ def train(
             blew_up = t
             break
     return Run(np.array(record), values, w, blew_up >= 0, blew_up)
+
+
+def _check_train_arguments(estimator, optimizer, steps, batch_size, seed, regularizer_grad, metrics, record_every,
+                           callback, stop_above) -> None:
+    """Everything :func:`train` is given except the data and w0, refused with the argument's name."""
+    if not (callable(estimator) and callable(getattr(estimator, "init", None))):
+        raise ValueError("train: estimator must have init(seed) and be called as (w, x, state) -> (g, state) "
+                         f"(PassGradient(net, plan), ForwardGradient(net)), got {type(estimator).__name__}"
+                         + (" — give PassGradient(net) for a network" if isinstance(estimator, (Composite, list)) else ""))
+    _need_rule("train", "optimizer", optimizer)
+    for name, v, lo in (("steps", steps, 0), ("record_every", record_every, 1)):
+        if not (_is_int(v) and v >= lo):
+            raise ValueError(f"train: {name} must be an integer >= {lo}, got {v!r}")
+    if batch_size is not None and not (_is_int(batch_size) and batch_size >= 1):
+        raise ValueError(f"train: batch_size must be None (full batch) or an integer >= 1, got {batch_size!r}")
+    if not _is_int(seed):
+        raise ValueError(f"train: seed must be an integer, got {seed!r}")
+    if not (_is_real(stop_above) and stop_above > 0):  # NaN fails too; inf means never stop
+        raise ValueError(f"train: stop_above must be a number > 0 (inf: never stop), got {stop_above!r}")
+    for name, f in (("regularizer_grad", regularizer_grad), ("callback", callback)):
+        if f is not None and not callable(f):
+            raise ValueError(f"train: {name} must be a function or None, got {type(f).__name__}")
+    if metrics is not None:
+        if not isinstance(metrics, dict):
+            raise ValueError(f"train: metrics must be a dict of name -> function of w, got {type(metrics).__name__}")
+        for k, f in metrics.items():
+            if not callable(f):
+                raise ValueError(f"train: metrics[{k!r}] must be a function of w, got {type(f).__name__}")

@@ -7,6 +7,8 @@ calls :func:`resolve`, which
 * rejects names that the chapter does not know (papermill only warns),
 * checks types and ranges (a list may also be given as the string of a
   Python list, ``"[0.9, 1.1]"``, which is what ``papermill -p`` passes),
+* refuses a list that repeats a value (each value of a list is one
+  configuration of the chapter; ``unique=False`` where a repeat means something),
 * checks that a :class:`Dir` parameter names a folder that can be created
   and written (it creates the folder and writes and deletes a probe file),
 * replaces ``None`` by the paper-scale or quick-scale default, the scale
@@ -147,9 +149,41 @@ class Str(_Param):
 
 @dataclass
 class _List(_Param):
+    """A list of values.  ``unique`` (the default): no value may repeat, since each value is one
+    configuration of the chapter (one step size, seed, depth or format) and a repeated one is run
+    and counted twice; ``unique=False`` where a repeat means something (the coordinates of a point).
+    ``label``: the format with which the chapter names each value in its tables (``"{:g}"``); two
+    values that it names alike are refused too."""
+
     min_len: int = 1
     max_len: int | None = None
+    unique: bool = True
+    label: str | None = None
     item = None
+
+    REPEAT_REASON = ("each value is one configuration of the chapter, and a repeated one is run twice "
+                     "and counted twice in its fits, averages and tables")
+
+    def problem(self, name: str, value) -> str | None:
+        """The repeated values of a checked list, as a problem naming the parameter, or None."""
+        if not self.unique:
+            return None
+        repeated = _repeated(value)
+        if repeated:
+            shown = ", ".join(map(repr, repeated[:5])) + (f" and {len(repeated) - 5} more" if len(repeated) > 5 else "")
+            return f"parameter {name!r} must not repeat a value (repeated: {shown}): {self.REPEAT_REASON}"
+        if self.label is not None:
+            names = {}
+            for x in value:
+                names.setdefault(self.label.format(x), []).append(x)
+            alike = [(text, xs) for text, xs in names.items() if len(xs) > 1]
+            if alike:
+                parts = "; ".join(f"{' and '.join(map(repr, xs))} are {'both' if len(xs) == 2 else 'all'} named {text!r}"
+                                  for text, xs in alike[:3])
+                parts += f"; and {len(alike) - 3} more" if len(alike) > 3 else ""
+                return (f"parameter {name!r} must not hold two values that the chapter names alike in its tables "
+                        f"({parts}): their rows would be merged into one")
+        return None
 
     def check(self, v):
         if isinstance(v, str):  # papermill -p passes "[0.9, 1.1]" as a string
@@ -173,6 +207,14 @@ class _List(_Param):
         r = self._range()
         n = f"at least {self.min_len}" + (f" and at most {self.max_len}" if self.max_len else "")
         return f"a list of {n} {self.item.kind.replace('an ', '').replace('a ', '')}s{' each ' + r if r else ''}"
+
+
+def _repeated(values) -> list:
+    """The values that occur more than once in ``values`` (equal as Python values: 1 == 1.0), in order."""
+    counts = {}
+    for x in values:
+        counts[x] = counts.get(x, 0) + 1
+    return [x for x, n in counts.items() if n > 1]
 
 
 class IntList(_List):

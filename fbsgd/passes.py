@@ -14,7 +14,7 @@ import numpy as np
 from .operators import Operator
 from .perturbations import Plan
 
-__all__ = ["Composite", "Passes", "passes", "perturbed_passes"]
+__all__ = ["Composite", "Passes", "passes", "perturbed_passes", "check_net", "check_data"]
 
 
 class Composite:
@@ -25,8 +25,17 @@ class Composite:
     """
 
     def __init__(self, ops: Sequence[Operator]):
+        if isinstance(ops, (Composite, Operator, str, bytes)) or not hasattr(ops, "__iter__"):
+            hint = " (already a Composite: use it as it is)" if isinstance(ops, Composite) else ""
+            raise ValueError(f"Composite: ops must be a list of operators (fbsgd.operators), "
+                             f"got {type(ops).__name__}{hint}")
+        ops = list(ops)
         if len(ops) < 1:
             raise ValueError("a composite needs at least one operator")
+        for k, op in enumerate(ops):
+            if not isinstance(op, Operator):
+                raise ValueError(f"Composite: ops[{k}] must be an operator (an instance of fbsgd.operators.Operator), "
+                                 f"got {type(op).__name__} {op!r:.60}")
         for a, b in zip(ops[:-1], ops[1:]):
             if a.out_dim != b.in_dim:
                 raise ValueError(f"operator {a!r} outputs {a.out_dim} values but {b!r} expects {b.in_dim}")
@@ -89,19 +98,88 @@ def _finite_input(name: str, a: np.ndarray) -> None:
         raise ValueError(f"perturbed_passes: {name} has {bad} non-finite entries (NaN or inf); the passes need finite inputs")
 
 
+def check_net(net, who: str = "perturbed_passes", name: str = "net") -> Composite:
+    """``net`` itself if it is a :class:`Composite`; otherwise a ValueError that says how to make one."""
+    if isinstance(net, Composite):
+        return net
+    hint = ""
+    if isinstance(net, (list, tuple)) and net and all(isinstance(op, Operator) for op in net):
+        hint = f" — wrap it: Composite({'[...]' if isinstance(net, list) else '(...)'})"
+    elif isinstance(net, Operator):
+        hint = f" — wrap it: Composite([{net!r}, ...]), the last operator giving the scalar loss"
+    raise ValueError(f"{who}: {name} must be a Composite of operators (fbsgd.passes.Composite), "
+                     f"got {type(net).__name__}{hint}")
+
+
+_REAL_KINDS = "biuf"  # bool, signed and unsigned integers, floats: what converts to float exactly as numbers
+_F64 = np.dtype(float)
+
+
+def _real_array(a, who: str, name: str) -> np.ndarray:
+    """``a`` as an array after refusing text, complex numbers and objects (``np.asarray(x, dtype=float)``
+    would parse numeric strings or drop an imaginary part without a word)."""
+    if type(a) is np.ndarray and a.dtype.kind in _REAL_KINDS:  # the common case, at no cost
+        return a
+    arr = np.asarray(a)
+    if arr.dtype.kind not in _REAL_KINDS:
+        raise ValueError(f"{who}: {name} must hold real numbers (bool, int or float), got dtype {arr.dtype}"
+                         + (" (text)" if arr.dtype.kind in "US" else ""))
+    return arr
+
+
+def check_data(net: Composite | None, x, who: str = "perturbed_passes", name: str = "x (the data)") -> np.ndarray:
+    """The data as a float array of shape (B, d_0), one row per sample, after refusing what the passes
+    cannot use: text or complex entries, an array that is not 2-D (a 1-D array is one sample), no rows,
+    or (given ``net``) a number of columns other than the first operator's input width.
+
+    O(1) apart from the conversion the passes always did; the check for NaN/inf is separate
+    (:func:`perturbed_passes` makes it on every call).
+    """
+    if type(x) is np.ndarray and x.dtype is _F64 and x.ndim == 2:  # the loops' case: no conversion to make
+        rows, cols = x.shape
+        if rows and (net is None or cols == net.ops[0].in_dim):
+            return x
+    x = np.atleast_2d(np.asarray(_real_array(x, who, name), dtype=float))  # as the passes always converted
+    if x.ndim == 2 and x.shape[0] and (net is None or x.shape[1] == net.ops[0].in_dim):
+        return x
+    width = net.op(1).in_dim if net is not None else None
+    if x.ndim != 2:
+        cols = f" with {width} columns (the input width of {net.op(1)!r})" if width is not None else ""
+        raise ValueError(f"{who}: {name} must be a 2-D array of real numbers, one row per sample{cols}, "
+                         f"got shape {x.shape}")
+    if x.shape[0] == 0:
+        raise ValueError(f"{who}: {name} has 0 rows; at least one sample is needed")
+    if width is not None and x.shape[1] != width:
+        raise ValueError(f"{who}: {name} must have {width} columns per sample (the input width of the first operator, "
+                         f"{net.op(1)!r}), got shape {x.shape}")
+    return x
+
+
+def _checked_inputs(net, x, w, plan, state):
+    """The arguments of :func:`perturbed_passes` after refusing what the passes cannot use
+    (each refusal names the argument): ``(plan, state, x, w)`` with defaults filled in."""
+    check_net(net)
+    plan = plan if plan is not None else Plan()
+    if not isinstance(plan, Plan):
+        raise ValueError(f"perturbed_passes: plan must be a Plan (fbsgd.Plan(forward={{i: ...}}, backward={{i: ...}})) "
+                         f"or None, got {type(plan).__name__}")
+    plan.validate(len(net))
+    state = state if state is not None else {}
+    if not (type(w) is np.ndarray and w.dtype is _F64):
+        w = np.asarray(_real_array(w, "perturbed_passes", "w (the weights)"), dtype=float)
+    x = check_data(net, x)
+    _finite_input("w (the weights)", w)
+    _finite_input("x (the data)", x)
+    return plan, state, x, w
+
+
 def perturbed_passes(net: Composite, x: np.ndarray, w: np.ndarray, plan: Plan | None = None, state: dict | None = None):
     """One perturbed forward/backward/gradient pass, eq. (5a)-(5c).
 
     Returns ``(Passes, new_state)``; the plan's state advances one step.
     """
-    plan = plan if plan is not None else Plan()
-    plan.validate(len(net))
-    state = state if state is not None else {}
-    w = np.asarray(w, dtype=float)
+    plan, state, x, w = _checked_inputs(net, x, w, plan, state)
     ws, N = net.split(w), len(net)
-    x = np.atleast_2d(np.asarray(x, dtype=float))
-    _finite_input("w (the weights)", w)
-    _finite_input("x (the data)", x)
 
     ys = [x]
     for i in range(1, N + 1):  # forward pass

@@ -41,10 +41,24 @@ Kinds
 * ``TopK``, ``RandK``: compressors (per sample or across the batch);
 * ``ErrorFeedback``: EF-SGD around a compressor (memory: the residual);
 * composition: ``Every``, ``AtSteps`` (``budget``), ``Chain``.
+
+Identity
+--------
+:func:`canonical` writes a perturbation as one text that is equal for equal
+objects and never depends on the process (sets sorted, numbers normalised, no
+memory addresses); a researcher's own kind also carries a hash of its class's
+code.  The sweep cache keys and random streams (:mod:`fbsgd.sweeps`) are built
+from it.
 """
 from __future__ import annotations
 
+import dataclasses as _dc
+import functools
+import hashlib
+import inspect
 import math
+import sys
+import types
 from dataclasses import dataclass, field, replace
 from typing import Mapping, NamedTuple
 
@@ -79,6 +93,7 @@ __all__ = [
     "zero_mean_uniform",
     "nonzero_mean_uniform",
     "measure",
+    "canonical",
     "Plan",
 ]
 
@@ -821,6 +836,265 @@ def budget(Q: int, T: int, inner: Perturbation, start: int = 0) -> AtSteps:
 
 
 # ---------------------------------------------------------------------------
+# identity: one canonical text per perturbation (cache keys and random streams)
+# ---------------------------------------------------------------------------
+
+_CANONICAL_ALLOWED = ("numbers (not NaN), strings, bools, None, tuples, lists, sets, dicts, ranges, numeric numpy "
+                      "arrays, perturbations and dataclass objects")
+
+
+def canonical(p) -> str:
+    """The canonical text of a perturbation: its identity in the sweep cache and its random streams.
+
+    Equal perturbations get one text, in every process:
+
+    * a dataclass is written ``Name(field=value, ...)`` with its compared fields in declaration
+      order; any other object, ``Name(attr=value, ...)`` with its instance attributes
+      (``__dict__`` and ``__slots__``, sorted by name; attributes filled by a
+      ``functools.cached_property`` are left out), never a repr with a memory address;
+    * sets and frozensets are written ``frozenset({...})``, sorted (numerically when all are numbers);
+    * numbers: numpy scalars become Python numbers; in a field annotated ``float`` a number is
+      written as that float (1 and 1.0 → ``1.0``), in a field annotated ``int`` or not annotated,
+      an integral float as an int (1.0 → ``1``); -0.0 is 0.0; NaN is refused (NaN ≠ NaN);
+      a field annotated ``bool`` holding 0 or 1 is written False / True;
+    * nested perturbations (``Every``, ``AtSteps``, ``Chain``, correctors' compressors, ...),
+      tuples, lists, dicts (sorted by key), ranges, strings, None and bools recursively; a numpy
+      array as ``array(shape, dtype, values)``.
+
+    For the built-in kinds with their sorted schedules this is exactly the dataclass repr (so
+    the cache keys and streams of the book's runs are those of the repr they were built from).
+
+    A researcher's own kind (a class defined outside fbsgd) is written ``Name<source:h>(...)``:
+    ``h`` hashes the source of its class and of its bases outside fbsgd and the standard
+    library (``inspect.getsource``), their compiled code (bytecode, constants and names of every
+    method and their defaults), the values of their plain class attributes, and, found by the
+    names their methods use, the functions and classes of the same module they call and its
+    module-level constants (numbers, strings, tuples, arrays).  The compiled code identifies a
+    class whose source cannot be found (one defined in an interactive session), and a file
+    edited after the class was imported cannot pass for the running code.  The source of a
+    class defined in the main script (``__main__``) is left out, its code kept: worker processes
+    (joblib, Dask) receive such a class by value and cannot read its source, and must give it
+    the identity the parent gave it.  Editing the class, or a helper
+    it calls by name, gives a new key; two scripts with same-named classes share a key only
+    when their code is the same.  What is reached otherwise (an attribute of another module,
+    a function passed in at run time) is not seen.
+
+    A value that cannot be put in canonical form (a function or lambda, an open file, an object
+    that is neither a dataclass nor a perturbation) raises a ValueError naming the class, the
+    field and the reason.
+    """
+    return _canon(p, type(p).__qualname__, "value", None)
+
+
+def _refuse(owner: str, name: str, why: str):
+    raise ValueError(f"{owner}: field {name!r} cannot be put in canonical form (the cache key and the random streams "
+                     f"are built from it): {why}. Allowed: {_CANONICAL_ALLOWED}")
+
+
+def _annotated(tp) -> str | None:
+    """'float', 'int' or 'bool' when a field's annotation is that type (or it | None), else None."""
+    text = tp if isinstance(tp, str) else getattr(tp, "__name__", str(tp))
+    text = text.replace("Optional[", "").replace("typing.", "").rstrip("]")
+    kinds = {t.strip() for t in text.split("|")} - {"None"}
+    return kinds.pop() if len(kinds) == 1 and kinds <= {"float", "int", "bool"} else None
+
+
+def _number(v, owner: str, name: str, kind: str | None) -> str:
+    if isinstance(v, float) and math.isnan(v):
+        _refuse(owner, name, "it is NaN, which is not equal to itself")
+    if kind == "bool" and not isinstance(v, bool) and v in (0, 1):
+        return repr(bool(v))
+    if isinstance(v, bool):
+        return repr(v)
+    if kind == "float":
+        try:
+            f = float(v)
+        except OverflowError:
+            f = None
+        if f is not None and f == v:
+            return repr(f + 0.0)  # + 0.0: -0.0 is 0.0
+    if isinstance(v, int):
+        return repr(v)
+    if math.isfinite(v) and v.is_integer():
+        return repr(int(v))
+    return repr(v + 0.0)
+
+
+def _canon(v, owner: str, name: str, kind: str | None) -> str:
+    if isinstance(v, np.generic) and not isinstance(v, np.ndarray):
+        v = v.item()
+    if v is None or isinstance(v, str):
+        return repr(v)
+    if isinstance(v, (bool, int, float)):
+        return _number(v, owner, name, kind)
+    if isinstance(v, bytes):
+        return repr(v)
+    if isinstance(v, tuple):
+        items = [_canon(x, owner, f"{name}[{i}]", None) for i, x in enumerate(v)]
+        return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+    if isinstance(v, list):
+        return "[" + ", ".join(_canon(x, owner, f"{name}[{i}]", None) for i, x in enumerate(v)) + "]"
+    if isinstance(v, (set, frozenset)):
+        elems = list(v)
+        numeric = all(isinstance(x, (int, float, np.integer, np.floating)) for x in elems)
+        texts = [_canon(x, owner, f"{name} element", None) for x in elems]
+        order = sorted(range(len(elems)), key=(lambda i: (elems[i], texts[i])) if numeric else (lambda i: texts[i]))
+        return "frozenset({" + ", ".join(texts[i] for i in order) + "})" if elems else "frozenset()"
+    if isinstance(v, dict):
+        items = sorted((_canon(k, owner, f"{name} key", None), _canon(x, owner, f"{name}[{k!r}]", None)) for k, x in v.items())
+        return "{" + ", ".join(f"{k}: {x}" for k, x in items) + "}"
+    if isinstance(v, range):  # equal ranges (range(0, 3) == range(0, 3, 1)) have one text
+        if len(v) == 0:
+            return "range(0)"
+        step = v.step if len(v) > 1 else 1
+        return f"range({v[0]}, {v[-1] + step}, {step})"
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind not in "biuf":
+            _refuse(owner, name, f"it is a numpy array of dtype {v.dtype}, not of numbers")
+        if v.dtype.kind == "f" and np.isnan(v).any():
+            _refuse(owner, name, "it is an array with NaN entries, which are not equal to themselves")
+        kind = {"f": "float", "b": "bool"}.get(v.dtype.kind)
+        values = "[" + ", ".join(_number(x, owner, name, kind) for x in v.ravel().tolist()) + "]"
+        return f"array(shape={tuple(v.shape)}, dtype={v.dtype.name!r}, values={values})"
+    if isinstance(v, type):
+        _refuse(owner, name, f"it is a class ({v.__qualname__}); store an instance of it or a name")
+    if isinstance(v, Perturbation) or _dc.is_dataclass(v):
+        return _object(v)
+    if callable(v):
+        what = "a lambda" if getattr(v, "__name__", "") == "<lambda>" else \
+            f"a function ({getattr(v, '__qualname__', getattr(v, '__name__', type(v).__name__))})"
+        _refuse(owner, name, f"it is {what}, whose behaviour a field's value cannot show; give the class a method, "
+                             "or call a module-level function of its module by name")
+    _refuse(owner, name, f"it is an object of type {type(v).__name__}, which has no fields to read "
+                         "(make it a dataclass or a Perturbation)")
+
+
+def _instance_fields(obj) -> list:
+    """(name, value) of a non-dataclass object's own attributes, sorted by name."""
+    cls = type(obj)
+    out = dict(getattr(obj, "__dict__", {}))
+    for c in cls.__mro__:
+        for s in ([c.__dict__["__slots__"]] if isinstance(c.__dict__.get("__slots__"), str) else c.__dict__.get("__slots__", ())):
+            if s not in ("__dict__", "__weakref__") and hasattr(obj, s):
+                out.setdefault(s, getattr(obj, s))
+    return sorted((k, v) for k, v in out.items() if not isinstance(inspect.getattr_static(cls, k, None), functools.cached_property))
+
+
+def _object(obj) -> str:
+    cls = type(obj)
+    owner = cls.__qualname__
+    if _dc.is_dataclass(obj):
+        items = [(f.name, getattr(obj, f.name), _annotated(f.type)) for f in _dc.fields(obj) if f.compare]
+    else:
+        items = [(k, v, None) for k, v in _instance_fields(obj)]
+    tag = f"<source:{_code_hash(cls)}>" if _user_code(cls) else ""
+    return f"{owner}{tag}(" + ", ".join(f"{k}={_canon(v, owner, k, kind)}" for k, v, kind in items) + ")"
+
+
+def _user_code(obj) -> bool:
+    """Defined outside fbsgd, the builtins and the standard library (so its code is not in fbsgd's source hash)."""
+    top = (getattr(obj, "__module__", None) or "").split(".")[0]
+    return bool(top) and top != "fbsgd" and top != "builtins" and top not in sys.stdlib_module_names
+
+
+def _lenient(c) -> str:
+    """A deterministic text of a compiled constant or class attribute (NaN and -0.0 kept as they are)."""
+    if isinstance(c, types.CodeType):
+        return _code_text(c)
+    if isinstance(c, float):
+        return c.hex()
+    if isinstance(c, (tuple, list)):
+        return "(" + ", ".join(_lenient(x) for x in c) + ")"
+    if isinstance(c, (frozenset, set)):
+        return "{" + ", ".join(sorted(_lenient(x) for x in c)) + "}"
+    if isinstance(c, dict):
+        return "{" + ", ".join(sorted(f"{_lenient(k)}: {_lenient(x)}" for k, x in c.items())) + "}"
+    if isinstance(c, np.ndarray):
+        return f"array{c.shape}{c.dtype.str}:{hashlib.sha256(np.ascontiguousarray(c).tobytes()).hexdigest()}"
+    if c is None or isinstance(c, (str, bytes, int, complex, np.generic)) or c is Ellipsis:
+        return repr(c)
+    return type(c).__name__
+
+
+@functools.lru_cache(maxsize=4096)
+def _code_text(code: types.CodeType) -> str:
+    """Bytecode, constants (recursively), names and argument names of a code object; no file name or line numbers."""
+    return "|".join([code.co_name, code.co_code.hex(), _lenient(code.co_consts), ",".join(code.co_names),
+                     ",".join(code.co_varnames), str(code.co_argcount), str(code.co_kwonlyargcount), str(code.co_flags)])
+
+
+@functools.lru_cache(maxsize=4096)
+def _names(code: types.CodeType) -> frozenset:
+    """The global and attribute names a code object and the code nested in it use."""
+    out = set(code.co_names)
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            out |= _names(c)
+    return frozenset(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _source_of(obj) -> str:
+    """The source text of a class or function ('' when it cannot be found: an interactive session);
+    kept per object, so it is the source of the code that runs."""
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""
+
+
+def _functions(cls) -> list:
+    """The functions a class defines (methods, static and class methods, properties, cached properties)."""
+    out = []
+    for _, v in sorted(vars(cls).items()):
+        for f in (v, getattr(v, "__func__", None), getattr(v, "fget", None), getattr(v, "fset", None),
+                  getattr(v, "fdel", None), getattr(v, "func", None), getattr(v, "py_func", None)):
+            if isinstance(f, types.FunctionType):
+                out.append(f)
+    return out
+
+
+def _code_hash(cls) -> str:
+    """16 hex digits over a user class's code (see :func:`canonical`): its MRO outside fbsgd and the
+    standard library, and what of its module its methods call by name."""
+    units, seen, todo = [], set(), [c for c in cls.__mro__ if _user_code(c)]
+    while todo:
+        u = todo.pop()
+        if u in seen:
+            continue
+        seen.add(u)
+        if isinstance(u, type):
+            funcs = _functions(u)
+            attrs = [f"{k}={_lenient(v)}" for k, v in sorted(vars(u).items())
+                     if not k.startswith("__") and not isinstance(v, (types.FunctionType, staticmethod, classmethod,
+                                                                       property, functools.cached_property, type))
+                     and not hasattr(v, "py_func")]
+        else:
+            funcs, attrs = [u], []
+        code = "\n".join(_code_text(f.__code__) + _lenient(f.__defaults__)
+                         + _lenient(tuple(sorted((f.__kwdefaults__ or {}).items()))) for f in funcs)
+        # the source of the main script's code is left out: a worker process (joblib, Dask) gets it by value and
+        # cannot read it, and its identity must be the parent's
+        source = _source_of(u) if u.__module__ != "__main__" else ""
+        units.append(f"{u.__qualname__}\n{source}\n{code}\n" + "\n".join(attrs))
+        for f in funcs:
+            g = f.__globals__
+            for name in sorted(_names(f.__code__)):
+                if name not in g:
+                    continue
+                v = g[name]
+                v = getattr(v, "py_func", v) if not isinstance(v, type) else v
+                if isinstance(v, (types.FunctionType, type)):
+                    if getattr(v, "__module__", None) == f.__module__ and _user_code(v) and v not in seen:
+                        todo.append(v)
+                elif v is None or isinstance(v, (bool, int, float, str, bytes, tuple, list, dict, set, frozenset,
+                                                 np.ndarray, np.generic)):
+                    units.append(f"{name}={_lenient(v)}")  # a module-level constant (no module name: a script run
+                    # directly and the same file imported are one code)
+    return hashlib.sha256("\n\0".join(sorted(units)).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------
 # what a perturbation actually does to given inputs
 # ---------------------------------------------------------------------------
 
@@ -874,8 +1148,14 @@ class Plan:
     backward: Mapping[int, Perturbation] = field(default_factory=dict)
 
     def __post_init__(self):
-        for where, perts in (("forward", self.forward), ("backward", self.backward)):
+        for where, perts, lowest in (("forward", self.forward, 1), ("backward", self.backward, 2)):
+            allowed = (f"a dict from operator index (an int >= {lowest}) to Perturbation, "
+                       f"e.g. {where}={{{lowest}: p}}")
+            if not isinstance(perts, Mapping):
+                raise TypeError(f"Plan: {where} must be {allowed}; got a {type(perts).__name__}")
             for i, p in perts.items():
+                if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
+                    raise TypeError(f"Plan: {where} must be {allowed}; its key {i!r} is a {type(i).__name__}")
                 if not isinstance(p, Perturbation):
                     raise ValueError(f"Plan: {where}[{i}] must be a Perturbation, got {p!r}")
 

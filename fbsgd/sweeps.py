@@ -45,7 +45,7 @@ from . import __version__, rng
 from .engine import compile_plan, kernel, kernel_params, xi_key
 from .provenance import source_hash
 from .metrics import ewma
-from .perturbations import Plan, at_steps, every, nonzero_mean_uniform, zero_mean_uniform
+from .perturbations import Plan, at_steps, canonical, every, nonzero_mean_uniform, zero_mean_uniform
 from .problems import LogisticRegression
 from .report import atomic_write_bytes
 
@@ -163,8 +163,9 @@ class RunConfig:
             sigma = self.sigma_f if name == "forward" else self.sigma_b
             need(not (self.perturbation in paper_place and sigma > 0),
                  f"give either perturbation={self.perturbation!r} with sigma > 0 or {name}=..., not both at one place")
-            try:  # Plan refuses what is not a perturbation; compile_plan what the engine cannot run
+            try:  # Plan refuses what is not a perturbation; compile_plan what the engine cannot run;
                 compile_plan(Plan(**{name: {1 if name == "forward" else 2: p}}), 0)
+                canonical(p)  # canonical what cannot be part of a key (a lambda, NaN, an object without fields)
             except (NotImplementedError, ValueError) as exc:
                 raise ValueError(f"RunConfig: {name}: {exc}") from None
 
@@ -198,8 +199,11 @@ class RunConfig:
 
     # -- identity ---------------------------------------------------------------------------------
     def computation(self) -> dict:
-        """The fields that shape the result (labels left out, unset objects left out)."""
-        return {k: v for k, v in self.fields().items() if k not in self.LABELS and not (k in self.OBJECTS and v is None)}
+        """The fields that shape the result (labels left out, unset objects left out), the perturbation
+        objects in their canonical form (:func:`fbsgd.perturbations.canonical`: equal objects, one form,
+        in every process), from which the cache key and the random streams are built."""
+        out = {k: v for k, v in self.fields().items() if k not in self.LABELS and not (k in self.OBJECTS and v is None)}
+        return {k: canonical(getattr(self, k)) if k in self.OBJECTS else v for k, v in out.items()}
 
     def key(self) -> str:
         """Content hash of the computation and the engine's source: the cache key."""

@@ -286,3 +286,52 @@ def test_unwritable_cache_dir_is_refused(sweep_rules_env, tmp_path, monkeypatch)
     monkeypatch.setenv("HOME", str(tmp_path / "file"))
     with pytest.raises(P.ParameterError, match="set the environment variable FBSGD_CACHE_DIR to a writable folder"):
         P.resolve(s7ns(), rules=X.section7_rules(), **X.section7_spec())
+
+
+# -- repeated values in lists --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec,value,repeated", [
+    (P.FloatList(paper=[1.0]), [0.1, 0.01, 0.1], "0.1"),
+    (P.FloatList(paper=[1.0]), "[0.1, 0.1]", "0.1"),  # as papermill -p passes it
+    (P.FloatList(paper=[1.0]), [1, 1.0], "1.0"),  # one number, written twice
+    (P.FloatList(paper=[1.0]), [0.0, -0.0], "0.0"),
+    (P.IntList(paper=[1]), [2, 3, 2.0, 3, 3], "2, 3"),  # each repeated value named once, in order
+    (P.StrList(paper=["a"], choices=("a", "b")), ["b", "a", "b"], "'b'"),
+])
+def test_a_list_that_repeats_a_value_is_refused(spec, value, repeated):
+    with pytest.raises(P.ParameterError) as info:
+        P.resolve({"xs": value, "scale": None}, xs=spec)
+    assert str(info.value).startswith(
+        f"parameter 'xs' must not repeat a value (repeated: {repeated}): each value is one configuration of the chapter, "
+        "and a repeated one is run twice and counted twice in its fits, averages and tables.")
+
+
+def test_many_repeats_are_summarised():
+    with pytest.raises(P.ParameterError, match=r"\(repeated: 0, 1, 2, 3, 4 and 3 more\)"):
+        P.resolve({"xs": list(range(8)) * 2, "scale": None}, xs=P.IntList(paper=[1]))
+
+
+def test_distinct_values_and_opt_out_pass():
+    assert P.resolve({"xs": [0.1, 0.10000000000000002], "scale": None}, xs=P.FloatList())["xs"] == [0.1, 0.10000000000000002]
+    assert P.resolve({"xs": [1.0, 1.0], "scale": None}, xs=P.FloatList(unique=False))["xs"] == [1.0, 1.0]
+    assert P.resolve({"xs": None, "scale": None}, xs=P.IntList(paper=[3, 3], unique=False))["xs"] == [3, 3]
+
+
+def test_values_named_alike_are_refused_when_the_list_has_a_label():
+    spec = P.FloatList(paper=[1.0], label="{:g}")
+    assert P.resolve({"xs": [1e-5, 1.00001e-5], "scale": None}, xs=spec)["xs"] == [1e-5, 1.00001e-5]  # '1e-05', '1.00001e-05'
+    with pytest.raises(P.ParameterError) as info:
+        P.resolve({"xs": [1e-5, 1.000001e-5, 2.0, 2.0000001, 2.00000001], "scale": None}, xs=spec)
+    assert str(info.value).startswith(
+        "parameter 'xs' must not hold two values that the chapter names alike in its tables (1e-05 and 1.000001e-05 are both "
+        "named '1e-05'; 2.0 and 2.0000001 and 2.00000001 are all named '2'): their rows would be merged into one.")
+    assert P.resolve({"xs": [1e-5, 1.000001e-5], "scale": None}, xs=P.FloatList())  # without a label: distinct numbers
+
+
+def test_a_rule_on_a_list_with_repeats_is_skipped():
+    spec = dict(xs=P.FloatList(paper=[1.0]), T=P.Int(paper=10))
+    r = P.rule(lambda xs, T: len(xs) < T, "parameter 'xs' is too long")
+    with pytest.raises(P.ParameterError) as info:
+        P.resolve({"xs": [0.5] * 20, "T": None, "scale": None}, rules=[r], **spec)
+    assert "must not repeat a value" in str(info.value) and "too long" not in str(info.value)
