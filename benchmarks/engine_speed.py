@@ -3,7 +3,7 @@
 Compares, on the same configurations,
   * the naive reference: one configuration at a time, a Python loop over t,
     each step through fbsgd.passes.perturbed_passes (same arithmetic, float64);
-  * the engine: fbsgd.sweeps.run_sweep, all configurations in lockstep in the
+  * the engine: fbsgd.engine.sweeps.run_sweep, all configurations in lockstep in the
     compiled kernel, chunks spread over both cores with joblib;
 and projects the wall time of the book's full Section 7 grid (Figures 3–8 at
 T = 200,000) from the engine's speed on a random sample of that grid.
@@ -30,10 +30,10 @@ import time
 
 import numpy as np
 
-from fbsgd import engine as E
+from fbsgd.engine import lockstep as E
 from fbsgd import perturbations as P
-from fbsgd.experiments import book_grid
-from fbsgd.sweeps import RunConfig, run_sweep
+from fbsgd.studies.section7.design import book_grid
+from fbsgd.engine.sweeps import RunConfig, run_sweep
 
 
 def naive_us(configs, T):

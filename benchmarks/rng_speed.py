@@ -3,7 +3,7 @@
 The engine reads one SplitMix64 output per draw (``fbsgd.rng.uniform01_f32``,
 keyed by (stream, step, index)).  This script times, in one run and on one
 core, the loop the kernel runs for a per-sample uniform perturbation (kind 1 of
-``fbsgd.kernel.perturb``) with
+``fbsgd.engine.kernel.perturb``) with
 
   * ``splitmix64``: the stream fbsgd uses, one 64-bit hash per draw;
   * ``split word``: one 64-bit hash per two draws (its high and low halves);

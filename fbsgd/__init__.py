@@ -1,46 +1,30 @@
 """fbsgd: an executable companion to "On the Convergence of Stochastic Gradient
 Descent with Perturbed Forward-Backward Passes" (Kong, Zhang, Yuan, 2026).
 
-Modules follow the paper's concepts:
+The package is built in floors (ARCHITECTURE.md); each imports only from the floors below it.
 
 ========================  ==================================================================
-The chain and its passes
+The library (this folder: what a researcher imports)
 ``operators``             the operators f_i of eq. (1b) with their Jacobian products
 ``passes``                the composite F and the passes of eqs. (4) and (5)
-``perturbations``         δ and ε as composable objects that describe themselves (law, schedule)
-``lowprec``               rounding to bfloat16 / float16 / float8 and bit flips, with bit operations
+``perturbations``         δ and ε as composable objects that describe themselves (law, schedule,
+                          compiled form); ``Plan`` places them in a chain
+``correctors``            perturbation kinds with memory that correct others (delta compression,
+                          forward de-biasing)
+``lowprec``, ``vecmath``  rounding to bfloat16 / float16 / float8 and bit flips, with bit operations
 ``rng``                   the counter-based random streams behind every draw
 ``regularizers``          R(w) of Section 7
 ``problems``              the logistic regression of Section 7, linear networks
 ``optimizers``            update rules (plain, heavy ball, Adam), sampling noise, the SGD loop
-Section 4
-``propagation``           errors injected into deep chains, measured against the bounds
-``bounds``                Lemmas 1–2, eqs. (21) and (33) evaluated
-``propagation_study``, ``propagation_verdicts``, ``propagation_figures``, ``amplification``
-Sections 5–6
-``rate_design``, ``rate_statistics``, ``table1``, ``theorem_bounds``, ``logistic_forms``
-                          schedules and budgets, power-law fits, Table 1, the bounds (34)/(38),
-                          closed forms of the logistic chain (``rates`` re-exports them)
-``convergence_study``, ``budget_design``, ``budget_analysis``, ``rate_plots``
-Section 7
-``engine``, ``kernel``, ``vecmath``   the compiled kernel (numba), all configurations in lockstep
-``sweeps``                configurations, the content cache, tidy tables
-``provenance``            what a result depends on: the source of the modules a run imports
-``limits``                γ → 0 predictions of the floors and plateaus
-``experiments``, ``section7_verdicts``, ``reproducibility``, ``figures``
-Appendix A and related systems
-``counterexamples``, ``counterexample_verdicts``, ``counterexample_figures``
-``forward_gradients``, ``fg_problems``, ``fg_measurements``, ``fg_verdicts``, ``fg_plots``
-``sgd_derivatives``, ``sgdd_studies``, ``sgdd_verdicts``, ``sgdd_plots``
-Extensions beyond the paper
-``mechanisms``, ``mechanism_sweep``, ``mechanism_plots``, ``deep_chain``, ``atlas``
-                          real mechanisms: rounding, compression, bit flips, deep chains
-``correctors``, ``corrector_runs``, ``corrector_analysis``, ``corrector_plots``
-                          error feedback, delta compression, forward de-biasing
-The book
-``verdicts``, ``claims``  claims and verdicts as records; ``ledger``: the claims ledger, errata
-``metrics``               fits and smoothing; ``report``: tables, downloads; ``tables``, ``status``
-``params``                checked notebook parameters and the paper/quick scale
+``metrics``               fits, smoothing, settling
+``theory/``               the paper's formulas: error bounds (Section 4), rate bounds (34)/(38),
+                          γ → 0 limits, closed forms of the logistic chain, Table 1
+``engine/``               the compiled engine: lockstep kernels, ``sweeps.run_sweep`` and its cache,
+                          provenance, workers
+``book/``                 the book's machinery: parameters, costs, claims, verdicts, ledger, tables,
+                          status, the figure style
+``studies/<chapter>/``    each chapter's study code (``study``, ``verdicts``, ``figures``); ``rates``
+                          and ``section7`` are shared by several chapters
 ========================  ==================================================================
 """
 from importlib.metadata import PackageNotFoundError, version
@@ -50,5 +34,5 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0+unknown"
 
-from .passes import Composite, Passes, perturbed_passes  # noqa: E402,F401
-from .perturbations import Plan  # noqa: E402,F401
+from fbsgd.passes import Composite, Passes, perturbed_passes  # noqa: E402,F401
+from fbsgd.perturbations import Plan  # noqa: E402,F401

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, logit
 
-from .perturbations import CompressorWithMemory, Law, Perturbation
+from fbsgd.perturbations import CompressorWithMemory, Law, Perturbation
 
 __all__ = ["DeltaCompression", "SecondOrderDebias", "UniformDebias", "sigmoid_second_derivative",
            "second_order_message", "uniform_debias_h", "TAIL_CUT"]

@@ -46,8 +46,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from . import rng
-from .vecmath import bits_to_f32, bits_to_f64, f32_to_bits, f64_to_bits
+from fbsgd import rng
+from fbsgd.vecmath import bits_to_f32, bits_to_f64, f32_to_bits, f64_to_bits
 
 __all__ = [
     "Format",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LineFit", "fit_line", "log_slope", "ewma", "geometric_mean"]
+__all__ = ["LineFit", "fit_line", "log_slope", "ewma", "geometric_mean", "drift_ratio"]
 
 
 @dataclass(frozen=True)
@@ -98,3 +98,10 @@ def geometric_mean(values, axis=None):
         out = np.exp(np.nanmean(logs, axis=axis))
     return float(out) if axis is None else out
 
+
+def drift_ratio(trace) -> float:
+    """Mean of an EWMA trace over its last quarter / mean over the quarter before (1 when the run
+    has settled; below 1 while it is still falling towards its stable value)."""
+    trace = np.asarray(trace, dtype=float)
+    n = trace.size
+    return float(np.mean(trace[3 * n // 4:]) / np.mean(trace[n // 2:3 * n // 4]))

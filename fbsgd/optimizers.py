@@ -4,14 +4,14 @@
 optax convention.  :func:`descend` runs a deterministic full-batch loop on a
 :class:`~fbsgd.passes.Composite`; it serves the small examples of the book
 (Appendix A).  The Section 7 sweeps use the compiled engine in
-:mod:`fbsgd.engine` instead.
+:mod:`fbsgd.engine.lockstep` instead.
 
 :func:`train` is the general loop: it takes any *gradient estimator* (an
 object with ``init(seed) -> state`` and ``estimator(w, x, state) -> (g,
 state)``), optional minibatches drawn from a counter-based stream, and any
 update rule.  Two estimators exist: :class:`PassGradient` (the backward
 pass of eq. 4, or the perturbed passes of eq. 5 when given a plan) and
-:class:`fbsgd.forward_gradients.ForwardGradient` (a forward-mode estimate,
+:class:`fbsgd.studies.forward_gradients.estimators.ForwardGradient` (a forward-mode estimate,
 no backward pass).  Both plug into the same loop, so a comparison between
 them changes one argument and nothing else.
 """
@@ -24,9 +24,9 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import rng
-from .passes import Composite, _real_array, check_data, check_net, perturbed_passes
-from .perturbations import Plan
+from fbsgd import rng
+from fbsgd.passes import Composite, _real_array, check_data, check_net, perturbed_passes
+from fbsgd.perturbations import Plan
 
 __all__ = ["SGD", "HeavyBall", "Adam", "AdamState", "AddNoise", "descend", "PassGradient", "Run", "train",
            "minibatch_indices", "DIVERGENCE_THRESHOLD", "diverged"]

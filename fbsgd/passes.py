@@ -11,8 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .operators import Operator
-from .perturbations import Plan
+from fbsgd.operators import Operator
+from fbsgd.perturbations import Plan
 
 __all__ = ["Composite", "Passes", "passes", "perturbed_passes", "check_net", "check_data"]
 

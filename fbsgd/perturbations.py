@@ -47,7 +47,7 @@ Identity
 :func:`canonical` writes a perturbation as one text that is equal for equal
 objects and never depends on the process (sets sorted, numbers normalised, no
 memory addresses); a researcher's own kind also carries a hash of its class's
-code.  The sweep cache keys and random streams (:mod:`fbsgd.sweeps`) are built
+code.  The sweep cache keys and random streams (:mod:`fbsgd.engine.sweeps`) are built
 from it.
 """
 from __future__ import annotations
@@ -64,7 +64,7 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
-from . import lowprec, rng
+from fbsgd import lowprec, rng
 
 __all__ = [
     "Law",

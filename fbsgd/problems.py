@@ -10,9 +10,9 @@ from functools import cached_property
 import numpy as np
 from scipy.special import expit
 
-from .operators import Linear, LogisticScore, Softplus
-from .passes import Composite, _real_array
-from .regularizers import Regularizer, get_regularizer
+from fbsgd.operators import Linear, LogisticScore, Softplus
+from fbsgd.passes import Composite, _real_array
+from fbsgd.regularizers import Regularizer, get_regularizer
 
 __all__ = ["LogisticRegression", "linear_network"]
 

@@ -1,0 +1,571 @@
+"""Sweeps: many Section 7 configurations run in lockstep, cached by content,
+split into independent chunks executed through joblib, returned as a tidy table.
+
+>>> configs = [RunConfig(perturbation="forward", sigma_f=s, gamma=g, seed=k)
+...            for s in ... for g in ... for k in ...]
+>>> result = run_sweep(configs, n_jobs=2)
+>>> result.table          # one row per configuration
+>>> result.traces         # long table of the EWMA curves (trajectory plots)
+
+Running is separate from plotting: chapters call :func:`run_sweep` once and
+plot from ``result.table`` and ``result.traces`` only.
+
+Parallelism: each chunk is one call of a plain function through
+``joblib.Parallel``; the backend is whatever joblib is configured to use, so
+
+>>> from dask.distributed import Client; client = Client("scheduler:8786")
+>>> with joblib.parallel_config(backend="dask"):
+...     result = run_sweep(configs)
+
+runs the same sweep on a Dask cluster without any change to the code.
+
+Determinism: a configuration's random streams are derived from its own
+identity (every field that affects the computation) and its seed, and the
+kernel never mixes configurations, so its result is bit-identical alone, in
+any batch, in any order or chunking, and across reruns.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fbsgd import __version__, rng
+from fbsgd.engine.lockstep import compile_plan, kernel, kernel_params, xi_key
+from fbsgd.engine.provenance import source_hash
+from fbsgd.metrics import ewma
+from fbsgd.perturbations import Plan, at_steps, canonical, every, nonzero_mean_uniform, zero_mean_uniform
+from fbsgd.problems import LogisticRegression
+from fbsgd.engine.storage import atomic_write_bytes
+
+__all__ = ["RunConfig", "SweepResult", "run_sweep", "engine_hash", "default_cache_dir", "stable_summary",
+           "memory_needed", "check_memory", "machine_memory", "check_writable", "entry_key", "CacheWarning"]
+
+_PERTURBATIONS = ("none", "forward", "backward", "both")
+# the summaries are also computed with these EWMA factors (for the reproducibility notes)
+ALT_EWMAS = (0.9, 0.99, 0.999)
+_MEANS = ("zero", "nonzero")
+_MODES = ("per_sample", "shared")
+_REGULARIZERS = ("nonconvex", "l2")
+# the exact gradient norm from the pass's own z (σ summed in float64), or from a separate float64 pass
+_METRICS = ("pass", "float64")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run of perturbed SGD on the Section 7 logistic regression.
+
+    ``figure`` and ``panel`` are labels for the table; every other field is
+    part of the computation.  ``interval`` = Δt: perturbations act at
+    iterations t with t % Δt == 0.  ``mode``: one draw per sample
+    (``per_sample``) or one draw per iteration shared by all samples.
+    ``w0_std``: the run starts from w₀ = 0 (default) or w₀ ~ N(0, w0_std² I)
+    drawn from the run's own stream.  ``start`` and ``budget``: perturbations
+    act at t = start, start + Δt, ... and, if ``budget`` > 0, only that many
+    times (a budget Q of Section 6.2).
+
+    ``metric``: the exact gradient norm is computed from the pass's own z with
+    σ summed in float64 ("pass", the default), or from a separate float64
+    pass ("float64", slower: the reference for the reproducibility notes).
+
+    ``forward`` and ``backward``: any perturbation object the compiled engine
+    can run (``Round``, ``BitFlip``, ``UniformNoise``, with ``every`` or
+    ``budget`` schedules, or a user's own kind whose ``compiled()`` says what
+    to compute), placed after f₁ and after ∂f₂/∂f₁.  They stand beside the
+    σ-described uniform noise of the paper and may not share its place.
+    """
+
+    figure: str = ""
+    panel: str = ""
+    regularizer: str = "nonconvex"
+    rho: float = 0.001
+    perturbation: str = "none"
+    mean: str = "zero"
+    sigma_f: float = 0.0
+    sigma_b: float = 0.0
+    interval: int = 1
+    mode: str = "per_sample"
+    gamma: float = 0.01
+    seed: int = 0
+    T: int = 200_000
+    noise_std: float = 0.001
+    d: int = 10
+    M: int = 2000
+    data_seed: int = 0
+    ewma: float = 0.99
+    metric_every: int = 10
+    precision: str = "float32"
+    metric: str = "pass"
+    w0_std: float = 0.0
+    start: int = 0
+    budget: int = 0
+    forward: object = None
+    backward: object = None
+
+    LABELS = ("figure", "panel")
+    OBJECTS = ("forward", "backward")
+    # fields that do not change the random draws (a run with smaller T is a prefix)
+    NOT_IN_STREAMS = ("T", "ewma", "metric_every", "precision", "metric")
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):  # plain Python values, so keys are stable and JSON-able
+            v = getattr(self, f.name)
+            if isinstance(v, np.bool_):
+                v = bool(v)
+            elif isinstance(v, np.integer):
+                v = int(v)
+            elif isinstance(v, np.floating):
+                v = float(v)
+            if f.type == "float" and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)  # gamma=1 and gamma=1.0 are one configuration, with one key and one stream
+            elif f.type == "int" and isinstance(v, float) and v.is_integer():
+                v = int(v)  # T=200000.0 from a float column is T=200000
+            object.__setattr__(self, f.name, v)
+
+        def need(ok, msg):
+            if not ok:
+                raise ValueError(f"RunConfig: {msg}")
+
+        need(self.regularizer in _REGULARIZERS, f"regularizer must be one of {_REGULARIZERS}, got {self.regularizer!r}")
+        need(self.perturbation in _PERTURBATIONS, f"perturbation must be one of {_PERTURBATIONS}, got {self.perturbation!r}")
+        need(self.mean in _MEANS, f"mean must be one of {_MEANS}, got {self.mean!r}")
+        need(self.mode in _MODES, f"mode must be one of {_MODES}, got {self.mode!r}")
+        need(self.precision in ("float32", "float64"), f"precision must be 'float32' or 'float64', got {self.precision!r}")
+        need(self.metric in _METRICS, f"metric must be one of {_METRICS}, got {self.metric!r}")
+        for name in ("rho", "sigma_f", "sigma_b", "noise_std", "w0_std"):
+            v = getattr(self, name)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{name} must be a finite number >= 0, got {v!r}")
+        need(isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma > 0, f"gamma must be > 0, got {self.gamma!r}")
+        need(0 < self.ewma < 1, f"ewma must be in (0, 1), got {self.ewma!r}")
+        for name, lo in (("interval", 1), ("T", 2), ("d", 1), ("M", 1), ("metric_every", 1), ("seed", 0), ("data_seed", 0), ("start", 0), ("budget", 0)):
+            v = getattr(self, name)
+            need(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= lo, f"{name} must be an integer >= {lo}, got {v!r}")
+        need(self.T < 2**31, f"T must be < 2**31, got {self.T}")
+        need(self.T >= 2 * self.metric_every, f"T must be at least 2 * metric_every, got T={self.T}, metric_every={self.metric_every}")
+        need(self.start < self.T, f"start must be < T, got start={self.start}, T={self.T}")
+        need(self.budget == 0 or self.start + (self.budget - 1) * self.interval < self.T,
+             f"budget {self.budget} with interval {self.interval} from start {self.start} does not fit in T = {self.T}")
+        for name, paper_place in (("forward", ("forward", "both")), ("backward", ("backward", "both"))):
+            p = getattr(self, name)
+            if p is None:
+                continue
+            sigma = self.sigma_f if name == "forward" else self.sigma_b
+            need(not (self.perturbation in paper_place and sigma > 0),
+                 f"give either perturbation={self.perturbation!r} with sigma > 0 or {name}=..., not both at one place")
+            try:  # Plan refuses what is not a perturbation; compile_plan what the engine cannot run;
+                compile_plan(Plan(**{name: {1 if name == "forward" else 2: p}}), 0)
+                canonical(p)  # canonical what cannot be part of a key (a lambda, NaN, an object without fields)
+            except (NotImplementedError, ValueError) as exc:
+                raise ValueError(f"RunConfig: {name}: {exc}") from None
+
+    @classmethod
+    def from_row(cls, row) -> "RunConfig":
+        """The configuration of one row of a sweep table (extra columns are ignored).
+
+        A row with a ``forward`` or ``backward`` perturbation object holds only its
+        description; pass the object again: ``RunConfig.from_row(row).replace(forward=p)``
+        is not possible, so such rows raise a ValueError that says so."""
+        vals = {}
+        for k in cls.__dataclass_fields__:
+            if k not in row:
+                continue
+            v = row[k]
+            v = v.item() if hasattr(v, "item") else v
+            if k in cls.OBJECTS:
+                if isinstance(v, str) and v:
+                    raise ValueError(f"the row's {k} perturbation {v} cannot be rebuilt from its description; "
+                                     f"make the RunConfig with the perturbation object")
+                v = None
+            vals[k] = v
+        return cls(**vals)
+
+    def fields(self) -> dict:
+        """Every field, with the perturbation objects as their descriptions (a table row)."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for k in self.OBJECTS:
+            out[k] = repr(out[k]) if out[k] is not None else None
+        return out
+
+    # -- identity ---------------------------------------------------------------------------------
+    def computation(self) -> dict:
+        """The fields that shape the result (labels left out, unset objects left out), the perturbation
+        objects in their canonical form (:func:`fbsgd.perturbations.canonical`: equal objects, one form,
+        in every process), from which the cache key and the random streams are built."""
+        out = {k: v for k, v in self.fields().items() if k not in self.LABELS and not (k in self.OBJECTS and v is None)}
+        return {k: canonical(getattr(self, k)) if k in self.OBJECTS else v for k, v in out.items()}
+
+    def key(self) -> str:
+        """Content hash of the computation and the engine's source: the cache key."""
+        blob = json.dumps(self.computation(), sort_keys=True) + engine_hash()
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def stream_seed(self) -> int:
+        ident = {k: v for k, v in self.computation().items() if k not in self.NOT_IN_STREAMS}
+        return rng.derive_key("fbsgd.sweeps", json.dumps(ident, sort_keys=True))
+
+    # -- the perturbations as core objects ---------------------------------------------------------
+    def plan(self) -> Plan:
+        """δ after f₁ and/or ε after ∂f₂/∂f₁, as :class:`fbsgd.perturbations.Plan`."""
+        make = zero_mean_uniform if self.mean == "zero" else nonzero_mean_uniform
+        per_sample = self.mode == "per_sample"
+
+        def place(sigma):
+            p = make(sigma, self.d, per_sample)
+            if self.start == 0 and self.budget == 0:
+                return every(self.interval, p) if self.interval > 1 else p
+            end = self.T if self.budget == 0 else min(self.T, self.start + self.budget * self.interval)
+            return at_steps(range(self.start, end, self.interval), p)
+
+        forward, backward = {}, {}
+        if self.perturbation in ("forward", "both") and self.sigma_f > 0:
+            forward[1] = place(self.sigma_f)
+        if self.perturbation in ("backward", "both") and self.sigma_b > 0:
+            backward[2] = place(self.sigma_b)
+        if self.forward is not None:
+            forward[1] = self.forward
+        if self.backward is not None:
+            backward[2] = self.backward
+        return Plan(forward=forward, backward=backward)
+
+    def kernel_row(self) -> dict:
+        """The kernel's numbers for this run (the fields of :data:`fbsgd.engine.kernel.PARAMS`)."""
+        row = compile_plan(self.plan(), self.stream_seed())
+        row.update(gamma=self.gamma, rho=self.rho, reg=_REGULARIZERS.index(self.regularizer),
+                   noise_std=self.noise_std, xi_key=xi_key(self.stream_seed()),
+                   f_star=_optimum(self.d, self.M, self.rho, self.regularizer, self.data_seed),
+                   metric64=int(self.metric == "float64"))
+        return row
+
+    def initial_weights(self) -> np.ndarray:
+        if self.w0_std == 0:
+            return np.zeros(self.d)
+        return rng.normal(rng.derive_key("fbsgd.sweeps.w0", self.stream_seed()), 0, self.d, self.w0_std)
+
+    def problem(self) -> LogisticRegression:
+        return _problem(self.d, self.M, self.rho, self.regularizer, self.data_seed)
+
+
+@lru_cache(maxsize=16)
+def _problem(d, M, rho, regularizer, data_seed):
+    return LogisticRegression.generate(d=d, M=M, rho=rho, regularizer=regularizer, data_seed=data_seed)
+
+
+@lru_cache(maxsize=16)
+def _optimum(d, M, rho, regularizer, data_seed) -> float:
+    """f* of the problem (Newton from 0; the problems of the book have a unique minimizer there)."""
+    p = _problem(d, M, rho, regularizer, data_seed)
+    return p.loss(p.minimize())
+
+
+@lru_cache(maxsize=8)
+def _data(d, M, data_seed):
+    p = LogisticRegression.generate(d=d, M=M, data_seed=data_seed)
+    AT64 = np.ascontiguousarray(p.signed_features.T)
+    return AT64, AT64.astype(np.float32)
+
+
+def engine_hash() -> str:
+    """Hash of everything that can change a run's result: the source of every fbsgd
+    module a sweep imports (derived from the imports, :func:`fbsgd.engine.provenance.module_closure`)
+    and the versions of numpy, numba, llvmlite and scipy."""
+    return source_hash("fbsgd.engine.sweeps")
+
+
+# bytes per metric point: each configuration of a chunk keeps its float64 gradient-norm
+# trace; the summaries then work on one configuration at a time with about five
+# temporaries of the same length (EWMA curves, step indices, masks)
+_TRACE_BYTES, _SUMMARY_BYTES = 8, 40
+
+
+def memory_needed(T: int, metric_every: int, chunk_size: int = 8, n_jobs: int = 1) -> int:
+    """Bytes a sweep holds at once: each of ``n_jobs`` workers runs a chunk of
+    ``chunk_size`` configurations whose traces have ⌈T / metric_every⌉ points."""
+    points = -(-int(T) // int(metric_every))
+    workers = max(1, int(n_jobs) if n_jobs and n_jobs > 0 else (os.cpu_count() or 1))
+    return workers * points * (int(chunk_size) * _TRACE_BYTES + _SUMMARY_BYTES)
+
+
+def machine_memory() -> int:
+    """Physical memory of this machine in bytes (0 if unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def check_memory(T: int, metric_every: int, chunk_size: int = 8, n_jobs: int = 1, fraction: float = 0.5) -> int:
+    """Raise MemoryError, before anything runs, when a sweep would need more than
+    ``fraction`` of the machine's memory; return the estimate in bytes."""
+    need, have = memory_needed(T, metric_every, chunk_size, n_jobs), machine_memory()
+    if have and need > fraction * have:
+        raise MemoryError(
+            f"a sweep with T = {T:,}, metric_every = {metric_every} and {chunk_size} configurations per worker "
+            f"x {max(1, n_jobs if n_jobs and n_jobs > 0 else os.cpu_count() or 1)} workers needs about "
+            f"{need / 2**30:.1f} GiB, more than {fraction:.0%} of this machine's {have / 2**30:.1f} GiB: "
+            f"lower T, raise metric_every, or lower n_jobs")
+    return need
+
+
+def check_writable(folder: str | os.PathLike, what: str) -> Path:
+    """Create ``folder`` if needed and prove it writable (a probe file written and removed),
+    else raise a ValueError that names ``what`` and the reason — before anything is computed."""
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".fbsgd-probe-"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what} {str(folder)!r} is not a writable folder: {exc.strerror or exc}") from None
+    return folder
+
+
+def default_cache_dir() -> Path:
+    """$FBSGD_CACHE_DIR, else ~/.cache/fbsgd/sweeps."""
+    env = os.environ.get("FBSGD_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "fbsgd" / "sweeps"
+
+
+# -------------------------------------------------------------------------------------------------
+# summaries (Section 7.1)
+# -------------------------------------------------------------------------------------------------
+
+
+def stable_summary(trace: np.ndarray, T: int, metric_every: int) -> tuple[float, float]:
+    """Stable gradient norm (mean EWMA over the last ⌊T/2⌋ iterations) and stable
+    iteration complexity (first iteration whose EWMA is below 1.5 × that norm).
+
+    ``trace[i]`` is the EWMA at iteration i·metric_every.
+    """
+    t = np.arange(trace.size) * metric_every
+    last = t >= T - T // 2
+    stable = float(np.mean(trace[last]))
+    below = np.nonzero(trace < 1.5 * stable)[0]
+    return stable, float(t[below[0]]) if below.size else float("nan")
+
+
+def _trace_grid(T: int, metric_every: int, points: int) -> np.ndarray:
+    """Iterations (multiples of metric_every, < T) at which curves are kept: half log-spaced, half evenly spaced."""
+    n = -(-T // metric_every)
+    idx = np.unique(np.concatenate([np.geomspace(1, n, max(points // 2, 2)).astype(int) - 1,
+                                    np.linspace(0, n - 1, max(points // 2, 2)).astype(int)]))
+    return idx * metric_every
+
+
+# -------------------------------------------------------------------------------------------------
+# the cache: one small .npz per configuration, written atomically
+# -------------------------------------------------------------------------------------------------
+
+
+class CacheWarning(UserWarning):
+    """A cache entry did not belong to the configuration it was filed under; it is recomputed."""
+
+
+def entry_key(cfg: RunConfig, trace_points: int) -> str:
+    """The cache entry of a configuration: its key and every argument that shapes what is stored."""
+    return hashlib.sha256(f"{cfg.key()} trace_points={int(trace_points)}".encode()).hexdigest()[:32]
+
+
+def _identity(cfg: RunConfig, trace_points: int) -> dict:
+    """What an entry must have been computed for: stored in it, checked on load."""
+    return dict(computation=cfg.computation(), key=cfg.key(), source_hash=engine_hash(), trace_points=int(trace_points))
+
+
+def _cache_path(cache_dir: Path, key: str) -> Path:
+    return cache_dir / key[:2] / f"{key}.npz"
+
+
+def _save(cache_dir: Path, key: str, identity: dict, summary: dict, traces: dict) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, identity=np.array(json.dumps(identity, sort_keys=True)), summary=np.array(json.dumps(summary)),
+             **{f"trace_{k}": v for k, v in traces.items()})
+    atomic_write_bytes(_cache_path(cache_dir, key), buf.getvalue())
+
+
+def _load(cache_dir: Path, key: str, identity: dict | None = None):
+    """(summary, traces) of a valid entry, else None.  An unreadable entry is a silent
+    miss; an entry computed for another configuration, code or trace grid is a miss
+    with one :class:`CacheWarning` naming the file.  Both are overwritten."""
+    path = _cache_path(cache_dir, key)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            stored = json.loads(str(z["identity"])) if "identity" in z.files else None
+            traces = {k[len("trace_"):]: z[k] for k in z.files if k.startswith("trace_")}
+            summary = json.loads(str(z["summary"]))
+    except Exception:  # unreadable entry: treat as a miss and overwrite it
+        return None
+    if identity is not None and stored != json.loads(json.dumps(identity, sort_keys=True)):
+        warnings.warn(f"fbsgd cache entry {path} was not computed for this configuration and code; recomputing it",
+                      CacheWarning, stacklevel=3)
+        return None
+    return summary, traces
+
+
+# -------------------------------------------------------------------------------------------------
+# running a chunk (a plain function: joblib ships it to processes or to Dask workers)
+# -------------------------------------------------------------------------------------------------
+
+
+def _run_chunk(configs: list[RunConfig], keys: list[str], expected_hash: str, cache_dir: str | None, trace_points: int) -> list[tuple]:
+    """Run one chunk of configurations that share (T, d, M, data_seed, metric_every, precision);
+    ``keys`` are their cache entries.  Returns (key, summary, traces) per configuration."""
+    if engine_hash() != expected_hash:
+        raise RuntimeError(
+            f"this worker runs a different fbsgd engine ({engine_hash()}) than the process that started the sweep "
+            f"({expected_hash}): fbsgd was changed during the sweep, or the cluster's workers have another version installed"
+        )
+    c0 = configs[0]
+    AT64, AT32 = _data(c0.d, c0.M, c0.data_seed)
+    AT = AT32 if c0.precision == "float32" else AT64
+    run = kernel(c0.d, c0.precision)
+    params = kernel_params([c.kernel_row() for c in configs])
+    C, T, k = len(configs), c0.T, c0.metric_every
+    W = np.array([c.initial_weights() for c in configs])
+    norms = np.full((C, -(-T // k)), np.nan)
+    diverged_at = np.full(C, -1, dtype=np.int64)
+    problems = [c.problem() for c in configs]
+    optima = [_optimum(c.d, c.M, c.rho, c.regularizer, c.data_seed) for c in configs]
+    checkpoints = _trace_grid(T, k, trace_points)
+    gaps = np.full((C, checkpoints.size), np.nan)
+    start = time.perf_counter()
+    run(AT, AT64, W, 0, T, k, params, norms, checkpoints, gaps, diverged_at)  # f(w_t) − f* at the checkpoints too
+    runtime = (time.perf_counter() - start) / C
+    out = []
+    for i, cfg in enumerate(configs):
+        diverged = bool(diverged_at[i] >= 0)
+        smooth = ewma(norms[i], cfg.ewma, k)
+        if diverged:
+            stable, stable_it = float("nan"), float("nan")
+        else:
+            stable, stable_it = stable_summary(smooth, T, k)
+        finite = smooth[np.isfinite(smooth)]
+        alternatives = {}
+        for beta in ALT_EWMAS:
+            alt = stable_summary(ewma(norms[i], beta, k), T, k) if not diverged else (float("nan"), float("nan"))
+            alternatives[f"stable_grad_norm_ewma{beta:g}"] = alt[0]
+            alternatives[f"stable_iteration_ewma{beta:g}"] = alt[1]
+        summary = dict(stable_grad_norm=stable, stable_iteration=stable_it, diverged=diverged,
+                       diverged_at=int(diverged_at[i]) if diverged else -1,
+                       final_ewma=float(finite[-1]) if finite.size else float("nan"),
+                       final_weight_norm=float(np.linalg.norm(W[i])) if not diverged else float("nan"),
+                       mean_sq_grad_norm=float(np.mean(norms[i] ** 2)) if not diverged else float("nan"),
+                       final_loss_gap=float(problems[i].loss(W[i]) - optima[i]) if not diverged else float("nan"),
+                       **alternatives, runtime_s=runtime, engine_hash=engine_hash(), fbsgd_version=__version__)
+        tt, tv = checkpoints, smooth[checkpoints // k]
+        traces = dict(t=tt, ewma=tv, loss_gap=gaps[i], grad_norm=norms[i][checkpoints // k])
+        if cache_dir is not None:
+            _save(Path(cache_dir), keys[i], _identity(cfg, trace_points), summary, traces)
+        out.append((keys[i], summary, traces))
+    return out
+
+
+def _chunks(configs: list[RunConfig], chunk_size: int, workers: int = 1) -> list[list[RunConfig]]:
+    """Group configurations that can share a kernel call, then cut into chunks of at most
+    ``chunk_size``, and into at least ``workers`` chunks where the group allows it, so that a
+    group of few long runs (9 runs of 2,000,000 iterations, say) keeps every worker busy rather
+    than one chunk of 8 and one of 1.  Chunking never changes a result (each configuration's
+    arithmetic is its own; tests/test_engine.py)."""
+    groups: dict = {}
+    for c in configs:
+        groups.setdefault((c.T, c.d, c.M, c.data_seed, c.metric_every, c.precision), []).append(c)
+    out = []
+    for group in groups.values():
+        # similar work next to each other: the perturbation kind and interval decide the cost
+        group.sort(key=lambda c: (c.perturbation, c.interval, c.mode, c.regularizer, c.gamma, c.seed))
+        size = max(1, min(chunk_size, -(-len(group) // max(1, workers))))
+        out += [group[i : i + size] for i in range(0, len(group), size)]
+    return out
+
+
+@dataclass
+class SweepResult:
+    table: pd.DataFrame
+    traces: pd.DataFrame = field(repr=False)  # config_id, t, ewma, grad_norm, loss_gap (f(w_t) − f*)
+    computed: int = 0
+    from_cache: int = 0
+    wall_s: float = 0.0
+
+
+def cost_text(*results: SweepResult) -> str:
+    """What one or more sweeps cost, as the chapters print it: "N computed, M from the cache, S s"."""
+    return (f"{sum(r.computed for r in results)} computed, {sum(r.from_cache for r in results)} from the cache, "
+            f"{sum(r.wall_s for r in results):.1f} s")
+
+
+def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLike | None | bool = True,
+              chunk_size: int = 8, trace_points: int = 600, progress: bool = True) -> SweepResult:
+    """Run (or load from the cache) every configuration; one table row per configuration.
+
+    ``cache_dir``: True → :func:`default_cache_dir`; a path; or False/None for no cache.
+    ``n_jobs``: joblib workers (None → joblib's default for the active backend, -1 → all cores).
+    """
+    from joblib import Parallel, delayed, effective_n_jobs
+    from tqdm.auto import tqdm
+
+    configs = list(configs)
+    if not configs:
+        raise ValueError("run_sweep needs at least one configuration")
+    for c in configs:
+        if not isinstance(c, RunConfig):
+            raise TypeError(f"run_sweep takes RunConfig objects, got {type(c).__name__}")
+    if not (isinstance(chunk_size, int) and chunk_size >= 1):
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if n_jobs == 0 or isinstance(n_jobs, bool) or not (n_jobs is None or isinstance(n_jobs, int)):
+        raise ValueError(f"n_jobs must be a non-zero integer (-1: all cores) or None, got {n_jobs!r}")
+    if cache_dir is True:
+        cache_dir = default_cache_dir()
+    cache = Path(cache_dir) if cache_dir else None
+    if cache is not None:
+        check_writable(cache, "the sweep cache folder (cache_dir, or $FBSGD_CACHE_DIR)")
+    for T, k in sorted({(c.T, c.metric_every) for c in configs}):
+        check_memory(T, k, min(chunk_size, len(configs)), n_jobs or 1)
+
+    start = time.perf_counter()
+    results: dict = {}
+    todo: dict = {}
+    if not (isinstance(trace_points, int) and not isinstance(trace_points, bool) and trace_points >= 4):
+        raise ValueError(f"trace_points must be an integer >= 4, got {trace_points!r}")
+    for c in configs:
+        key = entry_key(c, trace_points)
+        if key in results or key in todo:
+            continue
+        hit = _load(cache, key, _identity(c, trace_points)) if cache is not None else None
+        if hit is not None:
+            results[key] = (hit[0], hit[1], True)
+        else:
+            todo[key] = c
+    chunks = _chunks(list(todo.values()), chunk_size, effective_n_jobs(n_jobs))
+    if chunks:
+        expected = engine_hash()
+        jobs = (delayed(_run_chunk)(ch, [entry_key(c, trace_points) for c in ch], expected, str(cache) if cache else None, trace_points)
+                for ch in chunks)
+        bar = tqdm(total=len(todo), desc="configurations", unit="run", disable=not progress)
+        for chunk_out in Parallel(n_jobs=n_jobs, return_as="generator")(jobs):
+            for key, summary, traces in chunk_out:
+                results[key] = (summary, traces, False)
+            bar.update(len(chunk_out))
+        bar.close()
+
+    rows, trace_rows = [], []
+    for c in configs:
+        summary, traces, cached = results[entry_key(c, trace_points)]
+        rows.append({**c.fields(), **summary, "cached": cached, "config_id": c.key()})
+        trace_rows.append(pd.DataFrame({"config_id": c.key(), **traces}))
+    table = pd.DataFrame(rows)
+    traces = pd.concat(trace_rows, ignore_index=True).drop_duplicates(["config_id", "t"])
+    return SweepResult(table, traces, computed=len(todo), from_cache=sum(r[2] for r in results.values()),
+                       wall_s=time.perf_counter() - start)

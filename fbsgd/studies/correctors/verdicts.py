@@ -1,0 +1,632 @@
+"""Fits, the summary table and the verdicts of the correctors chapter (Section 8 of
+{cite}`kong2026perturbed`: can correctors restore the error-free rates?).
+
+Per setting (place × perturbation × corrector) of :mod:`fbsgd.studies.correctors.study`:
+
+* the **small-step slope**: log-log slope of the stable gradient norm S against γ over the
+  :data:`fbsgd.studies.section7.design.SLOPE_WINDOW` smallest step sizes, all seeds (as for Figure 4);
+* the **floor** S(γ_min) (geometric mean over seeds) and the **floor ratio**
+  S_corrected(γ_min) / S_plain(γ_min) against the uncorrected setting;
+* the **rate exponent** p of (1/T) Σ ‖∇f(w_t)‖² ≈ A·T^p under γ = c/√T
+  (:func:`fbsgd.studies.rates.statistics.fit_power_law`; error-free SGD: about −1/2).
+
+:func:`has_floor` says whether a plain perturbation leaves a floor (flat and above standard SGD);
+:func:`classify` turns slope, floor ratio and floor over SGD into one of "restores the rate",
+"lowers the floor", "no effect", "raises the floor", "diverges" or "no floor to remove"
+(thresholds: :data:`LOWER_RATIO` here, DECREASE_SLOPE, FLOOR_OVER_SGD, RECOVERY_FACTOR of
+:mod:`fbsgd.studies.section7.verdicts`).
+
+The runs are much shorter than Section 7's, so a flat curve may be a run that has not yet
+settled rather than a floor.  :func:`drift_ratio` measures that (last quarter of the run over the
+quarter before it); a setting is **settled** when every run at γ_min has its drift inside
+AGREEMENT_BAND.  A flat curve that is not settled, or a comparison with a standard SGD that is not
+settled, is "not yet settled", and a case in that state is undecided (:func:`outcome_of_flags`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import optimize
+from scipy.special import expit
+
+from fbsgd.studies.section7.design import SLOPE_WINDOW
+from fbsgd.metrics import drift_ratio, fit_line
+from fbsgd.studies.rates.statistics import fit_power_law
+from fbsgd.studies.section7.verdicts import AGREEMENT_BAND, DECREASE_SLOPE, FLOOR_OVER_SGD, RECOVERY_FACTOR, geometric_mean, in_band
+from fbsgd.book.verdicts import Verdict, outcome_of_cases
+from fbsgd.theory.small_step_limits import small_step_limit
+from fbsgd.studies.correctors.study import A3_VARIANTS
+from fbsgd.book.report import show
+
+__all__ = ["summary_values", "LOWER_RATIO", "SETTING", "COSTS", "num", "factor", "relative_text", "drift_ratio", "is_settled", "outcome_of_flags", "stable_slopes", "rate_exponents", "has_floor", "classify", "summary",
+           "expected_message_limit", "debias_predictions", "corrector_verdict", "debias_verdict", "prediction_verdict", "a3_verdict",
+           "ANSWERS", "names_text", "perturbation_words", "count_text", "effect_sentence", "plain_rates_text",
+           "sgd_settled_text", "floor_text", "residual_text", "debias_remainder_text", "a3_sentence", "prose",
+           "compression_verdicts", "a3_verdicts", "debias_verdicts", "a3_fates", "a3_fate_table", "debias_table",
+           "SUMMARY_COLUMNS", "summary_shown", "summary_table"]
+
+LOWER_RATIO = 0.5  # floor ratio below this: the corrector lowers the floor; above 1/LOWER_RATIO: raises it
+SETTING = ["part", "place", "perturbation", "corrector"]
+UNSETTLED = "not yet settled"
+
+# what each corrector costs per message of n entries (one number per sample here: n = M)
+COSTS = {
+    "none": ("none", "none"),
+    "plain": ("none", "the compressor"),
+    "error feedback": ("n floats at the sender (the residual e)", "the compressor + 2 additions"),
+    "delta": ("n floats at the sender and at the receiver (the copy r)", "the compressor + 2 additions"),
+    "stochastic rounding": ("none", "one uniform draw per entry"),
+    "second-order": ("none", "about 5 flops per entry, at the receiver"),
+    "exact": ("none", "a logit and a sum of about 28/(2a) terms per entry, at the receiver"),
+}
+
+_RULE_CLASSES = (f"a plain perturbation has a floor to remove if its slope ≤ {DECREASE_SLOPE} and its S(γ_min) > "
+                 f"{FLOOR_OVER_SGD:g} × standard SGD's; 'restores the rate': slope > {DECREASE_SLOPE} or "
+                 f"S(γ_min) ≤ {RECOVERY_FACTOR:g} × standard SGD's; 'lowers the floor': floor ratio < {LOWER_RATIO:g}; "
+                 f"'raises the floor': ratio > {1 / LOWER_RATIO:g}; 'no effect': otherwise; 'diverges': a run at the "
+                 f"smallest step sizes diverged; '{UNSETTLED}' (undecided): neither 'restores' nor 'diverges', and the "
+                 f"setting or standard SGD is not settled at γ_min (a run is settled when the mean EWMA over its last "
+                 f"quarter / that over the quarter before lies in {AGREEMENT_BAND[0]:g}–{AGREEMENT_BAND[1]:g}); a plain "
+                 f"perturbation that is flat and above SGD but not settled leaves an undecided case; slope of log S on "
+                 f"log γ over the {SLOPE_WINDOW} smallest γ, floor ratio = S_corrected / S_plain at the smallest γ "
+                 f"(geometric means over seeds)")
+
+
+def num(x, spec: str = ".3g", missing: str = "—") -> str:
+    """``x`` formatted with ``spec``; ``missing`` ("—", or "diverged") when it is NaN, None or infinite."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return missing
+    if not np.isfinite(x):
+        return missing
+    return format(x, spec).replace("-", "−")
+
+
+def factor(x) -> str:
+    """A factor in prose: three significant digits, plain notation ("630×", "1.05×", "0.0123×"), "—" if not finite."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return "—"
+    if not np.isfinite(x):
+        return "—"
+    r = float(f"{x:.3g}")
+    return (f"{r:,.0f}" if abs(r) >= 100 else f"{r:.3g}") + "×"
+
+
+def relative_text(ratio, what: str) -> str:
+    """"unchanged from <what> (ratio 1.00)" when ``ratio`` lies in AGREEMENT_BAND, else "<ratio>× <what>"."""
+    if np.isfinite(ratio) and bool(in_band(np.array([ratio]))[0]):
+        return f"unchanged from {what} (ratio {ratio:.3g})"
+    return f"{factor(ratio)} {what}"
+
+
+def is_settled(drifts) -> bool:
+    """Every drift ratio (finite ones; at least one) inside AGREEMENT_BAND."""
+    d = np.asarray(drifts, dtype=float)
+    d = d[np.isfinite(d)]
+    return bool(d.size and np.all(in_band(d)))
+
+
+def outcome_of_flags(flags) -> str:
+    """Cases with True (met), False (not met) or None (undecided): partial if some decided case is
+    met and another is not; otherwise unresolved if any case is undecided (or there is none);
+    otherwise holds (all met) or fails (none met)."""
+    flags = list(flags)
+    decided = [bool(f) for f in flags if f is not None]
+    if any(decided) and not all(decided):
+        return "partial"
+    if not flags or len(decided) < len(flags):
+        return "unresolved"
+    return outcome_of_cases(decided)
+
+
+def stable_slopes(scan: pd.DataFrame, n_smallest: int = SLOPE_WINDOW) -> pd.DataFrame:
+    """Per setting: slope (± se) of log S on log γ over the ``n_smallest`` step sizes (all seeds,
+    diverged runs excluded), the geometric mean of S at the smallest γ, the diverged runs there, and
+    whether the runs at the smallest γ have settled (:func:`is_settled` of their ``drift``; True
+    when the scan has no ``drift`` column)."""
+    rows = []
+    for key, g in scan.groupby(SETTING, sort=False):
+        gam = np.sort(g.gamma.unique())[:n_smallest]
+        win = g[g.gamma.isin(gam)]
+        ok = win[~win.diverged]
+        fit = fit_line(np.log(ok.gamma), np.log(ok.stable_grad_norm)) if ok.gamma.nunique() >= 2 else None
+        rows.append({**dict(zip(SETTING, key)), "slope": fit.slope if fit else np.nan,
+                     "slope_se": fit.slope_se if fit else np.nan, "gamma_min": float(gam.min()),
+                     "floor": geometric_mean(win[win.gamma == gam.min()].stable_grad_norm),
+                     "diverged_runs": int(win.diverged.sum()), "runs": len(win),
+                     "settled": is_settled(ok[ok.gamma == gam.min()].drift) if "drift" in ok else True})
+    return pd.DataFrame(rows)
+
+
+def rate_exponents(rates: pd.DataFrame) -> pd.DataFrame:
+    """Per setting: exponent p (± jackknife se over seeds) of (1/T) Σ ‖∇f‖² ≈ A·T^p (NaN if < 2 horizons finite)."""
+    rows = []
+    for key, g in rates.groupby(SETTING, sort=False):
+        try:
+            f = fit_power_law(g["T"], g.mean_sq_grad_norm, g.seed)
+            p, se = f.exponent, f.se
+        except ValueError:
+            p = se = np.nan
+        rows.append({**dict(zip(SETTING, key)), "rate_exponent": p, "rate_se": se})
+    return pd.DataFrame(rows)
+
+
+def has_floor(slope: float, over_sgd: float, settled: bool = True):
+    """A plain perturbation leaves a floor to remove: slope <= DECREASE_SLOPE and S(γ_min) > FLOOR_OVER_SGD × SGD's,
+    and settled; None (undecided) when flat and above SGD but not settled."""
+    flat = bool(np.isfinite(slope) and slope <= DECREASE_SLOPE and over_sgd > FLOOR_OVER_SGD)
+    return None if flat and not settled else flat
+
+
+def classify(slope: float, ratio: float, over_sgd: float, plain_has_floor, diverged: bool,
+             settled: bool = True) -> str:
+    """What a corrector does, from its small-step slope, its floor ratio to the plain setting,
+    its floor relative to standard SGD, whether the plain setting has a floor, and whether the
+    corrected runs and standard SGD have settled at γ_min."""
+    if diverged or not np.isfinite(slope):
+        return "diverges"
+    if slope > DECREASE_SLOPE or over_sgd <= RECOVERY_FACTOR:
+        return "restores the rate" if plain_has_floor is not False else "no floor to remove"
+    if not settled:
+        return UNSETTLED
+    if ratio < LOWER_RATIO:
+        return "lowers the floor"
+    if ratio > 1 / LOWER_RATIO:
+        return "raises the floor"
+    return "no effect"
+
+
+def summary(slopes: pd.DataFrame, rates: pd.DataFrame | None = None, predicted: dict | None = None) -> pd.DataFrame:
+    """The chapter's table: one row per setting with floor (measured, predicted), floor ratio to the
+    plain setting and to standard SGD, slope, rate exponent, effect (:func:`classify`) and costs.
+    ``predicted`` maps (place, perturbation, corrector) to a γ → 0 floor (missing: NaN)."""
+    t = slopes.copy()
+    base = t[t.part == "baseline"]
+    sgd_floor = float(base.floor.iloc[0]) if len(base) else np.nan
+    sgd_settled = bool(base.settled.iloc[0]) if len(base) else True
+    plain = t[t.corrector == "plain"].set_index(["place", "perturbation"])
+    ratios, effects = [], []
+    for r in t.itertuples():
+        if r.corrector in ("plain", "none") or (r.place, r.perturbation) not in plain.index:
+            ratios.append(np.nan)
+            effects.append("—")
+            continue
+        p = plain.loc[(r.place, r.perturbation)]
+        ratio = r.floor / p.floor if p.floor > 0 else np.nan
+        ratios.append(ratio)
+        effects.append(classify(r.slope, ratio, r.floor / sgd_floor,
+                                has_floor(p.slope, p.floor / sgd_floor, bool(p.settled) and sgd_settled),
+                                r.diverged_runs > 0, bool(r.settled) and sgd_settled))
+    t["floor_ratio"] = ratios
+    t["floor_over_sgd"] = t.floor / sgd_floor
+    t["has_floor"] = [has_floor(r.slope, r.floor_over_sgd, bool(r.settled) and sgd_settled) if r.corrector == "plain"
+                      else np.nan for r in t.itertuples()]
+    t["effect"] = effects
+    predicted = predicted or {}
+    t["predicted_floor"] = [predicted.get((r.place, r.perturbation, r.corrector), np.nan) for r in t.itertuples()]
+    if rates is not None:
+        t = t.merge(rate_exponents(rates), on=SETTING, how="left")
+    t["extra_memory"] = [COSTS[c][0] for c in t.corrector]
+    t["extra_work"] = [COSTS[c][1] for c in t.corrector]
+    return t
+
+
+# -- the γ → 0 prediction for a de-biased message ---------------------------------------------
+
+def expected_message_limit(problem, a: float, message=None, nodes: int = 64) -> dict:
+    """γ → 0 limit of the stable gradient norm with forward noise δ ~ U(−a, a) and the backward
+    message g(σ(z + δ)) (``message`` = g, None for the plain σ(z̃)).
+
+    E g(σ(z + δ)) is computed by Gauss–Legendre quadrature on (−a, a); the limit point w∞ is the
+    zero of the averaged direction D(w) = −(1/M) Σ_l a_l E g(σ(z_l + δ)) + ρ∇R(w) (z = −a_lᵀw), as in
+    :mod:`fbsgd.theory.small_step_limits`; returns dict(w, plateau = ‖∇f(w∞)‖, residual = ‖D(w∞)‖)."""
+    g = message or (lambda v: v)
+    x, wts = np.polynomial.legendre.leggauss(nodes)
+    A = problem.signed_features
+
+    def D(w):
+        z = -A @ w
+        m = sum(wi / 2 * g(expit(z + a * xi)) for xi, wi in zip(x, wts))
+        return -(A.T @ m) / problem.M + problem.rho * problem.regularizer.gradient(w)
+
+    sol = optimize.root(D, problem.minimize(), method="hybr", tol=1e-14)
+    return dict(w=sol.x, plateau=float(np.linalg.norm(problem.gradient(sol.x))),
+                residual=float(np.linalg.norm(D(sol.x))))
+
+
+# -- verdicts ------------------------------------------------------------------------------------
+
+def _case_text(rows) -> str:
+    def settled(r):
+        return "" if r.settled or r.effect == "diverges" else ", not settled at γ_min"
+
+    def plain(r):
+        return (f"plain: slope {num(r.plain_slope, '.2f')}, S(γ_min) {num(r.plain_over_sgd)} × SGD's"
+                f"{'' if r.plain_floor is not None else ', not settled'}")
+
+    def one(r):
+        if r.effect == "diverges":
+            return f"{r.perturbation} ({r.place}): diverges ({plain(r)})"
+        return (f"{r.perturbation} ({r.place}): {r.effect} (slope {num(r.slope, '.2f')} vs plain "
+                f"{num(r.plain_slope, '.2f')}{'' if r.plain_floor is not None else ' (plain not settled)'}; "
+                f"S(γ_min) {num(r.floor_over_sgd)} × SGD's vs plain {num(r.plain_over_sgd)} ×; floor ratio "
+                f"{num(r.floor_ratio, '.2g')}{settled(r)})")
+    return "; ".join(one(r) for r in rows.itertuples())
+
+
+def _tri(x):
+    """True / False / None (undecided; pandas may have stored None as NaN)."""
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else bool(x)
+
+
+def _flag(effect: str, plain_floor):
+    """A case's flag: None (undecided) if the plain floor or the corrected curve is not settled."""
+    if plain_floor is None or effect == UNSETTLED:
+        return None
+    return effect == "restores the rate"
+
+
+def corrector_verdict(claim, name: str, table: pd.DataFrame, place, corrector: str) -> Verdict:
+    """Does ``corrector`` restore the rate at ``place`` ("forward", "backward" or None: both)?
+    Cases: the perturbations that leave a floor when plain (:func:`has_floor` True) or may leave one
+    (None: flat and above SGD but not settled, an undecided case); a decided case holds when its
+    effect (:func:`classify`) is 'restores the rate'; the outcome is :func:`outcome_of_flags`."""
+    plain = table[table.corrector == "plain"].set_index(["place", "perturbation"])
+    rows = table[((table.place == place) if place else table.place.isin(["forward", "backward"]))
+                 & (table.corrector == corrector)].copy()
+    keys = list(zip(rows.place, rows.perturbation))
+    rows["plain_slope"] = [plain.slope.get(k, np.nan) for k in keys]
+    rows["plain_over_sgd"] = [plain.floor_over_sgd.get(k, np.nan) for k in keys]
+    rows["plain_floor"] = pd.Series([_tri(plain.has_floor.get(k, False)) for k in keys], index=rows.index, dtype=object)
+    cases = rows[[f is not False for f in rows.plain_floor]]
+    flags = [_flag(e, f) for e, f in zip(cases.effect, cases.plain_floor)]
+    others = rows[~rows.index.isin(cases.index)]
+    place = place or "forward and backward"
+    extra = (f" Not counted (no floor to remove when plain): {_case_text(others)}."
+             if len(others) else "")
+    return Verdict(
+        claim(name), outcome_of_flags(flags),
+        rule=f"cases: the perturbations of the {place} message that leave a floor when plain; "
+             f"holds if every case is 'restores the rate', fails if none is, partial if some are and others are "
+             f"decided otherwise; unresolved if there is no case, or if the decided cases agree but some case is "
+             f"undecided (its corrected curve is '{UNSETTLED}', or its plain floor is not settled); "
+             f"{_RULE_CLASSES}",
+        evidence=(f"{place} message, {corrector}: {_case_text(cases)}." if len(cases) else
+                  f"{place} message: no perturbation leaves a floor when plain.") + extra,
+        key_number=float(cases.slope.min()) if len(cases) else None,
+        key_label=f"smallest slope with {corrector} ({place}), over the cases")
+
+
+def debias_verdict(claim, name: str, table: pd.DataFrame, corrector: str) -> Verdict:
+    """Does the de-biasing ``corrector`` remove the floor of zero-mean uniform forward noise?
+    A case (σ_f level) holds when its effect is 'restores the rate'.  The evidence adds the
+    corrector's predicted γ → 0 floor next to standard SGD's S(γ_min): a predicted residual below
+    that level cannot show in the scan."""
+    v = corrector_verdict(claim, name, table[table.part == "debias"], "forward", corrector)
+    rows = table[(table.part == "debias") & (table.corrector == corrector)]
+    if not len(rows) or "predicted_floor" not in rows:
+        return v
+    sgd = rows.floor / rows.floor_over_sgd
+    note = "; ".join(f"{r.perturbation}: predicted γ → 0 floor with {corrector} {r.predicted_floor:.3g} = "
+                     f"{num(r.predicted_floor / q, '.2g')} × standard SGD's S(γ_min) {num(q)}" for r, q in zip(rows.itertuples(), sgd))
+    return Verdict(v.claim, v.outcome, rule=v.rule, evidence=f"{v.evidence} {note} (a residual below SGD's level cannot "
+                   f"show at this γ_min).", key_number=v.key_number, key_label=v.key_label)
+
+
+def prediction_verdict(claim, name: str, table: pd.DataFrame) -> Verdict:
+    """Measured floor / predicted floor of the plain uniform forward noise inside AGREEMENT_BAND."""
+    rows = table[(table.part == "debias") & (table.corrector == "plain")]
+    ratio = rows.floor / rows.predicted_floor
+    flags = [bool(ok) if s else None for ok, s in zip(in_band(ratio), rows.settled)]
+    band = f"{AGREEMENT_BAND[0]:g}–{AGREEMENT_BAND[1]:g}"
+    return Verdict(
+        claim(name), outcome_of_flags(flags),
+        rule=f"measured S(γ_min) / predicted γ → 0 floor inside {band} for every σ_f (partial: some); a level whose "
+             f"runs at γ_min are not settled (drift outside {band}) is undecided (unresolved unless the decided "
+             f"levels disagree)",
+        evidence="; ".join(f"{r.perturbation}: measured {r.floor:.4g} at γ = {r.gamma_min:g}"
+                           f"{'' if r.settled else ' (not settled)'}, predicted {r.predicted_floor:.4g}"
+                           f" (ratio {q:.3f})" for r, q in zip(rows.itertuples(), ratio)) + ".",
+        key_number=float(ratio.iloc[0]) if len(ratio) else None, key_label="measured / predicted floor")
+
+
+def a3_verdict(claim, name: str, scan: pd.DataFrame, variant: str) -> Verdict:
+    """Appendix A.3: does ``variant`` converge at every step size where the uncompressed iteration
+    is stable (spectral radius < 1)?  Cases: (setting, γ) with radius < 1."""
+    cases = scan[scan.stable_uncompressed & (scan.variant == variant)]
+    flags = cases.fate == "converges"
+    unc = scan[scan.stable_uncompressed & (scan.variant == "uncompressed")]
+
+    def tally(d):
+        return ", ".join(f"{s}: {int((g.fate == 'converges').sum())} of {len(g)} converge "
+                         f"({int((g.fate == 'diverges').sum())} diverge)" for s, g in d.groupby("setting", sort=False))
+
+    return Verdict(
+        claim(name), outcome_of_cases(flags),
+        rule="cases: the step sizes of the scan at which the uncompressed iteration has spectral radius < 1, "
+             "both settings of Figure 9; a case holds if ‖w₁‖ falls by 10³ within the run ('converges'); "
+             "holds: all, partial: some, fails: none",
+        evidence=f"{variant}: {tally(cases)}; uncompressed at the same step sizes: {tally(unc)}.",
+        key_number=float(flags.mean()) if len(flags) else None, key_label="fraction of stable step sizes that converge")
+
+
+def debias_predictions(problem, settings) -> dict:
+    """γ → 0 floors of the de-biasing settings (:func:`fbsgd.studies.correctors.study.debias_settings`):
+    plain by :func:`fbsgd.theory.small_step_limits.small_step_limit`, corrected by :func:`expected_message_limit`
+    with the corrector's own transformation.  Keys (place, perturbation, corrector)."""
+
+    out = {}
+    for s in settings:
+        noise = s["plan"].forward[1]
+        fix = s["plan"].backward.get(2)
+        key = (s["place"], s["perturbation"], s["corrector"])
+        out[key] = (small_step_limit(problem, s["plan"])["plateau"] if fix is None else
+                    expected_message_limit(problem, noise.high, lambda v, f=fix: f.apply(v, 0, 0))["plateau"])
+    return out
+
+
+# -- the chapter's prose, computed from the summary table and the verdicts ------------------------
+
+_EFFECT_WORDS = {  # what a corrector does, as a template for the perturbations it does it with ({p})
+    "restores the rate": "restores the error-free small-step behaviour with {p}",
+    "lowers the floor": "lowers the floor without removing it with {p}",
+    "no effect": "leaves the floor where it was with {p}",
+    "raises the floor": "raises the floor with {p}",
+    "diverges": "diverges with {p}",
+    UNSETTLED: "has a flat curve that has not settled by the end of the runs (undecided) with {p}",
+    "no floor to remove": "has no floor to remove with {p} (the uncorrected setting leaves none)",
+}
+ANSWERS = {"holds": "yes", "fails": "no", "partial": "in part", "unresolved": "not decided by these runs"}
+
+
+def names_text(items) -> str:
+    """"A", "A and B", "A, B and C" (order kept, duplicates dropped)."""
+    items = list(dict.fromkeys(items))
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1] if items else "none"
+
+
+def perturbation_words(name: str) -> str:
+    """A compressor as words: Top-K and Rand-K as they are, a float format as "rounding to <format>"."""
+    return name if name in ("Top-K", "Rand-K") or name.startswith("uniform") else f"rounding to {name}"
+
+
+def count_text(n: int, noun: str) -> str:
+    """"one seed", "2 seeds"."""
+    n = int(n)
+    return f"one {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def effect_sentence(table: pd.DataFrame, place: str, corrector: str) -> str:
+    """What ``corrector`` does on the ``place`` message, grouped by effect (:func:`classify`), e.g.
+    "restores the error-free small-step behaviour with Top-K; diverges with Rand-K"; a perturbation
+    whose plain curve is flat and has not settled is marked.  "—" when the table has no such row."""
+    rows = table[(table.place == place) & (table.corrector == corrector)]
+    if not len(rows):
+        return "—"
+    plain = table[table.corrector == "plain"].set_index(["place", "perturbation"])
+    groups: dict[str, list[str]] = {}
+    for r in rows.itertuples():
+        words = perturbation_words(r.perturbation)
+        key = (place, r.perturbation)
+        if ("settled" in plain and key in plain.index and not bool(plain.settled.get(key))
+                and "has_floor" in plain and _tri(plain.has_floor.get(key, False)) is None):
+            words += " (whose plain floor has not settled)"
+        groups.setdefault(r.effect, []).append(words)
+    return "; ".join(_EFFECT_WORDS.get(e, e + " with {p}").format(p=names_text(p)) for e, p in groups.items())
+
+
+def plain_rates_text(table: pd.DataFrame) -> str:
+    """The rate exponents of the plain compressors, e.g. "forward Top-K −0.02, backward Top-K 0.01"."""
+    rows = table[(table.part == "compression") & (table.corrector == "plain")]
+    if "rate_exponent" not in rows:
+        return "—"
+    return ", ".join(f"{r.place} {r.perturbation} {num(r.rate_exponent, '.2g')}" for r in rows.itertuples()) or "—"
+
+
+def sgd_settled_text(table: pd.DataFrame) -> str:
+    """Whether standard SGD's runs have settled at the smallest step size of the scan."""
+    base = table[table.part == "baseline"]
+    if not len(base):
+        return "the scan has no standard-SGD run"
+    r = base.iloc[0]
+    return (f"at γ = {r.gamma_min:g} standard SGD's runs "
+            + ("have settled" if bool(r.settled) else "have not settled (which leaves every comparison with it undecided)"))
+
+
+def floor_text(over_sgd: float) -> str:
+    """The plain stable norm at γ_min against standard SGD's, in words that do not presume a floor."""
+    if not np.isfinite(over_sgd):
+        return "a run that diverged"
+    if over_sgd > FLOOR_OVER_SGD:
+        return f"a floor {factor(over_sgd)} standard SGD's stable norm"
+    return f"a stable norm {factor(over_sgd)} standard SGD's, no floor above it"
+
+
+def residual_text(residual_over_sgd: float) -> str:
+    """A predicted residual floor against standard SGD's measured S(γ_min): below it, it cannot show."""
+    if not np.isfinite(residual_over_sgd):
+        return "not available"
+    where = ("below standard SGD's norm there, so the scan cannot show it and cannot tell the two corrections apart"
+             if residual_over_sgd < 1 else "above standard SGD's norm there, so the scan could show it")
+    return f"{factor(residual_over_sgd)} standard SGD's norm at the smallest step size: {where}"
+
+
+def debias_remainder_text(table: pd.DataFrame, corrector: str = "exact") -> str:
+    """What the de-biased curve leaves above standard SGD at γ_min, and whether it still falls with γ."""
+    rows = table[(table.part == "debias") & (table.corrector == corrector)]
+    if not len(rows):
+        return "—"
+    r = rows.iloc[0]
+    if not np.isfinite(r.slope):
+        return f"with the {corrector} correction the runs diverged"
+    if r.floor_over_sgd <= RECOVERY_FACTOR:
+        return (f"with the {corrector} correction the stable norm at the smallest step size is "
+                f"{factor(r.floor_over_sgd)} standard SGD's, within the recovery factor {RECOVERY_FACTOR:g}")
+    falls = r.slope > DECREASE_SLOPE
+    return (f"with the {corrector} correction {factor(r.floor_over_sgd)} standard SGD's norm remains at the smallest "
+            f"step size, and the curve " + ("still falls with γ (slope " if falls else "is flat (slope ")
+            + f"{num(r.slope, '.2f')}): " + ("extra variance from the noise, not a floor" if falls else "a floor"))
+
+
+def a3_sentence(a3: pd.DataFrame, variant: str) -> str:
+    """Per setting of Figure 9: at how many of the step sizes where the uncompressed iteration is
+    stable ``variant`` converges, and what plain Top-1 does where it does not."""
+    names = {"plain": "without momentum", "momentum": "with momentum"}
+    parts = []
+    for setting, g in a3[a3.stable_uncompressed].groupby("setting", sort=False):
+        mine = g[g.variant == variant].set_index("gamma").fate
+        top1 = g[g.variant == "Top-1"].set_index("gamma").fate
+        bad = [gm for gm, f in mine.items() if f != "converges"]
+        text = f"{names.get(setting, setting)}, {int((mine == 'converges').sum())} of {len(mine)}"
+        if bad:
+            plain = [top1.get(gm, "—") for gm in bad]
+            text += (f" (not at γ ∈ {{{', '.join(f'{gm:g}' for gm in bad)}}}, where plain Top-1 "
+                     + names_text([f"{p}" for p in plain]) + ")")
+        parts.append(text)
+    return "; ".join(parts) if parts else "no step size of the scan is stable"
+
+
+def prose(table: pd.DataFrame, outcomes: dict) -> dict:
+    """The chapter's computed sentences (keys are glue names without the ``co-`` prefix)."""
+    out = {}
+    for place in ("forward", "backward"):
+        for key, corr in (("ef", "error feedback"), ("delta", "delta")):
+            out[f"eff-{place}-{key}"] = effect_sentence(table, place, corr)
+    sr = [f"{effect_sentence(table, p, 'stochastic rounding')} on the {p} message" for p in ("forward", "backward")]
+    out["eff-sr"] = "; ".join(sr)
+    for corr in ("second-order", "exact"):
+        out[f"eff-{corr}"] = effect_sentence(table[table.part == "debias"], "forward", corr)
+    out["plain-rates"] = plain_rates_text(table)
+    out["sgd-settled"] = sgd_settled_text(table)
+    out["remainder"] = debias_remainder_text(table, "exact")
+    plain_debias = table[(table.part == "debias") & (table.corrector == "plain")]
+    out["plain-uniform"] = floor_text(float(plain_debias.floor_over_sgd.iloc[0])) if len(plain_debias) else "—"
+    topk = table[(table.place == "forward") & (table.perturbation == "Top-K") & (table.corrector == "plain")]
+    out["topk-fwd-plain"] = floor_text(float(topk.floor_over_sgd.iloc[0])) if len(topk) else "—"
+    for name, outcome in outcomes.items():
+        out[f"answer-{name}"] = ANSWERS.get(outcome, outcome)
+    return out
+
+
+def summary_values(verdicts: pd.DataFrame, table: pd.DataFrame, a3: pd.DataFrame, fig9: pd.DataFrame, T: int,
+                   seeds, gammas) -> dict:
+    """Every number and sentence the chapter's prose glues (name → value): the verdicts' outcomes
+    and key numbers (``verdicts``: the ledger's table), the summary ``table`` (:func:`summary`), the
+    Appendix A.3 scan ``a3`` and Figure 9's step sizes ``fig9`` (indexed by setting), and the
+    run's horizon, seeds and step sizes."""
+    out = {}
+    for s in ("plain", "momentum"):
+        out[f"co-fig9-{s}-gamma"] = f"{fig9.loc[s, 'gamma']:g}"
+        out[f"co-fig9-{s}-radius"] = f"{fig9.loc[s, 'radius']:.3g}"
+    verdict_table = verdicts.assign(name=verdicts.claim_id.str.split(".").str[1]).set_index("name")
+    for name, v in verdict_table.iterrows():
+        out[f"co-{name}"] = v.outcome
+        spec = ".4g" if name == "uncorrected_floor_predicted" else ".3g"
+        out[f"co-{name}-key"] = num(v.key_number, spec)
+    rows = table.set_index(["place", "perturbation", "corrector"])
+    out["co-sgd-rate"] = num(rows.loc[("none", "none", "none"), "rate_exponent"], ".2f")
+    out["co-unsettled"] = int((table.effect == UNSETTLED).sum())
+    out["co-horizon-ratio"] = f"{200_000 / T:.3g}"
+    sgd_min = rows.loc[("none", "none", "none"), "floor"]
+    fwd_topk = {c: rows.loc[("forward", "Top-K", c)] for c in ("plain", "error feedback", "delta")}
+    out["co-topk-fwd-plain-over"] = factor(fwd_topk["plain"].floor_over_sgd)
+    out["co-topk-fwd-ef-ratio"] = relative_text(fwd_topk["error feedback"].floor_ratio, "the plain one")
+    out["co-topk-fwd-delta-over"] = factor(fwd_topk["delta"].floor_over_sgd)
+    for key, c in [("ef", "error feedback"), ("delta", "delta")]:
+        out[f"co-topk-fwd-{key}-rate"] = num(fwd_topk[c].rate_exponent, ".2g")
+    debias = table[table.part == "debias"].set_index("corrector")
+    for corr in ("second-order", "exact"):
+        out[f"co-{corr}-ratio"] = factor(debias.loc[corr, "floor_ratio"])
+        out[f"co-{corr}-over"] = factor(debias.loc[corr, "floor_over_sgd"])
+    out["co-second-order-residual"] = residual_text(debias.loc["second-order", "predicted_floor"] / sgd_min)
+    for key, text in prose(table, verdict_table.outcome.to_dict()).items():
+        out[f"co-{key}"] = text
+    for key, variant in [("ef", "Top-1 + error feedback"), ("delta", "Top-1 + delta")]:
+        out[f"co-a3-{key}"] = a3_sentence(a3, variant)
+    for s in ("plain", "momentum"):
+        out[f"co-fig9-{s}-where"] = "inside" if fig9.loc[s, "stable"] else "outside"
+    out["co-T"] = f"{T:,}"
+    out["co-seeds"] = count_text(len(seeds), "seed")
+    out["co-n-gammas"] = len(gammas)
+    out["co-slope-window"] = SLOPE_WINDOW
+    out["co-plain-uniform-over"] = factor(debias.loc["plain", "floor_over_sgd"])
+    return out
+
+
+# -- the chapter's verdict calls and displayed tables -----------------------------------------------
+
+_COMPRESSION_VERDICTS = [("ef_forward", "forward", "error feedback"), ("ef_backward", "backward", "error feedback"),
+                         ("delta_forward", "forward", "delta"), ("delta_backward", "backward", "delta"),
+                         ("stochastic_rounding", None, "stochastic rounding")]
+
+
+def compression_verdicts(claim, table: pd.DataFrame) -> list[Verdict]:
+    """The verdicts on compression, in the chapter's order: error feedback and delta compression on
+    the forward and on the backward message, and stochastic rounding on both
+    (:func:`corrector_verdict` on the rows of part "compression")."""
+    compression = table[table.part == "compression"]
+    return [corrector_verdict(claim, name, compression, place, corr) for name, place, corr in _COMPRESSION_VERDICTS]
+
+
+def a3_verdicts(claim, a3: pd.DataFrame) -> list[Verdict]:
+    """The Appendix A.3 verdicts (:func:`a3_verdict`): Top-1 with error feedback, then with delta compression."""
+    return [a3_verdict(claim, name, a3, variant)
+            for name, variant in [("a3_error_feedback", "Top-1 + error feedback"), ("a3_delta", "Top-1 + delta")]]
+
+
+def debias_verdicts(claim, table: pd.DataFrame) -> list[Verdict]:
+    """The de-biasing verdicts, in the chapter's order: the uncorrected floor against its prediction
+    (:func:`prediction_verdict`), then the second-order and the exact correction (:func:`debias_verdict`)."""
+    out = [prediction_verdict(claim, "uncorrected_floor_predicted", table)]
+    for corr in ("second-order", "exact"):
+        out.append(debias_verdict(claim, "debias_" + corr.replace("-", "_"), table, corr))
+    return out
+
+
+def a3_fates(a3: pd.DataFrame) -> pd.DataFrame:
+    """The A.3 scan as one row per (setting, γ, uncompressed spectral radius) and one fate column per variant."""
+    fates = a3.pivot_table(index=["setting", "gamma", "radius_uncompressed"], columns="variant", values="fate",
+                           aggfunc="first")
+    return fates.reset_index()
+
+
+def a3_fate_table(a3: pd.DataFrame):
+    """The displayed table of :func:`a3_fates` (the variants of :data:`fbsgd.studies.correctors.study.A3_VARIANTS` in order)."""
+
+    return show(a3_fates(a3), "Appendix A.3 with correctors: fate of ‖w₁‖ per step size",
+                columns=["setting", "gamma", "radius_uncompressed", *A3_VARIANTS],
+                rename={"radius_uncompressed": "spectral radius (uncompressed)",
+                        "Top-1 + error feedback": "Top-1 + EF"})
+
+
+def debias_table(table: pd.DataFrame):
+    """The displayed de-biasing table: measured S(γ_min) and the predicted γ → 0 floor, with standard SGD."""
+
+    return show(table[table.part.isin(["debias", "baseline"])],
+                "Forward de-biasing: measured S(γ_min) and predicted γ → 0 floor",
+                columns=["perturbation", "corrector", "floor", "predicted_floor", "floor_over_sgd", "slope", "effect"],
+                rename={"floor": "S(γ_min)", "predicted_floor": "predicted γ → 0 floor",
+                        "floor_over_sgd": "S(γ_min) / SGD's"})
+
+
+# the columns of the downloadable summary (correctors_summary.csv)
+SUMMARY_COLUMNS = ["place", "perturbation", "corrector", "floor", "predicted_floor", "floor_ratio", "floor_over_sgd",
+                   "slope", "slope_se", "rate_exponent", "rate_se", "effect", "extra_memory", "extra_work",
+                   "diverged_runs"]
+
+
+def summary_shown(table: pd.DataFrame) -> pd.DataFrame:
+    """The summary table with a "message" column ("<place> <perturbation>", "standard SGD" for the baseline)."""
+    return table.assign(message=(table.place + " " + table.perturbation).replace({"none none": "standard SGD"}))
+
+
+def summary_table(table: pd.DataFrame):
+    """The displayed summary: per message, perturbation and corrector (:func:`summary_shown`)."""
+
+    return show(summary_shown(table), "Summary: per message, perturbation and corrector",
+                columns=["message", "corrector", "floor_over_sgd", "floor_ratio", "slope", "rate_exponent", "effect"],
+                rename={"floor_over_sgd": "S(γ_min) / SGD's", "floor_ratio": "/ plain",
+                        "rate_exponent": "rate exponent p"})

@@ -1,0 +1,1 @@
+"""studies/forward_gradients"""

@@ -1,0 +1,74 @@
+"""Verdicts as records: outcomes, claims, the ledger of a chapter."""
+import pytest
+
+from fbsgd.book.verdicts import Verdict
+from fbsgd.book import verdicts as V
+
+
+def _claim(i="t.a", source="paper"):
+    return V.Claim(i, "t", "Section 1", source, "a claim")
+
+
+def test_four_outcomes_each_with_a_mark_and_a_meaning():
+    assert set(V.OUTCOMES) == {"holds", "fails", "partial", "unresolved"}
+    assert len({o.mark for o in V.OUTCOMES.values()}) == 4
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        V.Verdict(_claim(), None, "r", "e")
+
+
+@pytest.mark.parametrize("flags,expected", [([True, True], "holds"), ([False, False], "fails"),
+                                            ([True, False], "partial"), ([], "unresolved")])
+def test_outcome_of_cases(flags, expected):
+    assert V.outcome_of_cases(flags) == expected
+
+
+def test_a_verdict_needs_rule_and_evidence_and_renders_its_anchor():
+    with pytest.raises(ValueError, match="give the rule and the evidence"):
+        V.Verdict(_claim(), "holds", "", "x")
+    v = V.Verdict(_claim(source="book"), "partial", "slope < 0.1", "slopes 0.05, 0.2", 0.2, "largest slope")
+    html = v._repr_html_()
+    assert 'id="claim-t-a"' in html and "◐" in html and "book's own probe" in html and "slope &lt; 0.1" in html
+    assert v.record()["mark"] == "◐" and v.record()["key_number"] == 0.2
+
+
+def test_claim_ids_carry_their_chapter_and_sources_are_checked():
+    with pytest.raises(ValueError, match="must start with its chapter"):
+        V.Claim("other.a", "t", "-", "paper", "x")
+    with pytest.raises(ValueError, match="source must be one of"):
+        V.Claim("t.a", "t", "-", "mine", "x")
+
+
+def test_promised_claims_are_unique_and_belong_to_their_chapter():
+    from fbsgd.book import claims
+
+    for chapter in claims.chapters():
+        ids = [c.id for c in V.promised(chapter)]
+        assert ids and len(ids) == len(set(ids))
+    with pytest.raises(ValueError, match="no claims are declared"):
+        V.promised("no_such_chapter")
+
+
+def test_ledger_refuses_undeclared_claims_and_writes_a_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(V, "promised", lambda chapter: [_claim("t.a"), _claim("t.b")])
+    led = V.Ledger("t")
+    led.add(Verdict(led.claim("a"), "holds", "rule", "evidence", 1.5, "x"))
+    with pytest.raises(KeyError, match="not declared"):
+        led.add(Verdict(led.claim("zzz"), "holds", "rule", "evidence"))
+    assert led.missing() == ["t.b"]
+    path = led.save(tmp_path)
+    back = V.load_results(tmp_path)
+    assert path.name == "verdicts_t.csv" and list(back.claim_id) == ["t.a"] and back.key_number.iloc[0] == 1.5
+    assert back.erratum.iloc[0] == ""
+
+
+def test_clause_picks_the_words_of_the_outcome_and_formats_the_key_number():
+    c = V.Claim("ch.x", "ch", "Section 4", "paper", "a claim")
+    made = {o: V.Verdict(c, o, "rule", "evidence", -0.5, "slope") for o in V.OUTCOMES}
+    assert V.clause(made["holds"], "rises ({k:.2f})", "falls") == "rises (−0.50)"
+    assert V.clause(made["fails"], "rises", "falls ({k:.1f})") == "falls (−0.5)"
+    assert V.clause(made["partial"], "rises", "falls") == "rises in some of its cases only"
+    assert V.clause(made["unresolved"], "it rises", "falls") == "whether it rises is not decided by these runs"
+    assert V.clause(None, "it rises", "falls") == "whether it rises was not judged"
+    from types import SimpleNamespace
+
+    assert V.by_name(SimpleNamespace(verdicts=[made["holds"]])) == {"x": made["holds"]}

@@ -1,0 +1,72 @@
+"""The whole book builds (quick scale), with math bundled for offline reading."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_whole_book_builds_without_warnings(tmp_path):
+    env = dict(os.environ, FBSGD_SCALE="quick")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run(
+        [str(jb), "build", str(ROOT), "--path-output", str(tmp_path), "-W", "--keep-going"],
+        env=env, capture_output=True, text=True, timeout=3600,
+    )
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    html = tmp_path / "_build" / "html"
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists(), "MathJax must be bundled for offline reading"
+    pages = sorted(f"chapters/{p.stem}" for p in (ROOT / "chapters").glob("*.ipynb"))
+    pages += sorted(f"summary/{p.stem}" for p in (ROOT / "summary").glob("*.ipynb"))
+    assert len(pages) >= 17
+    for page in pages:
+        text = (html / f"{page}.html").read_text()
+        assert "cdn.jsdelivr" not in text, f"{page}: MathJax must not come from a CDN"
+        assert "_static/fbsgd.css" in text, f"{page}: the book's style sheet (tables that fit the column) is not linked"
+        if page.startswith("chapters/"):  # the back-matter pages have no math, so no MathJax script
+            assert "mathjax/tex-chtml.js" in text, f"{page}: the bundled MathJax is not loaded"
+        assert "<img" in text or "<table" in text, f"{page}: neither a figure nor a table was rendered"
+        assert "highlight-ipythontb" not in text and "output traceback" not in text, f"{page}: an error output was rendered"
+        assert "fbsgd-verdict" in text or page in ("summary/status", "summary/tables"), f"{page}: no verdict rendered"
+        _check_download(html, page, text)
+    _check_ledger(html)
+    status = (html / "summary" / "status.html").read_text()
+    for page in pages:
+        assert page in status, f"the status page does not list {page}"
+    assert "sweep engine hash" in status and "git commit" in status
+    api = (html / "chapters" / "api.html").read_text()
+    assert "fbsgd.perturbations.Round" in api and "fbsgd.engine.sweeps.run_sweep" in api
+
+
+def _check_download(html, page, text):
+    """The page's download button offers the notebook as executed, with its outputs."""
+    import json
+
+    assert f'href="../_sources/{page}.ipynb"' in text, f"{page}: no notebook download link"
+    nb = json.loads((html / "_sources" / f"{page}.ipynb").read_text())
+    outputs = [c for c in nb["cells"] if c["cell_type"] == "code" and c.get("outputs")]
+    assert outputs, f"{page}: the downloadable notebook has no outputs (the unexecuted source was offered)"
+
+
+def _check_ledger(html):
+    """The claims ledger links every promised claim, and every link lands on the verdict it names."""
+    import re
+
+    from fbsgd.book import claims
+    from fbsgd.book import verdicts
+
+    ledger = (html / "summary" / "ledger.html").read_text()
+    links = re.findall(r'href="\.\./chapters/(\w+)\.html#(claim-[\w-]+)"', ledger)
+    promised = {verdicts.anchor(c.id) for ch in claims.chapters() if ch not in ("ledger", "errata")
+                for c in verdicts.promised(ch)}
+    assert promised <= {a for _, a in links}, f"claims missing from the ledger: {sorted(promised - {a for _, a in links})}"
+    pages = {}
+    for page, anchor in links:
+        pages.setdefault(page, (html / "chapters" / f"{page}.html").read_text())
+        assert f'id="{anchor}"' in pages[page], f"the ledger links {page}.html#{anchor}, which does not exist"
+    complete = re.search(r'id="claim-ledger-complete"[^>]*>\s*<b[^>]*>(.)', ledger)
+    assert complete and complete.group(1) == "✔", "the ledger's completeness verdict must hold"

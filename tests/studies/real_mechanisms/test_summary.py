@@ -1,0 +1,211 @@
+"""fbsgd.studies.real_mechanisms.summary (the real-mechanisms chapter's plumbing) on small synthetic tables whose answer is known."""
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fbsgd.studies.real_mechanisms import atlas as A
+from fbsgd.studies.real_mechanisms import deep_chain as DC
+from fbsgd.studies.real_mechanisms import summary as MSM
+from fbsgd.studies.real_mechanisms import study as MS
+from fbsgd.studies.real_mechanisms import mechanisms as MX
+from fbsgd import perturbations as PT
+from fbsgd.studies.section7.verdicts import RECOVERY_FACTOR
+from fbsgd.book.verdicts import Claim
+
+
+def claim(name):
+    return Claim(id=f"t.{name}", chapter="t", ref="-", source="book", text=name)
+
+
+def test_chapter_spec_declares_the_chapter_parameters_with_their_scale_defaults():
+    spec = MSM.chapter_spec()
+    assert set(spec) == {
+        "T", "gammas", "seeds", "mode", "ewma", "metric_every", "precision", "data_seed", "n_jobs", "output_dir",
+        "formats", "modes", "keep_fractions", "flip_rates", "atlas_rates", "message_gamma", "message_T",
+        "message_checkpoints", "message_draws", "atlas_seeds", "depths", "deep_formats", "deep_T", "deep_seeds",
+        "width", "gain", "n_data", "batch", "lr_sgd", "lr_heavyball", "beta", "lr_adam"}
+    assert spec["seeds"].default("paper") == [0, 1] and spec["seeds"].default("quick") == [0, 1]
+    assert spec["T"].default("quick") == 5_000 and spec["T"].default("paper") == 200_000
+    assert spec["atlas_rates"].default("quick") == [1e-7, 1e-6, 1e-5, 1e-4, 1e-3]
+    assert spec["depths"].default("paper") == [2, 4, 8, 16] and spec["deep_T"].default("quick") == 100
+    assert not spec["formats"].check(["float32"])[0] and spec["formats"].check(["float16"])[0]
+
+
+def test_mechanism_set_order_and_k():
+    roundings, every = MSM.mechanism_set(["bfloat16"], ["nearest", "stochastic"], [0.1, 0.001], [1e-3], 100)
+    assert roundings == [PT.Round("bfloat16", "nearest"), PT.Round("bfloat16", "stochastic")]
+    assert every == roundings + [PT.TopK(10, "batch"), PT.RandK(10, "batch"), PT.TopK(1, "batch"), PT.RandK(1, "batch"),
+                                 PT.BitFlip(1e-3, "exponent"), PT.BitFlip(1e-3, "mantissa"), PT.BitFlip(1e-3, "sign")]
+
+
+def test_deep_design():
+    d = MSM.deep_design(["float8_e5m2 nearest", "float16 stochastic"], 100, 0.1, 0.01, 0.9, 0.001)
+    assert d["mechanisms"] == [PT.Round("float8_e5m2", "nearest"), PT.Round("float16", "stochastic")]
+    assert d["optimizers"] == ["sgd", "heavyball", "adam"] and d["metric_every"] == 5
+    assert d["lr"] == dict(sgd=0.1, heavyball=0.01, beta=0.9, adam=0.001)
+    assert MSM.deep_design([], 10, 0, 0, 0, 0)["metric_every"] == 1
+
+
+def test_timed_returns_value_and_seconds():
+    value, seconds = MSM.timed(lambda a, b=0: (time.sleep(0.02), a + b)[1], 2, b=3)
+    assert value == 5 and 0.02 <= seconds < 5
+
+
+def test_sweep_and_deep_lines():
+    result = SimpleNamespace(table=pd.DataFrame({"a": range(3)}), computed=2, from_cache=1, wall_s=1.234)
+    assert MSM.sweep_line(result, 5000) == "3 table rows, T = 5,000, from 3 distinct runs:\n2 computed, 1 from the cache, 1.2 s"
+    assert MSM.deep_line(pd.DataFrame({"a": range(4)}), 0.06) == "4 deep-chain runs in 0.1 s"
+
+
+def test_atlas_bounds_reach_table1_budget():
+    b = MSM.atlas_bounds(200_000, 2000)
+    assert set(b) == {"forward", "backward"}
+    for r in b.values():
+        assert A.expected_budget(r, 200_000, 2000) == pytest.approx(200_000 ** 0.5)
+
+
+def test_views_pick_and_rename_columns():
+    moments = pd.DataFrame([dict(mechanism="m", message="x", mean_z=1.5, conditional_bias=0.25, relative_size=0.1,
+                                 zero_mean="biased", extra=9)])
+    v = MSM.moments_view(moments)
+    assert list(v.data.columns) == ["mechanism", "message", "mean / s.e.", "‖E[δ|x]‖²/E‖δ‖²", "relative size", "zero-mean"]
+    assert v.caption == "What each mechanism does to the messages" and v.data["mean / s.e."].iloc[0] == 1.5
+    asym = pd.DataFrame([dict(mechanism="m", forward_over_sgd=2.0, backward_over_sgd=1.0, forward_over_backward=2.0,
+                              worse="forward", x=0)])
+    assert list(MSM.asymmetry_view(asym).data.columns) == ["mechanism", "S forward / SGD's", "S backward / SGD's",
+                                                           "forward / backward", "hurts more"]
+    growth = pd.DataFrame([dict(optimizer="sgd", mechanism="m", place="forward", error_ratio=4.0, additive_ratio=4.0,
+                                per_layer_factor=1.2, x=0)])
+    assert list(MSM.growth_view(growth).data.columns) == ["optimizer", "mechanism", "place", "error(N_max) / error(N_min)",
+                                                          "N_max / N_min", "per layer (fit)"]
+    lemma = DC.lemma_factors([2, 4], 8, 1.0)
+    lv = MSM.lemma_view(lemma).data
+    assert len(lv.columns) == len(lemma.columns) and "C_v = max{1, C_∇f^N}" in lv.columns and "3C_∇f² in (21)" in lv.columns
+
+
+def test_floor_ratios_pivot_and_view():
+    floors = pd.DataFrame([dict(optimizer=o, mechanism="m", place=p, N=n, ratio_to_base=r)
+                           for o, p, n, r in [("heavyball", "forward", 2, 1.1), ("adam", "forward", 2, 0.5),
+                                              ("heavyball", "backward", 4, 2.0), ("adam", "backward", 4, 3.0)]])
+    r = MSM.floor_ratios(floors).set_index(["place", "N"])
+    assert r.loc[("forward", 2), "heavyball"] == 1.1 and r.loc[("backward", 4), "adam"] == 3.0
+    assert list(MSM.floor_ratio_view(MSM.floor_ratios(floors)).data.columns) == [
+        "mechanism", "place", "N", "heavy-ball / SGD", "Adam / SGD"]
+    only = MSM.floor_ratios(floors[floors.optimizer == "adam"])
+    assert list(MSM.floor_ratio_view(only).data.columns) == ["mechanism", "place", "N", "Adam / SGD"]
+
+
+def _sweep():
+    rows = []
+    for g in (0.1, 1.0):
+        rows.append(dict(figure="standard SGD", panel="baseline", gamma=g, stable_grad_norm=1.0, diverged=False))
+        for place in ("forward", "backward"):
+            rows.append(dict(figure="bfloat16 nearest", panel=place, gamma=g, stable_grad_norm=1.1, diverged=False))
+            rows.append(dict(figure="float8_e5m2 nearest", panel=place, gamma=g,
+                             stable_grad_norm=3 * RECOVERY_FACTOR if place == "forward" else 1.0, diverged=False))
+    return pd.DataFrame(rows)
+
+
+def test_text_values():
+    moments = pd.DataFrame([dict(kind="BitFlip", mechanism="BitFlip exponent 0.001", message="x", max_over_range=0.5,
+                                 nonfinite_fraction=0.0, bounded=True)])
+    out = MSM.text_values(16, [0, 1], 32, ["float8_e5m2 nearest", "float8_e5m2 stochastic"], 2000, _sweep(), moments)
+    assert out == {"rm-draws": 16, "rm-seeds": "2 seeds", "rm-unchanged": "bfloat16 nearest",
+                   "rm-recovery": f"{RECOVERY_FACTOR:g}", "rm-width": 32,
+                   "rm-deep-mechs": "float8_e5m2 nearest rounding and float8_e5m2 stochastic rounding",
+                   "rm-M": 2000, "rm-bits": 8, "rm-flip-range": MX.flip_range_text(moments)}
+    assert "within its hypotheses" in out["rm-flip-range"]
+    assert MSM.text_values(16, [0], 32, [], 2000, _sweep(), moments)["rm-seeds"] == "1 seed"
+
+
+def test_summary_values():
+    verdicts = {"fig4_bfloat16_negligible": SimpleNamespace(key_number=1.05),
+                "depth_forward_sensitive": SimpleNamespace(key_number=3.5)}
+    growth = pd.DataFrame({"optimizer": ["sgd", "sgd", "adam"], "per_layer_factor": [0.9, 1.3, 5.0]})
+    asym = pd.DataFrame({"mechanism": ["float8_e4m3fn nearest", "float8_e5m2 nearest", "bfloat16 nearest"],
+                         "forward_over_sgd": [2.0, 7.0, 50.0], "backward_over_sgd": [1.0, 1.5, 60.0]})
+    floors = pd.DataFrame({"optimizer": ["heavyball"] * 3 + ["adam"] * 2, "same_floor": [True, True, False, False, True]})
+    cells = pd.DataFrame({"cls": ["recovered", "recovered", "plateau", "diverged", "recovered"],
+                          "within_bound": [True, True, True, False, False]})
+    out = MSM.summary_values(verdicts, growth, asym, floors, cells)
+    assert out == {"rm-bf16-max": 1.05, "rm-f8-max": 7.0, "rm-growth-min": 0.9, "rm-growth-max": 1.3, "rm-fb-min": 3.5,
+                   "rm-hb-same": 2, "rm-hb-n": 3, "rm-adam-same": 1, "rm-adam-n": 2, "rm-atlas-n": 5,
+                   "rm-atlas-recovered": 3, "rm-atlas-plateau": 1, "rm-atlas-diverged": 1,
+                   "rm-atlas-inside": 3, "rm-atlas-inside-recovered": 2}
+    assert all(not isinstance(v, np.generic) for v in out.values())  # plain Python numbers for glue
+
+
+def _moments():
+    rows = [("Round", "bfloat16 nearest", "given the input"), ("Round", "bfloat16 stochastic", "given the input"),
+            ("RandK", "RandK 10", "on average only"), ("TopK", "TopK 10", "biased"),
+            ("BitFlip", "BitFlip exponent 0.001", "biased")]
+    return pd.DataFrame([dict(kind=k, mechanism=m, message=msg, zero_mean=c, conditional_bias=0.0 if c == "given the input" else 1.0,
+                              mean_z=0.0, max_over_range=0.1, nonfinite_fraction=0.0, bounded=True)
+                         for k, m, c in rows for msg in ("forward z", "backward σ(z)")])
+
+
+def _same(group, parts):
+    assert [v.claim.id for v in group] == [v.claim.id for v in parts]
+    assert [(v.outcome, v.evidence, v.key_number) for v in group] == [(v.outcome, v.evidence, v.key_number) for v in parts]
+
+
+def test_moment_verdicts_names_order_and_outcomes():
+    m = _moments()
+    got = MSM.moment_verdicts(claim, m)
+    assert [v.claim.id for v in got] == ["t.nearest_zero_mean", "t.stochastic_zero_mean", "t.randk_zero_mean",
+                                         "t.topk_biased", "t.exponent_flips_bounded"]
+    assert [v.outcome for v in got] == ["holds", "holds", "fails", "holds", "holds"]
+    _same(got, [MX.zero_mean_verdict(claim, m, "nearest_zero_mean", ["Round"], mode="nearest"),
+                MX.zero_mean_verdict(claim, m, "stochastic_zero_mean", ["Round"], mode="stochastic"),
+                MX.zero_mean_verdict(claim, m, "randk_zero_mean", ["RandK"]),
+                MX.biased_verdict(claim, m, "topk_biased", ["TopK"]),
+                MX.bounded_verdict(claim, m, "exponent_flips_bounded", ["BitFlip"], field="exponent")])
+
+
+def test_fig4_verdicts_names_order_and_parts():
+    m = _moments()
+    slopes = pd.DataFrame([dict(mechanism=mech, place=p, slope=s, slope_se=0.01, norm_at_gamma_min=n, predicted_limit=pr,
+                                gamma_min=0.003, level=mech)
+                           for mech, p, s, n, pr in [("sgd", "baseline", 0.5, 1.0, 0.0),
+                                                     ("bfloat16 stochastic", "forward", 0.0, 3.0, 3.0),
+                                                     ("bfloat16 stochastic", "backward", 0.5, 1.0, 0.0)]])
+    asym = MS.asymmetry_table(slopes)
+    got = MSM.fig4_verdicts(claim, slopes, m, asym, _sweep())
+    assert [v.claim.id for v in got] == ["t.fig4_backward_no_floor", "t.fig4_forward_prediction", "t.fig4_asymmetry",
+                                         "t.fig4_bfloat16_negligible"]
+    assert got[2].outcome == "holds" and got[3].outcome == "holds" and got[3].key_number == pytest.approx(1.1)
+    _same(got, [MS.backward_no_floor_verdict(claim, slopes, m, "fig4_backward_no_floor"),
+                MS.forward_prediction_verdict(claim, slopes, "fig4_forward_prediction"),
+                MS.asymmetry_verdict(claim, asym, "fig4_asymmetry"),
+                MS.negligible_verdict(claim, _sweep(), "fig4_bfloat16_negligible", "bfloat16")])
+
+
+def _stable(forward, backward):
+    """A stable table for sgd, heavy-ball and Adam with the given forward / backward errors at N = 2, 4, 8."""
+    rows = []
+    for opt in ("sgd", "heavyball", "adam"):
+        for N in (2, 4, 8):
+            rows.append(dict(optimizer=opt, N=N, place="none", mechanism="none", label="clean",
+                             relative_gradient_error=np.nan, over_clean=1.0))
+        for place, errs in (("forward", forward), ("backward", backward)):
+            for N, e in zip((2, 4, 8), errs):
+                rows.append(dict(optimizer=opt, N=N, place=place, mechanism="m", label=f"m {place}",
+                                 relative_gradient_error=e, over_clean=2.0 if opt != "adam" else 8.0))
+    return pd.DataFrame(rows)
+
+
+def test_depth_and_optimizer_verdicts():
+    stable = _stable([1.0, 4.0, 64.0], [0.5, 1.0, 2.0])  # forward compounds and exceeds backward everywhere
+    growth = DC.depth_growth(stable)
+    got = MSM.depth_verdicts(claim, growth, stable)
+    assert [v.claim.id for v in got] == ["t.depth_compounds", "t.depth_forward_sensitive"]
+    assert got[1].outcome == "holds"
+    _same(got, [DC.compounding_verdict(claim, growth, "depth_compounds"),
+                DC.forward_sensitive_verdict(claim, stable, "depth_forward_sensitive", column="relative_gradient_error")])
+    floors = DC.optimizer_floor_table(stable)
+    got = MSM.optimizer_verdicts(claim, stable, floors)
+    assert [v.claim.id for v in got] == ["t.optimizers_asymmetry", "t.optimizers_floor_heavyball", "t.optimizers_floor_adam"]
+    assert [v.outcome for v in got] == ["holds", "holds", "fails"]  # heavy-ball keeps SGD's floor, Adam's is ×4
