@@ -45,7 +45,7 @@ def chapter_spec() -> dict:
         message_gamma=P.Float(min=1e-9), message_T=P.Int(paper=20_000, quick=2_000, min=2),
         message_checkpoints=P.Int(min=1), message_draws=P.Int(min=2),
         atlas_seeds=P.IntList(paper=[0, 1], quick=[0], min=0),
-        depths=P.IntList(paper=[2, 4, 8, 16], quick=[2, 4, 8], min=1, min_len=2),
+        depths=P.IntList(paper=[2, 4, 8, 16], quick=[2, 4, 8], min=1, max=64, min_len=2),
         deep_formats=P.StrList(choices=ROUNDINGS),
         deep_T=P.Int(paper=1000, quick=100, min=2), deep_seeds=P.IntList(paper=[0, 1], quick=[0], min=0),
         width=P.Int(min=1), gain=P.Float(min=0.0), n_data=P.Int(min=2), batch=P.Int(min=1),
