@@ -29,6 +29,8 @@ import pandas as pd
 from scipy.special import expit
 
 from fbsgd import perturbations as pert
+from fbsgd import rng
+from fbsgd.optimizers import SGD, AddNoise, PassGradient, train
 from fbsgd.book.verdicts import Verdict, outcome_of_cases
 
 __all__ = ["MEAN_Z", "CONDITIONAL_BIAS_MAX", "MIN_HITS", "training_messages", "draw_deltas", "moment_statistics",
@@ -47,21 +49,24 @@ def mechanism_label(p: pert.Perturbation) -> str:
 
 
 def training_messages(problem, gamma: float, T: int, n_checkpoints: int, noise_std: float = 1e-3, seed: int = 0):
-    """The messages of the logistic chain along clean SGD (w₀ = 0, w ← w − γ(∇f(w) + ξ), eq. 5d):
-    at ``n_checkpoints`` iterations evenly spaced over the second half of the run, the forward
-    message z = −a w (a_l = y_l h_l) and the backward message σ(z).  Returns (steps, z, s),
-    z and s of shape (n_checkpoints, M, 1) — the (batch, features) layout of the passes."""
-    rng = np.random.default_rng(seed)
+    """The messages of the logistic chain along clean SGD (w₀ = 0, w ← w − γ(∇f(w) + ξ), eq. 5d, run by
+    the one training loop, :func:`fbsgd.optimizers.train`, with ξ from the stream of ``seed``): at
+    ``n_checkpoints`` iterations evenly spaced over the second half of the run, the forward message
+    z = −a w (a_l = y_l h_l) and the backward message σ(z).  Returns (steps, z, s), z and s of shape
+    (n_checkpoints, M, 1) — the (batch, features) layout of the passes."""
     a = problem.signed_features
-    keep = set(np.linspace(T // 2, T - 1, n_checkpoints).astype(int).tolist())
-    w, zs, steps = np.zeros(problem.d), [], []
-    for t in range(T):
-        if t in keep:
-            zs.append(-a @ w)
-            steps.append(t)
-        w = w - gamma * (problem.gradient(w) + noise_std * rng.standard_normal(problem.d))
-    z = np.array(zs)[:, :, None]
-    return np.array(steps), z, expit(z)
+    keep = sorted(set(np.linspace(T // 2, T - 1, n_checkpoints).astype(int).tolist()))
+    weights = {0: np.zeros(problem.d)} if 0 in keep else {}
+
+    def record(t, w, g, step):  # after the update of iteration t, w is w_{t+1}
+        if t + 1 in keep:
+            weights[t + 1] = w.copy()
+
+    noise = AddNoise(SGD(gamma), noise_std, rng.derive_key("fbsgd.mechanisms.messages.xi", int(seed)))
+    train(PassGradient(problem.net), np.zeros(problem.d), noise, T, problem.data,
+          regularizer_grad=lambda w: problem.rho * problem.regularizer.gradient(w), callback=record)
+    z = np.array([-a @ weights[t] for t in keep])[:, :, None]
+    return np.array(keep), z, expit(z)
 
 
 def draw_deltas(p: pert.Perturbation, x: np.ndarray, draws: int, seed: int = 0) -> np.ndarray:

@@ -142,3 +142,22 @@ def test_unchanged_text_lists_mechanisms_within_the_recovery_factor_on_both_mess
     t.loc[(t.figure == "c") & (t.gamma == 1.0) & (t.panel == "forward"), "diverged"] = True
     assert MS.unchanged_text(t) == "a"
     assert MS.unchanged_text(t[t.figure.isin(["standard SGD", "b"])]) == "none of the mechanisms"
+
+
+def test_training_messages_are_the_messages_of_clean_sgd_at_the_checkpoints():
+    """z = −a w_t at the checkpoints, with w_t from the update w ← w − γ(∇f(w) + ξ_t) written out here."""
+    from fbsgd import rng
+    from fbsgd.engine.sweeps import RunConfig
+
+    problem = RunConfig(data_seed=0, M=200).problem()
+    gamma, T, std, seed = 0.1, 60, 1e-3, 3
+    steps, z, s = MX.training_messages(problem, gamma, T, 4, noise_std=std, seed=seed)
+    key = rng.derive_key("fbsgd.mechanisms.messages.xi", seed)
+    w, want = np.zeros(problem.d), {}
+    for t in range(T):
+        want[t] = -problem.signed_features @ w
+        w = w - gamma * (problem.gradient(w) + rng.normal(key, t, (problem.d,), std))
+    assert steps.tolist() == [30, 39, 49, 59]
+    for k, t in enumerate(steps):
+        np.testing.assert_allclose(z[k, :, 0], want[t], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s, 1 / (1 + np.exp(-z)), rtol=1e-12)
