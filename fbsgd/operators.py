@@ -13,6 +13,14 @@ length ``weight_size`` shared by the batch.  Each operator supplies
 
 ``tests/test_operators.py`` checks all three products against central finite
 differences for every operator here.
+
+A *loss operator* (``uses_labels = True``: :class:`LogisticLoss`,
+:class:`SoftmaxCrossEntropy`) is the last link of a chain and reads the
+samples' labels: ``forward(y, w, labels=...)``, ``vjp_input(y, w, v,
+labels=...)``, ``vjp_weight(y, w, v, labels=...)``, ``jvp(y, w, dy, dw,
+labels=...)``; its output is the per-sample loss, shape ``(B, 1)``.  The
+labels reach it through :func:`fbsgd.passes.perturbed_passes` (never
+perturbed), which checks them once per pass with ``check_labels``.
 """
 from __future__ import annotations
 
@@ -24,7 +32,12 @@ from scipy.special import expit
 __all__ = [
     "Operator",
     "Linear",
+    "Affine",
     "Sigmoid",
+    "ReLU",
+    "Identity",
+    "LogisticLoss",
+    "SoftmaxCrossEntropy",
     "Tanh",
     "LogisticScore",
     "Softplus",
@@ -48,6 +61,7 @@ class Operator:
     in_dim: int
     out_dim: int
     weight_size: int = 0
+    uses_labels = False  # True for a loss operator that reads the labels (last in a chain)
 
     def forward(self, y: np.ndarray, w: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -70,6 +84,12 @@ class Operator:
         Called once per data set by the entry points (:func:`fbsgd.optimizers.train`), never per
         pass; the shape is checked by :func:`fbsgd.passes.check_data`.  Any finite input is fine here.
         """
+
+    def check_labels(self, labels, rows: int, who: str) -> np.ndarray:
+        """The labels of ``rows`` samples as this operator reads them, after refusing what it cannot
+        read (a ValueError starting with ``who``).  Only a loss operator (``uses_labels``) reads labels;
+        this default asks for one real number per row."""
+        return _label_vector(labels, rows, who, "real numbers", "biuf")
 
     def __repr__(self) -> str:  # compact, used in figure labels and errors
         return f"{type(self).__name__}({self.in_dim}->{self.out_dim})"
@@ -103,6 +123,53 @@ class Linear(Operator):
 
     def init_weight(self, rng):
         return rng.standard_normal(self.weight_size) / np.sqrt(self.in_dim)
+
+
+@dataclass(repr=False)
+class Affine(Operator):
+    """f(y, w) = W y + b, W of shape (out_dim, in_dim).
+
+    The weight vector is W (row-major, ``out_dim * in_dim`` entries) followed by b (``out_dim``
+    entries; absent when ``bias=False``, and then this is :class:`Linear`).
+    ``init_weight``: entries of W ~ N(0, 1/in_dim), b = 0.
+    """
+
+    in_dim: int
+    out_dim: int
+    bias: bool = True
+
+    def __post_init__(self):
+        _sizes(self, in_dim=self.in_dim, out_dim=self.out_dim)
+        if not isinstance(self.bias, (bool, np.bool_)):
+            raise ValueError(f"Affine needs bias True or False, got {self.bias!r}")
+        self.bias = bool(self.bias)
+        self._nW = self.in_dim * self.out_dim
+        self.weight_size = self._nW + (self.out_dim if self.bias else 0)
+
+    def _W(self, w):
+        return w[: self._nW].reshape(self.out_dim, self.in_dim)
+
+    def forward(self, y, w):
+        out = y @ self._W(w).T
+        return out + w[self._nW:] if self.bias else out
+
+    def vjp_input(self, y, w, v):
+        return v @ self._W(w)
+
+    def vjp_weight(self, y, w, v):
+        gW = (v[:, :, None] * y[:, None, :]).reshape(y.shape[0], -1)
+        return np.concatenate([gW, v], axis=1) if self.bias else gW
+
+    def jvp(self, y, w, dy, dw):
+        out = dy @ self._W(w).T + y @ self._W(dw).T
+        return out + dw[self._nW:] if self.bias else out
+
+    def init_weight(self, rng):
+        W = rng.standard_normal(self._nW) / np.sqrt(self.in_dim)
+        return np.concatenate([W, np.zeros(self.out_dim)]) if self.bias else W
+
+    def __repr__(self) -> str:
+        return f"Affine({self.in_dim}->{self.out_dim}{'' if self.bias else ', bias=False'})"
 
 
 @dataclass(repr=False)
@@ -151,6 +218,35 @@ class Tanh(_Elementwise):
 
     def dg(self, y):
         return 1.0 - np.tanh(y) ** 2
+
+
+class ReLU(_Elementwise):
+    """max(y, 0); its derivative is 1 for y > 0 and 0 for y <= 0 (0 at 0)."""
+
+    def g(self, y):
+        return np.maximum(y, 0.0)
+
+    def dg(self, y):
+        return (y > 0.0).astype(float)
+
+
+class Identity(_Elementwise):
+    """y itself (a site for perturbations without a change of the value); derivative 1."""
+
+    def forward(self, y, w):
+        return np.array(y, dtype=float)
+
+    def vjp_input(self, y, w, v):
+        return np.array(v, dtype=float)
+
+    def jvp(self, y, w, dy, dw):
+        return np.array(dy, dtype=float)
+
+    def g(self, y):
+        return np.array(y, dtype=float)
+
+    def dg(self, y):
+        return np.ones_like(y, dtype=float)
 
 
 class Softplus(_Elementwise):
@@ -310,3 +406,147 @@ class QuadraticReadout(Operator):
     def jvp(self, y, w, dy, dw):
         s = (y @ w)[:, None]
         return 2.0 * s * ((dy @ w) + (y @ dw))[:, None] + np.sum(y * dy, axis=1, keepdims=True)
+
+
+# --------------------------------------------------------------------------
+# Loss operators: the last link of a chain, reading the samples' labels
+# --------------------------------------------------------------------------
+
+
+def _label_vector(labels, rows: int, who: str, what: str, kinds: str) -> np.ndarray:
+    """``labels`` as a 1-D array of ``rows`` entries whose dtype kind is in ``kinds``, or a ValueError
+    starting with ``who`` that names the labels and what is allowed."""
+    if labels is None:
+        raise ValueError(f"{who}: labels are missing; the chain's loss reads one label per sample ({what})")
+    a = labels if type(labels) is np.ndarray else np.asarray(labels)
+    if a.dtype.kind not in kinds:
+        raise ValueError(f"{who}: labels must be {what}, got dtype {a.dtype}")
+    if a.shape != (rows,):
+        raise ValueError(f"{who}: labels must be a 1-D array with one label per sample ({rows}), got shape {a.shape}")
+    return a
+
+
+def _need_labels(op, method: str, labels):
+    if labels is None:
+        raise ValueError(f"{op!r}.{method}: labels=... is required (one label per row of y); "
+                         "fbsgd.passes.perturbed_passes(net, x, w, labels=...) passes them")
+    return labels
+
+
+@dataclass(repr=False)
+class LogisticLoss(Operator):
+    """The logistic loss of a score s against a label y = ±1: ln(1 + exp(−y s)), per sample.
+
+    Input width 1 (the score), output the per-sample loss, shape (B, 1); labels ±1 (floats or
+    integers), given as ``labels=``.  Written with ``logaddexp``, so a score of any size is finite;
+    ∂/∂s = −y σ(−y s).
+    """
+
+    uses_labels = True
+
+    def __post_init__(self):
+        self.in_dim = self.out_dim = 1
+        self.weight_size = 0
+
+    def check_labels(self, labels, rows, who):
+        a = _label_vector(labels, rows, who, "+1 or -1 (one per sample; LogisticLoss)", "biuf")
+        bad = ~((a == 1) | (a == -1))
+        if bad.any():
+            found = ", ".join(f"{v:g}" for v in np.unique(a[bad])[:5])
+            hint = ("; convert 0/1 labels with 2*y - 1" if np.isin(a, (0, 1)).all()
+                    else "; class indices 0..K-1 go with SoftmaxCrossEntropy(K)" if a.dtype.kind in "iu" else "")
+            raise ValueError(f"{who}: labels must be +1 or -1 (LogisticLoss); {int(bad.sum())} of {rows} are not "
+                             f"(values found: {found}){hint}")
+        return np.asarray(a, dtype=float)
+
+    def _margin(self, y, labels):
+        return -np.asarray(labels, dtype=float) * y[:, 0]  # z = −y s
+
+    def forward(self, y, w, labels=None):
+        z = self._margin(y, _need_labels(self, "forward", labels))
+        return np.logaddexp(0.0, z)[:, None]
+
+    def _dloss(self, y, labels):
+        lab = np.asarray(labels, dtype=float)
+        return (-lab * expit(-lab * y[:, 0]))[:, None]  # ∂/∂s ln(1 + e^{−y s}) = −y σ(−y s)
+
+    def vjp_input(self, y, w, v, labels=None):
+        return v * self._dloss(y, _need_labels(self, "vjp_input", labels))
+
+    def vjp_weight(self, y, w, v, labels=None):
+        return np.zeros((y.shape[0], 0))
+
+    def jvp(self, y, w, dy, dw, labels=None):
+        return self._dloss(y, _need_labels(self, "jvp", labels)) * dy
+
+    def __repr__(self) -> str:
+        return "LogisticLoss()"
+
+
+@dataclass(repr=False)
+class SoftmaxCrossEntropy(Operator):
+    """The cross-entropy of the softmax of K scores s against a class y in 0..K−1:
+    logsumexp(s) − s_y, per sample.
+
+    Input width K ≥ 2, output the per-sample loss, shape (B, 1); labels integers 0..K−1, given as
+    ``labels=``.  The log-sum-exp subtracts the row's largest score, so scores of any size are
+    finite; ∂/∂s = softmax(s) − e_y.
+    """
+
+    classes: int
+    uses_labels = True
+
+    def __post_init__(self):
+        if isinstance(self.classes, bool) or not isinstance(self.classes, (int, np.integer)) or self.classes < 2:
+            raise ValueError(f"SoftmaxCrossEntropy needs an integer classes >= 2 (the number K of classes), "
+                             f"got {self.classes!r}")
+        self.classes = int(self.classes)
+        self.in_dim = self.classes
+        self.out_dim = 1
+        self.weight_size = 0
+
+    def check_labels(self, labels, rows, who):
+        K = self.classes
+        what = f"integers 0..{K - 1} (class indices; SoftmaxCrossEntropy({K}))"
+        a = np.asarray(labels) if labels is not None else None
+        if a is not None and a.dtype.kind in "fb":
+            hint = ""
+            if a.dtype.kind == "f" and np.isin(a, (-1, 1)).all() and (a == -1).any():
+                hint = "; ±1 labels go with LogisticLoss"
+            elif a.dtype.kind == "f" and np.all(a == np.round(a)):
+                hint = "; convert them with labels.astype(int)"
+            raise ValueError(f"{who}: labels must be {what}, got dtype {a.dtype}{hint}")
+        a = _label_vector(a, rows, who, what, "iu")
+        bad = (a < 0) | (a >= K)
+        if bad.any():
+            found = ", ".join(str(v) for v in np.unique(a[bad])[:5])
+            raise ValueError(f"{who}: labels must be {what}; {int(bad.sum())} of {rows} are not (values found: {found})")
+        return a
+
+    def forward(self, y, w, labels=None):
+        labels = _need_labels(self, "forward", labels)
+        rows = np.arange(y.shape[0])
+        top = np.argmax(y, axis=1)
+        s = y - y[rows, top][:, None]  # the largest score becomes 0, so e^s <= 1
+        e = np.exp(s)
+        e[rows, top] = 0.0  # the largest term, 1, kept out of the sum: log1p is exact for a small rest
+        return (np.log1p(e.sum(axis=1)) - s[rows, labels])[:, None]  # logsumexp(y) − y_label, the shift cancels
+
+    def _dloss(self, y, labels):
+        e = np.exp(y - y.max(axis=1, keepdims=True))
+        p = e / e.sum(axis=1, keepdims=True)
+        p[np.arange(y.shape[0]), labels] -= 1.0  # softmax(s) − e_y
+        return p
+
+    def vjp_input(self, y, w, v, labels=None):
+        return v * self._dloss(y, _need_labels(self, "vjp_input", labels))
+
+    def vjp_weight(self, y, w, v, labels=None):
+        return np.zeros((y.shape[0], 0))
+
+    def jvp(self, y, w, dy, dw, labels=None):
+        g = self._dloss(y, _need_labels(self, "jvp", labels))
+        return np.sum(g * dy, axis=1, keepdims=True)
+
+    def __repr__(self) -> str:
+        return f"SoftmaxCrossEntropy({self.classes})"

@@ -17,6 +17,7 @@ them changes one argument and nothing else.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ import numpy as np
 from fbsgd import rng
 from fbsgd.passes import Composite, _real_array, check_data, check_net, perturbed_passes
 from fbsgd.perturbations import Plan
+from fbsgd.problems import Dataset
 
 __all__ = ["SGD", "HeavyBall", "Adam", "AdamState", "AddNoise", "descend", "PassGradient", "Run", "train",
            "minibatch_indices", "DIVERGENCE_THRESHOLD", "diverged"]
@@ -208,7 +210,9 @@ class PassGradient:
     perturbed passes of eq. (5) when a :class:`~fbsgd.perturbations.Plan` is given.
 
     ``init(seed)`` gives the plan's streams; ``(w, x, state) -> (g, state)``
-    returns the batch mean of the weight gradient (ũ_1, ..., ũ_N).
+    returns the batch mean of the weight gradient (ũ_1, ..., ũ_N).  For a chain ending in a
+    loss that reads labels, give them: ``(w, x, state, labels=y)``, or ``x`` a
+    :class:`~fbsgd.problems.Dataset` (its features and labels).
     """
 
     net: Composite
@@ -224,8 +228,12 @@ class PassGradient:
     def init(self, seed: int):
         return self.plan.init(seed)
 
-    def __call__(self, w, x, state):
-        p, state = perturbed_passes(self.net, x, w, self.plan, state)
+    def __call__(self, w, x, state, labels=None):
+        if isinstance(x, Dataset):
+            if labels is not None:
+                raise ValueError("PassGradient: labels were given twice (x is a Dataset, which holds its labels)")
+            x, labels = x.features, x.labels
+        p, state = perturbed_passes(self.net, x, w, self.plan, state, labels)
         return p.gradient(), state
 
 
@@ -258,7 +266,7 @@ def train(
     w0: np.ndarray,
     optimizer,
     steps: int,
-    data: np.ndarray,
+    data: np.ndarray | Dataset,
     batch_size: int | None = None,
     seed: int = 0,
     regularizer_grad: Callable[[np.ndarray], np.ndarray] | None = None,
@@ -270,9 +278,13 @@ def train(
     """Run ``steps`` iterations of ``w ← w − optimizer.update(g, ...)`` with
     ``g = estimator(w, batch)`` (+ the exact regularizer gradient).
 
+    * ``data``: an array, one row per sample, or a :class:`~fbsgd.problems.Dataset`
+      (features and labels) for a chain ending in a loss that reads labels; the estimator is
+      then called as ``estimator(w, x, state, labels=y)``.
     * ``batch_size=None``: every step uses all of ``data`` (full batch);
       otherwise a minibatch drawn with replacement from the stream
-      ``derive_key("fbsgd.train.batch", seed)`` at counter ``t``.
+      ``derive_key("fbsgd.train.batch", seed)`` at counter ``t`` (the same rows of the
+      features and of the labels).
     * The estimator's own randomness (perturbations, forward-gradient
       directions) is keyed by ``seed`` too, through ``estimator.init(seed)``.
       Two runs with the same seed and different estimators therefore see
@@ -290,6 +302,9 @@ def train(
                            callback, stop_above)
     net = getattr(estimator, "net", None)
     net = net if isinstance(net, Composite) else None
+    labels = _train_labels(estimator, net, data)
+    if labels is not None:
+        data = data.features
     data = check_data(net, data, "train", "data")
     for name, a in (("data", data), ("w0", w0 := np.asarray(_real_array(w0, "train", "w0")))):
         if not np.isfinite(a).all():  # once here, so an estimator need not check it at every step
@@ -316,8 +331,12 @@ def train(
             j += 1
         if t == steps:
             break
-        x = data if batch_size is None else data[minibatch_indices(batch_key, t, data.shape[0], batch_size)]
-        g, est_state = estimator(w, x, est_state)
+        if labels is None:
+            x = data if batch_size is None else data[minibatch_indices(batch_key, t, data.shape[0], batch_size)]
+            g, est_state = estimator(w, x, est_state)
+        else:
+            rows = slice(None) if batch_size is None else minibatch_indices(batch_key, t, data.shape[0], batch_size)
+            g, est_state = estimator(w, data[rows], est_state, labels=labels[rows])
         if regularizer_grad is not None:
             g = g + regularizer_grad(w)
         step, opt_state = optimizer.update(g, opt_state, w)
@@ -328,6 +347,41 @@ def train(
             blew_up = t
             break
     return Run(np.array(record), values, w, blew_up >= 0, blew_up)
+
+
+def _takes_labels(estimator) -> bool:
+    try:
+        params = inspect.signature(estimator).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "labels" or p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _train_labels(estimator, net, data):
+    """The labels :func:`train` passes on (``data.labels`` for a Dataset, else None), after refusing
+    a data set whose labels the chain does not read or cannot read, and a chain that reads labels
+    given no Dataset (each a ValueError naming ``data`` or ``estimator``)."""
+    reads = net is not None and net.uses_labels
+    if not isinstance(data, Dataset):
+        if reads:
+            raise ValueError(f"train: the network ends in {net.ops[-1]!r}, which reads one label per sample: give data "
+                             "as a fbsgd.problems.Dataset(features, labels)")
+        return None
+    if net is not None and not reads:
+        hint = " (its labels are the last column of each row of the data array)" if net.op(1).in_dim == data.dim + 1 else ""
+        raise ValueError(f"train: data is a Dataset (features and labels), but the network's last operator "
+                         f"{net.ops[-1]!r} reads no labels{hint}; end the chain in LogisticLoss() or "
+                         "SoftmaxCrossEntropy(K) (fbsgd.problems.mlp builds one), or give the data as an array")
+    if not _takes_labels(estimator):
+        raise ValueError(f"train: data is a Dataset with labels, but estimator {type(estimator).__name__} takes no "
+                         "labels= argument; use PassGradient(net, plan)")
+    if net is not None:
+        last = net.ops[-1]
+        K = getattr(last, "classes", None)
+        if data.kind == "classes" and isinstance(K, int) and K != data.classes:
+            raise ValueError(f"train: data has {data.classes} classes but the network's loss {last!r} has {K}")
+        last.check_labels(data.labels, data.rows, "train: data")
+    return data.labels
 
 
 def _check_train_arguments(estimator, optimizer, steps, batch_size, seed, regularizer_grad, metrics, record_every,

@@ -3,6 +3,11 @@
 The chain rule is written out once, in :func:`perturbed_passes`; the two
 lines marked (5a) and (5b) are where δ_i and ε_i enter.  Without a plan the
 same function is the clean algorithm (4).
+
+A chain may end in a loss operator that reads the samples' labels
+(``uses_labels``: :class:`~fbsgd.operators.LogisticLoss`,
+:class:`~fbsgd.operators.SoftmaxCrossEntropy`); the labels are then given as
+``labels=`` and reach that operator only, never perturbed.
 """
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from typing import Sequence
 
 import numpy as np
 
-from fbsgd.operators import Operator
-from fbsgd.perturbations import Plan
+from fbsgd.operators import LogisticScore, Operator
+from fbsgd.perturbations import Plan, canonical
 
-__all__ = ["Composite", "Passes", "passes", "perturbed_passes", "check_net", "check_data"]
+__all__ = ["Composite", "Passes", "passes", "perturbed_passes", "check_net", "check_data", "check_labels",
+           "WithLabels"]
 
 
 class Composite:
@@ -41,6 +47,10 @@ class Composite:
                 raise ValueError(f"operator {a!r} outputs {a.out_dim} values but {b!r} expects {b.in_dim}")
         if ops[-1].out_dim != 1:
             raise ValueError(f"the last operator must output a scalar loss, {ops[-1]!r} outputs {ops[-1].out_dim}")
+        for k, op in enumerate(ops[:-1]):
+            if op.uses_labels:
+                raise ValueError(f"Composite: ops[{k}] = {op!r} is a loss operator that reads the labels; "
+                                 f"it must be the last operator of the chain, not operator {k + 1} of {len(ops)}")
         self.ops = list(ops)
         self.sizes = [op.weight_size for op in ops]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(int)
@@ -55,21 +65,31 @@ class Composite:
     def weight_size(self) -> int:
         return int(self.offsets[-1])
 
+    @property
+    def uses_labels(self) -> bool:
+        """True when the last operator is a loss that reads the labels (the passes then need ``labels=``)."""
+        return bool(self.ops[-1].uses_labels)
+
     def split(self, w: np.ndarray) -> list[np.ndarray]:
         """[w_1, ..., w_N] as views of the flat weight (index 0 unused: None)."""
         if w.shape != (self.weight_size,):
             raise ValueError(f"weight must have shape ({self.weight_size},), got {w.shape}")
         return [None] + [w[self.offsets[i] : self.offsets[i + 1]] for i in range(len(self))]
 
-    def value(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """F(x; w) for each sample, shape (B,)."""
-        return passes(self, x, w).ys[-1][:, 0]
+    def value(self, x: np.ndarray, w: np.ndarray, labels=None) -> np.ndarray:
+        """F(x; w) for each sample, shape (B,) (``labels`` as for :func:`passes`)."""
+        return passes(self, x, w, labels).ys[-1][:, 0]
 
     def init_weight(self, rng: np.random.Generator) -> np.ndarray:
         return np.concatenate([op.init_weight(rng) for op in self.ops])
 
     def __repr__(self) -> str:
         return " -> ".join(repr(op) for op in self.ops)
+
+    def __fbsgd_canonical__(self) -> str:
+        """Its identity for caches and streams (:func:`fbsgd.perturbations.canonical`): the canonical
+        form of each operator (its fields; a user's own operator class with its source hash)."""
+        return "Composite([" + ", ".join(canonical(op) for op in self.ops) + "])"
 
 
 @dataclass
@@ -155,6 +175,44 @@ def check_data(net: Composite | None, x, who: str = "perturbed_passes", name: st
     return x
 
 
+def check_labels(net: Composite, labels, rows: int, who: str = "perturbed_passes"):
+    """The labels as the chain's loss reads them (``None`` for a chain that reads none), after
+    refusing missing labels for a chain that reads them, labels for a chain that reads none, and
+    labels of the wrong kind or count (each a ValueError naming ``labels``)."""
+    last = net.ops[-1]
+    if not last.uses_labels:
+        if labels is None:
+            return None
+        hint = (" (its labels are the last column of each row of x)" if any(isinstance(op, LogisticScore) for op in net.ops)
+                else "")
+        raise ValueError(f"{who}: labels were given, but the chain's last operator {last!r} reads none{hint}; "
+                         "labels reach only a loss operator that reads them (uses_labels: LogisticLoss, "
+                         "SoftmaxCrossEntropy) — drop labels=, or end the chain in such a loss")
+    if labels is None:
+        raise ValueError(f"{who}: the chain ends in {last!r}, which reads one label per sample: give labels=... "
+                         f"(a 1-D array with one label per row of x, {rows})")
+    return last.check_labels(labels, rows, who)
+
+
+class WithLabels:
+    """A loss operator with one batch's labels bound, so the passes call it as any f_i(y, w)."""
+
+    def __init__(self, op: Operator, labels):
+        self.op, self.labels = op, labels
+
+    def forward(self, y, w):
+        return self.op.forward(y, w, labels=self.labels)
+
+    def vjp_input(self, y, w, v):
+        return self.op.vjp_input(y, w, v, labels=self.labels)
+
+    def vjp_weight(self, y, w, v):
+        return self.op.vjp_weight(y, w, v, labels=self.labels)
+
+    def jvp(self, y, w, dy, dw):
+        return self.op.jvp(y, w, dy, dw, labels=self.labels)
+
+
 def _checked_inputs(net, x, w, plan, state):
     """The arguments of :func:`perturbed_passes` after refusing what the passes cannot use
     (each refusal names the argument): ``(plan, state, x, w)`` with defaults filled in."""
@@ -173,17 +231,25 @@ def _checked_inputs(net, x, w, plan, state):
     return plan, state, x, w
 
 
-def perturbed_passes(net: Composite, x: np.ndarray, w: np.ndarray, plan: Plan | None = None, state: dict | None = None):
+def perturbed_passes(net: Composite, x: np.ndarray, w: np.ndarray, plan: Plan | None = None, state: dict | None = None,
+                     labels=None):
     """One perturbed forward/backward/gradient pass, eq. (5a)-(5c).
+
+    ``labels`` (one per row of ``x``) reach only the chain's last operator,
+    a loss that reads them (``uses_labels``); they are never perturbed.
 
     Returns ``(Passes, new_state)``; the plan's state advances one step.
     """
     plan, state, x, w = _checked_inputs(net, x, w, plan, state)
+    labels = check_labels(net, labels, x.shape[0])  # None if f_N reads none
     ws, N = net.split(w), len(net)
+    ops = [None, *net.ops]  # ops[i] = f_i
+    if labels is not None:  # f_N reads them: bound to it, never perturbed
+        ops[N] = WithLabels(ops[N], labels)
 
     ys = [x]
     for i in range(1, N + 1):  # forward pass
-        y = net.op(i).forward(ys[i - 1], ws[i])
+        y = ops[i].forward(ys[i - 1], ws[i])
         y, state = plan.perturb("forward", i, y, state)  # (5a): + δ_i
         ys.append(y)
 
@@ -191,7 +257,7 @@ def perturbed_passes(net: Composite, x: np.ndarray, w: np.ndarray, plan: Plan | 
     us = [None] * (N + 1)
     vs[N] = np.ones((x.shape[0], 1))  # v_N = ∂y_N/∂y_N = 1
     for i in range(N, 0, -1):  # backward pass
-        f = net.op(i)
+        f = ops[i]
         us[i] = f.vjp_weight(ys[i - 1], ws[i], vs[i])  # (5c): ũ_i = ∇₂f_iᵀ ṽ_i
         if i >= 2:
             v = f.vjp_input(ys[i - 1], ws[i], vs[i])  # ∇₁f_iᵀ ṽ_i
@@ -199,6 +265,6 @@ def perturbed_passes(net: Composite, x: np.ndarray, w: np.ndarray, plan: Plan | 
     return Passes(ys, vs, us), state
 
 
-def passes(net: Composite, x: np.ndarray, w: np.ndarray) -> Passes:
-    """The clean passes of eq. (4a)-(4c)."""
-    return perturbed_passes(net, x, w)[0]
+def passes(net: Composite, x: np.ndarray, w: np.ndarray, labels=None) -> Passes:
+    """The clean passes of eq. (4a)-(4c) (``labels`` as for :func:`perturbed_passes`)."""
+    return perturbed_passes(net, x, w, labels=labels)[0]

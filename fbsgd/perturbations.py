@@ -882,7 +882,16 @@ def canonical(p) -> str:
     A value that cannot be put in canonical form (a function or lambda, an open file, an object
     that is neither a dataclass nor a perturbation) raises a ValueError naming the class, the
     field and the reason.
+
+    An object with a ``__fbsgd_canonical__()`` method (a :class:`fbsgd.problems.Dataset`, a
+    :class:`fbsgd.passes.Composite`) gives its own canonical text, a string.
     """
+    own = getattr(type(p), "__fbsgd_canonical__", None)
+    if own is not None and not isinstance(p, type):
+        text = own(p)
+        if not isinstance(text, str):
+            raise ValueError(f"{type(p).__qualname__}.__fbsgd_canonical__() must return a string, got {type(text).__name__}")
+        return text
     return _canon(p, type(p).__qualname__, "value", None)
 
 

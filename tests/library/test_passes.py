@@ -155,3 +155,100 @@ def test_composite_rejects_mismatched_operators():
         Composite([O.Linear(2, 3), O.Linear(4, 1)])
     with pytest.raises(ValueError, match="scalar loss"):
         Composite([O.Linear(2, 3)])
+
+
+# --- chains ending in a loss that reads labels (issue 22) -------------------------------------------
+
+def _labeled_nets():
+    r = np.random.default_rng(21)
+    x = r.standard_normal((6, 3))
+    softmax = Composite([O.Affine(3, 5), O.ReLU(5), O.Affine(5, 4), O.Tanh(4), O.Affine(4, 3), O.SoftmaxCrossEntropy(3)])
+    logistic = Composite([O.Affine(3, 4), O.Sigmoid(4), O.Identity(4), O.Affine(4, 1, bias=False), O.LogisticLoss()])
+    return [(softmax, x, np.array([0, 2, 1, 1, 0, 2])), (logistic, x, np.array([1.0, -1.0, -1.0, 1.0, 1.0, -1.0]))]
+
+
+@pytest.mark.parametrize("net,x,labels", _labeled_nets(), ids=["softmax", "logistic"])
+def test_labeled_chain_gradient_matches_finite_differences(net, x, labels):
+    w = np.random.default_rng(22).standard_normal(net.weight_size)
+    assert net.uses_labels
+    g = passes(net, x, w, labels).gradient()
+    h = 1e-6
+    fd = np.array([(net.value(x, w + h * e, labels).mean() - net.value(x, w - h * e, labels).mean()) / (2 * h)
+                   for e in np.eye(net.weight_size)])
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_a_chain_with_logistic_loss_is_the_section7_logistic_regression():
+    """Linear(d → 1) + LogisticLoss on (h, y) gives the loss and gradient of eq. (53) in closed form."""
+    lr = LogisticRegression.generate(d=5, M=40, rho=0.0)
+    net = Composite([O.Linear(5, 1), O.LogisticLoss()])
+    w = np.random.default_rng(23).standard_normal(5)
+    np.testing.assert_allclose(net.value(lr.features, w, lr.labels).mean(), lr.loss(w), rtol=1e-14)
+    np.testing.assert_allclose(passes(net, lr.features, w, lr.labels).gradient(), lr.gradient(w), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("zero", ZERO_PERTURBATIONS[:4], ids=repr)
+def test_zero_perturbation_of_a_labeled_chain_equals_the_clean_pass_exactly(zero):
+    net, x, labels = _labeled_nets()[0]
+    w = np.random.default_rng(24).standard_normal(net.weight_size)
+    clean = passes(net, x, w, labels)
+    N = len(net)
+    plan = P.Plan(forward={i: zero for i in range(1, N + 1)}, backward={i: zero for i in range(2, N + 1)})
+    pert, _ = perturbed_passes(net, x, w, plan, plan.init(seed=1), labels=labels)
+    for a, b in zip(clean.ys + clean.vs[1:] + clean.us[1:], pert.ys + pert.vs[1:] + pert.us[1:]):
+        assert np.array_equal(a, b)
+
+
+def test_a_perturbation_before_the_loss_moves_the_gradient_by_the_loss_operators_own_derivative():
+    """A constant δ on the scores (forward[N−1]) is the clean pass at shifted scores: the message into the
+    scores is softmax(s + δ) − e_y, computed here by hand."""
+    net, x, labels = _labeled_nets()[0]
+    N = len(net)
+    w = np.random.default_rng(25).standard_normal(net.weight_size)
+    delta = np.array([0.3, -0.2, 0.1])
+    plan = P.Plan(forward={N - 1: P.Constant(delta)})
+    pert, _ = perturbed_passes(net, x, w, plan, plan.init(0), labels=labels)
+    s = passes(net, x, w, labels).ys[N - 1] + delta
+    p = np.exp(s) / np.exp(s).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(pert.vs[N - 1], p - np.eye(3)[labels], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(pert.ys[N][:, 0], np.log(np.exp(s).sum(axis=1)) - s[np.arange(6), labels], rtol=1e-12)
+
+
+def test_labels_missing_unexpected_or_of_the_wrong_kind_are_refused_before_anything_runs():
+    softmax, x, labels = _labeled_nets()[0]
+    logistic, _, pm = _labeled_nets()[1]
+    w = np.zeros(softmax.weight_size)
+    with pytest.raises(ValueError, match=r"perturbed_passes: the chain ends in SoftmaxCrossEntropy\(3\), which reads one "
+                                         r"label per sample: give labels="):
+        perturbed_passes(softmax, x, w)
+    with pytest.raises(ValueError, match=r"the chain ends in LogisticLoss\(\)"):
+        passes(logistic, x, np.zeros(logistic.weight_size))
+    lr = LogisticRegression.generate(d=3, M=6)
+    with pytest.raises(ValueError, match=r"perturbed_passes: labels were given, but the chain's last operator "
+                                         r"Softplus\(1->1\) reads none \(its labels are the last column"):
+        passes(lr.net, lr.data, np.zeros(3), pm)
+    tanh_net, xt = _nets()[0]
+    with pytest.raises(ValueError, match=r"labels were given, but .*SquaredNorm.* reads none; labels reach only"):
+        passes(tanh_net, xt, np.zeros(tanh_net.weight_size), np.ones(5))
+    for bad, match in ((pm, r"integers 0\.\.2 .*got dtype float64"), (labels[:5], r"one label per sample \(6\)"),
+                       (labels + 1, r"2 of 6 are not \(values found: 3\)")):
+        with pytest.raises(ValueError, match="perturbed_passes: labels .*" + match):
+            passes(softmax, x, w, bad)
+    with pytest.raises(ValueError, match=r"perturbed_passes: labels must be \+1 or -1 .*2\*y - 1"):
+        passes(logistic, x, np.zeros(logistic.weight_size), (pm + 1) / 2)
+
+
+def test_a_loss_operator_that_reads_labels_must_be_last():
+    with pytest.raises(ValueError, match=r"ops\[1\] = LogisticLoss\(\) is a loss operator that reads the labels; "
+                                         r"it must be the last operator of the chain, not operator 2 of 3"):
+        Composite([O.Affine(2, 1), O.LogisticLoss(), O.Softplus(1)])
+
+
+def test_a_chains_canonical_form_is_its_operators_fields():
+    a = Composite([O.Affine(3, 4), O.Tanh(4), O.Affine(4, 2), O.SoftmaxCrossEntropy(2)])
+    b = Composite([O.Affine(3, 4), O.Tanh(4), O.Affine(4, 2), O.SoftmaxCrossEntropy(2)])
+    c = Composite([O.Affine(3, 4), O.ReLU(4), O.Affine(4, 2), O.SoftmaxCrossEntropy(2)])
+    d = Composite([O.Affine(3, 4, bias=False), O.Tanh(4), O.Affine(4, 2), O.SoftmaxCrossEntropy(2)])
+    assert P.canonical(a) == P.canonical(b) == ("Composite([Affine(in_dim=3, out_dim=4, bias=True), Tanh(dim=4), "
+                                                "Affine(in_dim=4, out_dim=2, bias=True), SoftmaxCrossEntropy(classes=2)])")
+    assert len({P.canonical(a), P.canonical(c), P.canonical(d)}) == 3
