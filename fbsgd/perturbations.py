@@ -25,6 +25,10 @@ object, never its class:
   interval, last step, or an explicit set), ``count(T)``;
 * ``p.compiled()``: a :class:`CompiledOp` telling the compiled engine what to
   compute, or a ``NotImplementedError`` that says why not;
+* ``p.conditional_law(x)``: the law of P(x) *given* the input x, entry by entry (a
+  :class:`fbsgd.laws.ConditionalLaw`): exact where the support is finite (rounding, Top-K,
+  Rand-K, bit flips, constants), closed form for additive noise, and by default a Monte Carlo
+  estimate from the kind's own ``apply``;
 * ``p.init(seed)``: a :class:`PerturbationState` (stream key, step, memory);
   ``p(x, state)`` returns ``(P(x), new_state)``, a pure function of (state, x).
 
@@ -32,6 +36,11 @@ A kind without memory implements ``apply(x, key, step)``; a kind with memory
 (error feedback keeps a residual) implements ``transform(x, key, step, memory)
 -> (out, memory)``.  Random numbers come from the counter-based streams of
 :mod:`fbsgd.rng`, so a draw at step ``t`` is a pure function of the key and t.
+
+Nothing of this is taken on trust: a :class:`Law` refuses impossible fields when it is built,
+:func:`check` compares what a kind declares (law, conditional law, schedule, compiled form) with
+what its ``apply`` does on sample inputs, and :func:`check_compiled` raises where the compiled
+form and ``apply`` differ.
 
 Kinds
 -----
@@ -64,10 +73,11 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
-from fbsgd import lowprec, rng
+from fbsgd import laws, lowprec, rng
 
 __all__ = [
     "Law",
+    "LAW_FAMILIES",
     "Schedule",
     "CompiledOp",
     "PerturbationState",
@@ -93,6 +103,8 @@ __all__ = [
     "zero_mean_uniform",
     "nonzero_mean_uniform",
     "measure",
+    "check",
+    "check_compiled",
     "canonical",
     "Plan",
 ]
@@ -131,18 +143,36 @@ def _choice(owner: str, name: str, v, allowed) -> str:
 # ---------------------------------------------------------------------------
 
 
+LAW_FAMILIES = ("identity", "uniform", "gaussian", "two_point", "constant", "sum", "input_dependent")
+"""The families a :class:`Law` may name."""
+
+_LAW_RTOL = 1e-9  # slack of the consistency checks of a Law (rounding in the moments' formulas)
+
+
 @dataclass(frozen=True)
 class Law:
     """The law of one entry of δ = P(x) − x at a step where the perturbation acts.
 
-    * ``family``: "identity", "uniform", "gaussian", "two_point", "constant",
-      "sum" (a chain of additive kinds), or "input_dependent";
+    * ``family``: one of :data:`LAW_FAMILIES`: "identity", "uniform", "gaussian", "two_point",
+      "constant", "sum" (a chain of additive kinds), or "input_dependent";
     * ``additive``: δ is drawn independently of x (its law does not depend on x);
     * ``zero_mean``: E[δ | x] = 0 for every input x (unbiased);
     * ``mean``, ``second_moment``, ``fourth_moment``: E δ, E δ², E δ⁴ of one entry, when known;
     * ``per_sample``: independent draws per entry; False: one draw per feature shared by the batch;
-    * ``bound``, ``relative_bound``: ``|δ| ≤ bound + relative_bound·|x|`` surely (bound None: no such bound);
+    * ``bound``, ``relative_bound``: ``|δ| ≤ bound + relative_bound·|x|`` surely (bound None: no such
+      bound; relative_bound None: no bound of this form is known);
     * ``support``: (low, high) of δ for the uniform family (closed forms use it).
+
+    A law checks itself when it is built and refuses, in one ValueError that names every
+    problem: a family not in the list; flags that are not True or False; a mean that is not a
+    finite number, moments or bounds that are not finite numbers ≥ 0 (None: unknown); a support
+    that is not (low, high) with low ≤ high; and numbers that contradict each other: a non-zero
+    mean with ``zero_mean``, (E δ)² > E δ², (E δ²)² > E δ⁴, a mean, moment or support beyond a
+    bound that holds for every input (``relative_bound`` 0: |E δ| ≤ bound, E δ² ≤ bound²,
+    E δ⁴ ≤ bound⁴), a mean outside the support or E δ² above max(low², high²).
+
+    What a law declares is checked against what the perturbation does by :func:`check`; the
+    law of P(x) *given* x is :meth:`Perturbation.conditional_law`.
     """
 
     family: str
@@ -153,8 +183,74 @@ class Law:
     fourth_moment: float | None = None
     per_sample: bool = True
     bound: float | None = None
-    relative_bound: float = 0.0
+    relative_bound: float | None = 0.0
     support: tuple | None = None
+
+    def __post_init__(self):
+        problems = []
+
+        def number(name, nonneg):
+            v = getattr(self, name)
+            if v is None:
+                return None
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+                problems.append(f"{name} must be a finite number{' >= 0' if nonneg else ''} or None (unknown), got {v!r}")
+                return None
+            if nonneg and v < 0:
+                problems.append(f"{name} must be >= 0 (or None: unknown), got {v!r}")
+                return None
+            object.__setattr__(self, name, float(v))
+            return float(v)
+
+        if not isinstance(self.family, str) or self.family not in LAW_FAMILIES:
+            problems.append(f"family must be one of {list(LAW_FAMILIES)}, got {self.family!r}")
+        for name in ("additive", "zero_mean", "per_sample"):
+            v = getattr(self, name)
+            if isinstance(v, np.bool_):
+                object.__setattr__(self, name, bool(v))
+            elif not isinstance(v, bool):
+                problems.append(f"{name} must be True or False, got {v!r}")
+        mean = number("mean", False)
+        m2, m4 = number("second_moment", True), number("fourth_moment", True)
+        bound, rel = number("bound", True), number("relative_bound", True)
+        support = self.support
+        if support is not None:
+            ok = isinstance(support, (tuple, list)) and len(support) == 2 and all(
+                not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating)) and math.isfinite(v)
+                for v in support)
+            if not ok or support[0] > support[1]:
+                problems.append(f"support must be (low, high) with finite low <= high, or None, got {support!r}")
+                support = None
+            else:
+                support = (float(support[0]), float(support[1]))
+                object.__setattr__(self, "support", support)
+
+        def above(a, b):  # a > b beyond rounding
+            return a > b + _LAW_RTOL * (abs(a) + abs(b)) + 1e-300
+
+        if self.zero_mean is True and mean is not None and mean != 0.0:
+            problems.append(f"zero_mean is True but mean is {mean!r}")
+        if mean is not None and m2 is not None and above(mean * mean, m2):
+            problems.append(f"mean² = {mean * mean:g} exceeds second_moment = {m2:g} (E δ² >= (E δ)²)")
+        if m2 is not None and m4 is not None and above(m2 * m2, m4):
+            problems.append(f"second_moment² = {m2 * m2:g} exceeds fourth_moment = {m4:g} (E δ⁴ >= (E δ²)²)")
+        if bound is not None and rel == 0.0:  # a bound that holds whatever the input
+            if mean is not None and above(abs(mean), bound):
+                problems.append(f"|mean| = {abs(mean):g} exceeds bound = {bound:g}")
+            if m2 is not None and above(m2, bound * bound):
+                problems.append(f"second_moment = {m2:g} exceeds bound² = {bound * bound:g}")
+            if m4 is not None and above(m4, bound**4):
+                problems.append(f"fourth_moment = {m4:g} exceeds bound⁴ = {bound**4:g}")
+            if support is not None and above(max(abs(support[0]), abs(support[1])), bound):
+                problems.append(f"support {support} reaches beyond bound = {bound:g}")
+        if support is not None:
+            lo, hi = support
+            if mean is not None and (above(lo, mean) or above(mean, hi)):
+                problems.append(f"mean = {mean:g} lies outside support {support}")
+            if m2 is not None and above(m2, max(lo * lo, hi * hi)):
+                problems.append(f"second_moment = {m2:g} exceeds max(low², high²) = {max(lo * lo, hi * hi):g} of support {support}")
+        if problems:
+            raise ValueError("Law: " + "; ".join(problems))
 
     @property
     def variance(self) -> float | None:
@@ -313,6 +409,22 @@ class Perturbation:
             "optionally wrapped in Every, AtSteps or budget with evenly spaced steps"
         )
 
+    def conditional_law(self, x, *, draws: int = laws.DEFAULT_DRAWS, seed: int = 0) -> laws.ConditionalLaw:
+        """The law of each entry of P(x) given the input ``x``, at a step where the perturbation acts
+        (a :class:`fbsgd.laws.ConditionalLaw`: ``mean()``, ``bias()``, ``second_moment()``, ``expect(fn)``, ...).
+
+        This default estimates it by Monte Carlo (:func:`fbsgd.laws.monte_carlo`): ``draws`` calls of
+        the kind's own ``transform`` with fresh keys derived from ``seed``, every moment with its
+        standard error.  A kind whose law given x is known overrides it (the built-in kinds do, exactly
+        where the support is finite and in closed form for additive noise; they ignore ``draws`` and
+        ``seed``), e.g. a deterministic kind::
+
+            def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+                return laws.point_law(x, self.apply(np.asarray(x, dtype=float), 0, 0))
+
+        :func:`check` tells whether it agrees with ``apply``."""
+        return laws.monte_carlo(self, x, draws=draws, seed=seed)
+
 
 def _shape(x: np.ndarray, per_sample: bool):
     """Per sample: one draw per entry.  Shared: one draw per feature, reused by all samples."""
@@ -334,6 +446,10 @@ class Identity(Perturbation):
     @property
     def law(self):
         return Law("identity", True, True, 0.0, 0.0, 0.0, bound=0.0, support=(0.0, 0.0))
+
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """One point: P(x) = x."""
+        return laws.point_law(x, laws.as_input(x), how="identity")
 
 
 @dataclass(frozen=True)
@@ -369,6 +485,10 @@ class UniformNoise(Perturbation):
 
     def compiled(self):
         return CompiledOp("uniform", (self.low, self.high), self.per_sample)
+
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """x + U(low, high): moments in closed form (:class:`fbsgd.laws.UniformLaw`)."""
+        return laws.UniformLaw(x, self.low, self.high, per_sample=self.per_sample)
 
     def apply(self, x, key, step):
         return x + rng.uniform(key, step, _shape(x, self.per_sample), self.low, self.high)
@@ -412,6 +532,10 @@ class GaussianNoise(Perturbation):
     def apply(self, x, key, step):
         return x + self.mean + rng.normal(key, step, _shape(x, self.per_sample), self.std)
 
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """x + N(mean, std²): moments in closed form (:class:`fbsgd.laws.GaussianLaw`)."""
+        return laws.GaussianLaw(x, self.mean, self.std, per_sample=self.per_sample)
+
 
 @dataclass(frozen=True)
 class TwoPointNoise(Perturbation):
@@ -430,6 +554,12 @@ class TwoPointNoise(Perturbation):
     def apply(self, x, key, step):
         u = rng.uniform(key, step, _shape(x, self.per_sample))
         return x + np.where(u < 0.5, -self.a, self.a)
+
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """Two points x − a and x + a, each with probability 1/2."""
+        x = laws.as_input(x)
+        return laws.FiniteLaw(x, np.stack([x - self.a, x + self.a], axis=-1), 0.5, how=f"two points ±{self.a:g}",
+                              independent=self.per_sample)
 
 
 @dataclass(frozen=True)
@@ -456,6 +586,11 @@ class Constant(Perturbation):
 
     def apply(self, x, key, step):
         return x + self.value
+
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """One point: P(x) = x + value (a vector value is added along the last axis, as ``apply`` does)."""
+        x = laws.as_input(x)
+        return laws.point_law(x, x + self.value, how="constant", elementwise=np.ndim(self.value) == 0)
 
 
 # ---------------------------------------------------------------------------
@@ -506,6 +641,18 @@ class Round(Perturbation):
     def apply(self, x, key, step):
         return lowprec.round_array(np.asarray(x), self.format, self.mode, key, step)
 
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """Exact.  Nearest: one point, fl(x).  Stochastic: the two neighbours lo, hi of x in the format
+        (:func:`fbsgd.laws.round_neighbours`), hi with probability (|x| − |lo|)/(|hi| − |lo|); inputs
+        above the largest finite value are rounded to nearest (one point).  (The stream's draws lie on
+        the grid k·2⁻⁵³, so the realised probability of hi exceeds this by less than 2⁻⁵³.)"""
+        x = laws.as_input(x)
+        if self.mode == "nearest":
+            return laws.point_law(x, lowprec.round_array(x, self.format, "nearest"), how=f"{self.format} nearest, one point")
+        lo, hi, p = laws.round_neighbours(x, self.format)
+        return laws.FiniteLaw(x, np.stack([lo, hi], axis=-1), np.stack([1.0 - p, p], axis=-1),
+                              how=f"{self.format} stochastic, two points")
+
 
 @dataclass(frozen=True)
 class BitFlip(Perturbation):
@@ -541,6 +688,40 @@ class BitFlip(Perturbation):
     def compiled(self):
         lo, n = lowprec.FIELDS[self.field]
         return CompiledOp("bitflip", (self.rate, lo, n), True)
+
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0, max_bits: int = 8):
+        """Finite support.  A field of at most ``max_bits`` bits (sign, exponent): every one of its
+        2^n flip patterns with probability r^k (1 − r)^(n−k), exact.  A wider field (mantissa, any):
+        to first order in the rate r — at most one flip per entry: each single flip with probability
+        r(1 − r)^(n−1), no flip with the rest (the mass of two or more flips, C(n, 2)r² + O(r³), is
+        counted as no flip and given as ``neglected_mass``; ``exact`` is False).  An entry that no flip
+        hits keeps its value x; one that is hit becomes the float32 value of x with those bits flipped."""
+        x = laws.as_input(x)
+        lo_bit, n = lowprec.FIELDS[self.field]
+        r = self.rate
+        x32 = x.astype(np.float32)
+        bits = x32.view(np.uint32)
+
+        def flipped(mask):
+            with np.errstate(invalid="ignore"):  # a flip can make a signalling NaN; the cast quiets it, as apply's
+                out = (bits ^ np.uint32(mask)).view(np.float32).astype(np.float64)
+            return np.where(mask == 0, x, out)
+
+        if r == 0.0 or r == 1.0:
+            mask = 0 if r == 0.0 else ((1 << n) - 1) << lo_bit
+            return laws.point_law(x, flipped(mask), how=f"bit flip {self.field} rate {r:g}, one point")
+        if n <= max_bits:
+            masks = np.arange(2**n, dtype=np.int64)
+            k = np.array([bin(int(m)).count("1") for m in masks])
+            probs = r**k * (1.0 - r) ** (n - k)
+            pts = np.stack([flipped(int(m) << lo_bit) for m in masks], axis=-1)
+            return laws.FiniteLaw(x, pts, probs / probs.sum(), how=f"bit flip {self.field} rate {r:g}, all {2**n} patterns")
+        one = r * (1.0 - r) ** (n - 1)
+        pts = np.stack([x] + [flipped(1 << (lo_bit + b)) for b in range(n)], axis=-1)
+        probs = np.array([1.0 - n * one] + [one] * n)
+        neglected = 1.0 - (1.0 - r) ** n - n * one
+        return laws.FiniteLaw(x, pts, probs, how=f"bit flip {self.field} rate {r:g}, to first order in the rate",
+                              exact=False, neglected_mass=neglected)
 
     def apply(self, x, key, step):
         x = np.asarray(x)
@@ -602,6 +783,13 @@ class TopK(Perturbation):
         np.put_along_axis(out, order, np.take_along_axis(m, order, axis=1), axis=1)
         return out if self.scope == "per_sample" else out.T
 
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """One point, P(x) itself (Top-K is deterministic given x); not elementwise: an entry's
+        fate depends on the others."""
+        x = laws.as_input(x)
+        return laws.point_law(x, np.reshape(self.apply(x, 0, 0), x.shape), how=f"Top-K k={self.k}, one point",
+                              elementwise=False)
+
 
 @dataclass(frozen=True)
 class RandK(Perturbation):
@@ -637,6 +825,18 @@ class RandK(Perturbation):
         out = np.zeros_like(m)
         np.put_along_axis(out, keep, np.take_along_axis(m, keep, axis=1) * (n / self.k), axis=1)
         return out if self.scope == "per_sample" else out.T
+
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """Per entry, over the random subset: x·n/k with probability k/n, 0 otherwise (n the length of
+        the rows it compresses; k ≥ n: one point, x).  The marginal law of each entry: the entries of
+        a row are not independent (exactly k are kept)."""
+        x = laws.as_input(x)
+        n = _along(x, self.scope).shape[1]
+        if self.k >= n:
+            return laws.point_law(x, x, how=f"Rand-K k={self.k} >= n={n}, one point")
+        q = self.k / n
+        return laws.FiniteLaw(x, np.stack([np.zeros_like(x), x * (n / self.k)], axis=-1), np.array([1.0 - q, q]),
+                              how=f"Rand-K k={self.k} of n={n}, two points", elementwise=False, independent=False)
 
 
 class CompressorWithMemory(Perturbation):
@@ -716,6 +916,11 @@ class _Gated(Perturbation):
 
     def compiled(self):
         return self.inner.compiled()
+
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """The inner kind's law given x, at the steps where it acts; the schedule rides along
+        (``duty_cycle()`` of the result: the fraction of steps at which it acts)."""
+        return self.inner.conditional_law(x, draws=draws, seed=seed).with_schedule(self.schedule)
 
     def transform(self, x, key, step, memory):
         if self.gate.active(step):
@@ -1135,6 +1340,39 @@ def measure(p: Perturbation, x: np.ndarray, seed: int = 0, steps: int = 1) -> di
                 second_moment=float(np.mean(df**2)) if df.size else float("nan"),
                 relative_size=float(np.sqrt(np.sum(df**2) / np.sum(dx**2))) if np.sum(dx**2) > 0 else float("nan"),
                 correlation=corr, nonfinite_fraction=float(1.0 - finite.mean()), active_steps=acted)
+
+
+def check(p: Perturbation, x, *, draws: int = 2000, seed: int = 0, z: float = 6.0, rtol: float = 1e-9,
+          raise_on_disagreement: bool = False) -> laws.CheckReport:
+    """Compare what ``p`` declares with what it does on the inputs ``x``; a :class:`fbsgd.laws.CheckReport`
+    lists every disagreement with its numbers (``report.ok``; ``raise_on_disagreement=True`` raises a
+    ValueError with the report instead).
+
+    What it does is measured by ``draws`` calls of its own ``apply`` (``transform``) with fresh keys
+    at a step where it acts.  Compared:
+
+    * ``conditional_law(x)`` with those draws: a finite support must contain every draw, a uniform
+      one bound them, and the mean and second moment must agree within ``z`` standard errors;
+      an exact conditional law that agrees is then the measurement below;
+    * ``law.zero_mean``: E[δ | x] = 0 entry by entry; ``law.mean``, ``law.second_moment``,
+      ``law.fourth_moment``: against E[δ | x], E[δ² | x], E[δ⁴ | x] averaged over the entries;
+      ``law.additive``: the same E[δ | x] and E[δ² | x] for every entry; ``law.bound`` (with
+      ``relative_bound``): against the largest |δ| of the support or the draws; ``law.support``;
+    * ``schedule``: at a step where it says the kind does not act, ``apply`` leaves x unchanged;
+    * ``compiled()``: against ``apply`` on x and on probe inputs of its operation, number for
+      number (:func:`check_compiled`).
+
+    Tolerances: ``z`` standard errors of the Monte Carlo estimates plus ``rtol`` times the scale
+    (|x| + the size of δ) for the rounding in exact numbers.
+    """
+    return laws.check(p, x, draws=draws, seed=seed, z=z, rtol=rtol, raise_on_disagreement=raise_on_disagreement)
+
+
+def check_compiled(p: Perturbation, x=None, seed: int = 0) -> None:
+    """Raise a ValueError naming the field and one input where ``p.compiled()`` and ``p``'s ``apply``
+    differ (:func:`fbsgd.laws.check_compiled`); None when they agree or ``p`` has no compiled form.
+    The engine's ``run_sweep`` calls it once per kind before it computes."""
+    return laws.check_compiled(p, x, seed=seed)
 
 
 # ---------------------------------------------------------------------------

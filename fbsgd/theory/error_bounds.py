@@ -20,7 +20,10 @@ and the paper turns them into depth-dependent coefficients:
 * :func:`c_b_eps`        (33b):    C^b_{ε_{i+1}};
 * :func:`c_tilde_b_delta` (33b):   C̃^b_{δ_i};
 * :func:`mse_bound`      the right-hand side of (13);
-* :func:`bias_bound`     the right-hand side of (23).
+* :func:`bias_bound`     the right-hand side of (23);
+* :func:`conditional_moments`, :func:`bounds_given_inputs`  the moments of (13) and the bias terms
+  of (23) from a perturbation's law *given its input* (any mechanism: rounding, compression, bit
+  flips), instead of declared moments.
 
 Indices follow the paper: forward perturbations δ_i sit at i = 1..N−1,
 backward perturbations ε_k at k = 2..N (the paper writes ε_{i+1}; the
@@ -49,6 +52,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from fbsgd import laws
 from fbsgd import operators as O
 from fbsgd import perturbations as pert
 
@@ -66,6 +70,8 @@ __all__ = [
     "bias_bound",
     "Moments",
     "perturbation_moments",
+    "conditional_moments",
+    "bounds_given_inputs",
     "linear_constants",
     "elementwise_constants",
     "operator_constants",
@@ -195,14 +201,29 @@ def c_tilde_b_delta(i: int, N: int, k: Constants) -> float:
     return 8 * sum(c_y_sq(j, N, k) * (8 * k.L_f**4) ** (j - i) for j in range(i, N))
 
 
+def _moments_arg(name: str, values) -> dict:
+    """``values`` (a mapping from location to a moment, or None) with every moment a finite number >= 0,
+    or a ValueError naming the argument and the location: a moment of a norm is never negative."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{name} must be a mapping from location to a moment (a finite number >= 0), "
+                         f"got {type(values).__name__}")
+    for where, m in values.items():
+        if isinstance(m, bool) or not isinstance(m, (int, float, np.integer, np.floating)) or not (math.isfinite(m) and m >= 0):
+            raise ValueError(f"{name}[{where!r}] must be a finite number >= 0 (a moment of a norm), got {m!r}")
+    return dict(values)
+
+
 def mse_bound(N: int, k: Constants, delta_sq: Mapping[int, float] | None = None,
               eps_sq: Mapping[int, float] | None = None, variant: str = "printed") -> float:
     """Right-hand side of (13): Σ_i C^e_{δ_i} E‖δ_i‖² + Σ_k C^e_{ε_k} E‖ε_k‖².
 
     ``delta_sq[i]`` = E‖δ_i‖² (i = 1..N−1), ``eps_sq[k]`` = E‖ε_k‖² (k = 2..N);
-    locations not given carry no perturbation.
+    locations not given carry no perturbation.  A moment that is negative or not finite is
+    refused (ValueError naming it).
     """
-    delta_sq, eps_sq = delta_sq or {}, eps_sq or {}
+    delta_sq, eps_sq = _moments_arg("delta_sq", delta_sq), _moments_arg("eps_sq", eps_sq)
     total = sum(c_e_delta(i, N, k) * m for i, m in delta_sq.items())
     total += sum(c_e_eps(kk, N, k, variant) * m for kk, m in eps_sq.items())
     return float(total)
@@ -215,9 +236,12 @@ def bias_bound(N: int, k: Constants, delta_mean_sq: Mapping[int, float] | None =
     Σ_i C^b_{δ_i} ‖Eδ_i‖² + Σ_i C̃^b_{δ_i} E‖δ_i‖⁴ + Σ_k C^b_{ε_k} ‖Eε_k‖².
 
     (For perturbations drawn independently of the pass, the conditional means
-    of (23) are the plain means.)
+    of (23) are the plain means; for any other, :func:`bounds_given_inputs`.)  A moment that is
+    negative or not finite is refused (ValueError naming it).
     """
-    delta_mean_sq, delta_fourth, eps_mean_sq = delta_mean_sq or {}, delta_fourth or {}, eps_mean_sq or {}
+    delta_mean_sq = _moments_arg("delta_mean_sq", delta_mean_sq)
+    delta_fourth = _moments_arg("delta_fourth", delta_fourth)
+    eps_mean_sq = _moments_arg("eps_mean_sq", eps_mean_sq)
     total = sum(c_b_delta(i, N, k, variant) * m for i, m in delta_mean_sq.items())
     total += sum(c_tilde_b_delta(i, N, k) * m for i, m in delta_fourth.items())
     total += sum(c_b_eps(kk, N, k) * m for kk, m in eps_mean_sq.items())
@@ -280,6 +304,58 @@ def perturbation_moments(p: pert.Perturbation, dim: int) -> Moments:
     if not law.per_sample:
         raise ValueError("moments per sample need a per_sample perturbation")
     return _iid_moments(dim, law.mean, law.second_moment, law.fourth_moment)
+
+
+def conditional_moments(p: pert.Perturbation, x, *, draws: int = laws.DEFAULT_DRAWS, seed: int = 0) -> Moments:
+    """‖E[δ | x]‖², E[‖δ‖² | x] and E[‖δ‖⁴ | x] of δ = P(x) − x on the message ``x`` (one vector: all its
+    entries), from the perturbation's law given its input (:meth:`fbsgd.perturbations.Perturbation.conditional_law`).
+
+    These are the quantities (13) and (23) ask for at a step where the perturbation acts, conditioned
+    on the pass (Theorem 2's bias term is the conditional bias ‖E[δ | F]‖²): exact for a finite support
+    (rounding, Top-K, bit flips of a narrow field) and for additive noise; for entries that are not
+    independent given x (Rand-K, noise shared by the batch, a kind known only by its ``apply``) the
+    joint moments come from ``draws`` Monte Carlo calls of the kind (``seed`` names the draws).
+    A non-finite result (a bit flip to inf or NaN) is refused with a ValueError naming it.
+    """
+    law = p.conditional_law(x, draws=draws, seed=seed)
+    try:
+        m = law.norm_moments()
+    except NotImplementedError:
+        m = laws.monte_carlo(p, x, draws, seed).norm_moments()
+    m = Moments(*(float(v) for v in m))
+    if not all(math.isfinite(v) for v in m):
+        raise ValueError(f"conditional_moments: the moments of {p!r} at these inputs are not finite ({m}); "
+                         "its outputs reach inf or NaN (bit flips in the exponent, overflow)")
+    return m
+
+
+def bounds_given_inputs(N: int, k: Constants, forward: Mapping | None = None, backward: Mapping | None = None,
+                        variant: str = "printed", *, draws: int = laws.DEFAULT_DRAWS, seed: int = 0) -> dict:
+    """The right-hand sides of (13) and (23) from the perturbations' laws given their inputs.
+
+    ``forward[i] = (p, y_i)``: the perturbation δ_i after operator i (1..N−1) and the message y_i it
+    acts on; ``backward[k] = (p, v)``: ε_k (k = 2..N) and the message it acts on.  Returns
+    ``dict(mse=(13), bias=(23), moments={("forward", i): Moments, ("backward", k): Moments})`` with
+    the moments of :func:`conditional_moments` in place of declared ones: E‖δ_i‖² and E‖ε_k‖² in (13),
+    ‖E[δ_i | y]‖², E‖δ_i‖⁴ and ‖E[ε_k | v]‖² in (23).
+    """
+    moments = {}
+    for where, placed in (("forward", forward or {}), ("backward", backward or {})):
+        if not isinstance(placed, Mapping):
+            raise ValueError(f"bounds_given_inputs: {where} must be a mapping from location to (perturbation, inputs), "
+                             f"got {type(placed).__name__}")
+        for i, pair in placed.items():
+            if not (isinstance(pair, tuple) and len(pair) == 2 and callable(getattr(pair[0], "conditional_law", None))):
+                raise ValueError(f"bounds_given_inputs: {where}[{i!r}] must be (perturbation, inputs), got {pair!r}")
+    for where, placed in (("forward", forward or {}), ("backward", backward or {})):
+        for i, (p, x) in placed.items():
+            moments[(where, i)] = conditional_moments(p, x, draws=draws, seed=seed)
+    fwd = {i: m for (w, i), m in moments.items() if w == "forward"}
+    bwd = {i: m for (w, i), m in moments.items() if w == "backward"}
+    mse = mse_bound(N, k, {i: m.second for i, m in fwd.items()}, {i: m.second for i, m in bwd.items()}, variant)
+    bias = bias_bound(N, k, {i: m.mean_sq for i, m in fwd.items()}, {i: m.fourth for i, m in fwd.items()},
+                      {i: m.mean_sq for i, m in bwd.items()}, variant)
+    return dict(mse=mse, bias=bias, moments=moments)
 
 
 # ---------------------------------------------------------------------------

@@ -179,3 +179,90 @@ def test_moments_refuse_what_the_law_does_not_give():
               P.TopK(1), P.ErrorFeedback(P.TopK(1)), P.every(2, P.Constant(np.array([1.0, 2.0])))):
         with pytest.raises(NotImplementedError, match=f"no closed-form moments for {type(p).__name__}"):
             B.perturbation_moments(p, 2)
+
+
+# the right-hand sides refuse what no moment can be
+
+def test_bounds_can_no_longer_receive_a_negative_moment():
+    # the probe: a second moment of −10 gave a bound of −1200 on a squared error
+    with pytest.raises(ValueError, match=r"delta_sq\[1\] must be a finite number >= 0 .*got -10"):
+        B.mse_bound(3, KB, delta_sq={1: -10.0})
+    with pytest.raises(ValueError, match=r"eps_sq\[3\]"):
+        B.mse_bound(3, KB, eps_sq={3: math.inf})
+    with pytest.raises(ValueError, match=r"eps_mean_sq\[2\]"):
+        B.bias_bound(3, KB, eps_mean_sq={2: math.nan})
+    with pytest.raises(ValueError, match=r"delta_fourth\[1\]"):
+        B.bias_bound(3, KB, delta_fourth={1: -1e-9})
+    with pytest.raises(ValueError, match="second_moment must be >= 0"):  # nor can a law carry one
+        P.Law("uniform", True, True, 0.0, -10.0)
+
+
+# the moments from the law given the input (any mechanism)
+
+def test_conditional_moments_of_additive_noise_are_the_closed_forms():
+    x = np.linspace(-2.0, 2.0, 7)
+    for p in (P.UniformNoise(-0.3, 0.7), P.GaussianNoise(0.4, 0.1), P.TwoPointNoise(0.25)):
+        np.testing.assert_allclose(B.conditional_moments(p, x), B.perturbation_moments(p, x.size), rtol=1e-13)
+
+
+def test_conditional_moments_of_rounding_to_nearest_are_its_deterministic_error():
+    import ml_dtypes
+
+    x = np.random.default_rng(3).standard_normal(50) * 3
+    d = x.astype(ml_dtypes.float8_e4m3fn).astype(float) - x  # δ is a function of x: bias = δ
+    m = B.conditional_moments(P.Round("float8_e4m3fn"), x)
+    assert m.mean_sq == pytest.approx(d @ d, rel=1e-14) and m.second == pytest.approx(d @ d, rel=1e-14)
+    assert m.fourth == pytest.approx((d @ d) ** 2, rel=1e-13)
+    s = B.conditional_moments(P.Round("float8_e4m3fn", "stochastic"), x)
+    assert s.mean_sq == pytest.approx(0.0, abs=1e-28) and s.second > m.second  # unbiased, larger variance
+
+
+def test_conditional_moments_of_randk_come_from_the_joint_law():
+    import itertools
+
+    x = np.array([[1.0, -2.0, 3.0, 0.5]])
+    k, n = 2, 4
+    subsets = list(itertools.combinations(range(n), k))  # equally likely
+    norms = []
+    for s in subsets:
+        kept = np.isin(np.arange(n), s)
+        delta = np.where(kept, x[0] * (n / k - 1), -x[0])
+        norms.append(delta @ delta)
+    norms = np.array(norms)
+    m = B.conditional_moments(P.RandK(k), x, draws=20_000, seed=4)
+    assert m.second == pytest.approx(norms.mean(), rel=0.03)
+    assert m.fourth == pytest.approx((norms**2).mean(), rel=0.05)
+    assert m.mean_sq == pytest.approx(0.0, abs=0.05 * norms.mean())  # unbiased
+
+
+def test_bounds_given_inputs_are_the_right_hand_sides_with_those_moments():
+    x1 = np.linspace(-1, 1, 6)
+    x2 = np.linspace(0.1, 0.9, 6)
+    p1, p2 = P.Round("bfloat16"), P.UniformNoise(0.0, 0.01)
+    r = B.bounds_given_inputs(3, KB, forward={1: (p1, x1)}, backward={3: (p2, x2)})
+    m1, m2 = B.conditional_moments(p1, x1), B.conditional_moments(p2, x2)
+    assert r["mse"] == pytest.approx(B.c_e_delta(1, 3, KB) * m1.second + B.c_e_eps(3, 3, KB) * m2.second, rel=1e-14)
+    assert r["bias"] == pytest.approx(B.c_b_delta(1, 3, KB) * m1.mean_sq + B.c_tilde_b_delta(1, 3, KB) * m1.fourth
+                                      + B.c_b_eps(3, 3, KB) * m2.mean_sq, rel=1e-14)
+    assert r["moments"][("forward", 1)] == m1
+    with pytest.raises(ValueError, match=r"forward\[1\] must be \(perturbation, inputs\)"):
+        B.bounds_given_inputs(3, KB, forward={1: p1})
+
+
+def test_a_biased_quantizer_declaring_tiny_moments_gets_its_true_ones():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Liar(P.Perturbation):
+        def apply(self, x, key, step):
+            return np.round(np.asarray(x) * 4) / 4
+
+        @property
+        def law(self):
+            return P.Law("input_dependent", False, True, 0.0, 1e-6)
+
+    x = np.linspace(-1, 1, 41) + 0.05
+    d = np.round(x * 4) / 4 - x
+    m = B.conditional_moments(Liar(), x)
+    assert m.second == pytest.approx(d @ d, rel=1e-14) and m.mean_sq == pytest.approx(d @ d, rel=1e-14)
+    assert m.second > 1e-6 * x.size * 100

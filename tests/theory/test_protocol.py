@@ -27,6 +27,7 @@ from scipy.special import expit
 import fbsgd
 from fbsgd.theory import error_bounds as B
 from fbsgd.theory import small_step_limits as L
+from fbsgd import laws
 from fbsgd import perturbations as P
 from fbsgd.studies import rates as R
 from fbsgd.engine.sweeps import RunConfig
@@ -282,3 +283,21 @@ def test_rates_and_bounds_read_a_described_perturbation():
 
     assert R.uniform_ranges(Config()) == ((-0.2, 0.5), None, True)
     np.testing.assert_array_equal(R.active_steps(Config()), [2, 6, 10, 14, 18, 22, 26])
+
+
+class DescribedGivenInput(Described):
+    """The same kind, also describing its law given the input; still never applied."""
+
+    def conditional_law(self, x, *, draws=10, seed=0):
+        return laws.UniformLaw(x, self.lo, self.hi).with_schedule(self.schedule)
+
+
+def test_the_general_limit_reads_the_conditional_law_only():
+    # the conditional method asks conditional_law(x) and schedule, never apply (which raises here)
+    prob = _problem()
+    p, ref = DescribedGivenInput(-0.1, 0.4, 3, 1), P.every(3, P.UniformNoise(-0.1, 0.4), offset=1)
+    w = np.random.default_rng(1).standard_normal(prob.d) * 0.3
+    np.testing.assert_allclose(L.averaged_direction(prob, P.Plan(forward={1: p}), w),
+                               L.averaged_direction(prob, P.Plan(forward={1: ref}), w), rtol=1e-15, atol=0)
+    r = L.small_step_limit(prob, P.Plan(backward={2: p}), method="conditional")
+    assert r["plateau"] == pytest.approx(L.small_step_limit(prob, P.Plan(backward={2: ref}))["plateau"], rel=1e-8)
