@@ -17,7 +17,7 @@ import fbsgd
 PACKAGE = Path(fbsgd.__file__).resolve().parent
 FLOORS = ["library", "theory", "engine", "book", "studies"]
 LIBRARY = {"operators", "passes", "perturbations", "laws", "lowprec", "rng", "regularizers", "problems",
-           "optimizers", "metrics", "vecmath", "correctors"}
+           "optimizers", "metrics", "vecmath", "correctors", "formats"}
 CHAPTER_PREFIXES = ("fg_", "sgdd_", "corrector_", "mechanism_", "propagation_", "budget_", "rate_",
                     "counterexample_", "section7_", "setting_")
 
