@@ -23,6 +23,17 @@ Determinism: a configuration's random streams are derived from its own
 identity (every field that affects the computation) and its seed, and the
 kernel never mixes configurations, so its result is bit-identical alone, in
 any batch, in any order or chunking, and across reruns.
+
+Any chain: :func:`run_sweep` takes :class:`fbsgd.engine.chains.ChainConfig` (a chain of library
+operators on a :class:`fbsgd.problems.Dataset`, any optimizer, perturbations at any site) beside
+:class:`RunConfig`, with the same cache, table, workers and progress bar; a chunk holds
+configurations of one shape (:meth:`ChainConfig.shape`).
+
+The reference path: a configuration the compiled kernels cannot run (a perturbation whose
+``compiled()`` raises NotImplementedError or whose schedule is irregular; an operator of the
+user's own) still runs, one at a time, through :func:`fbsgd.optimizers.train` with the perturbed
+passes of :func:`fbsgd.passes.perturbed_passes` (numpy, float64), into the same table and cache;
+each sweep says so once, with a :class:`NotCompiledWarning` naming the kinds.
 """
 from __future__ import annotations
 
@@ -42,15 +53,20 @@ import numpy as np
 import pandas as pd
 
 from fbsgd import __version__, rng
+from fbsgd.engine.chains import ChainConfig, reference_chain_run, run_chain_chunk
+from fbsgd.engine.chains import COMPILED_OPERATORS, kind_name
+from fbsgd.engine.chains import not_compiled as chain_not_compiled
 from fbsgd.engine.lockstep import compile_plan, kernel, kernel_params, xi_key
 from fbsgd.engine.provenance import source_hash
 from fbsgd.metrics import ewma
+from fbsgd.optimizers import SGD, AddNoise, PassGradient, train
 from fbsgd.perturbations import Plan, at_steps, canonical, every, nonzero_mean_uniform, zero_mean_uniform
 from fbsgd.problems import LogisticRegression
 from fbsgd.engine.storage import atomic_write_bytes
 
-__all__ = ["RunConfig", "SweepResult", "run_sweep", "engine_hash", "default_cache_dir", "stable_summary",
-           "memory_needed", "check_memory", "machine_memory", "check_writable", "entry_key", "CacheWarning"]
+__all__ = ["RunConfig", "ChainConfig", "SweepResult", "run_sweep", "engine_hash", "default_cache_dir", "stable_summary",
+           "memory_needed", "check_memory", "machine_memory", "check_writable", "entry_key", "CacheWarning",
+           "NotCompiledWarning", "not_compiled"]
 
 _PERTURBATIONS = ("none", "forward", "backward", "both")
 # the summaries are also computed with these EWMA factors (for the reproducibility notes)
@@ -79,10 +95,10 @@ class RunConfig:
     σ summed in float64 ("pass", the default), or from a separate float64
     pass ("float64", slower: the reference for the reproducibility notes).
 
-    ``forward`` and ``backward``: any perturbation object the compiled engine
-    can run (``Round``, ``BitFlip``, ``UniformNoise``, with ``every`` or
-    ``budget`` schedules, or a user's own kind whose ``compiled()`` says what
-    to compute), placed after f₁ and after ∂f₂/∂f₁.  They stand beside the
+    ``forward`` and ``backward``: any perturbation object, placed after f₁ and after ∂f₂/∂f₁.
+    The compiled engine runs ``Round``, ``BitFlip``, ``UniformNoise`` (with ``every`` or ``budget``
+    schedules) and a user's own kind whose ``compiled()`` says what to compute; any other kind
+    runs on the reference path (:func:`run_sweep`, :func:`not_compiled`).  They stand beside the
     σ-described uniform noise of the paper and may not share its place.
     """
 
@@ -163,10 +179,15 @@ class RunConfig:
             sigma = self.sigma_f if name == "forward" else self.sigma_b
             need(not (self.perturbation in paper_place and sigma > 0),
                  f"give either perturbation={self.perturbation!r} with sigma > 0 or {name}=..., not both at one place")
-            try:  # Plan refuses what is not a perturbation; compile_plan what the engine cannot run;
-                compile_plan(Plan(**{name: {1 if name == "forward" else 2: p}}), 0)
-                canonical(p)  # canonical what cannot be part of a key (a lambda, NaN, an object without fields)
-            except (NotImplementedError, ValueError) as exc:
+            try:  # Plan refuses what is not a perturbation, compile_plan invalid compiled numbers (what the
+                # kernel cannot run, NotImplementedError, runs on the reference path), canonical what cannot be
+                # part of a key (a lambda, NaN, an object without fields)
+                try:
+                    compile_plan(Plan(**{name: {1 if name == "forward" else 2: p}}), 0)
+                except NotImplementedError:
+                    pass
+                canonical(p)
+            except ValueError as exc:
                 raise ValueError(f"RunConfig: {name}: {exc}") from None
 
     @classmethod
@@ -373,12 +394,57 @@ class CacheWarning(UserWarning):
     """A cache entry did not belong to the configuration it was filed under; it is recomputed."""
 
 
-def entry_key(cfg: RunConfig, trace_points: int) -> str:
+class NotCompiledWarning(UserWarning):
+    """Configurations of a sweep run on the reference path (numpy, one at a time), not in a compiled kernel."""
+
+
+def not_compiled(cfg) -> tuple[str, str] | None:
+    """None when a compiled kernel runs ``cfg`` (a RunConfig or ChainConfig); else (the kind or operator
+    it cannot run, why).  Such a configuration runs on the reference path."""
+    if isinstance(cfg, ChainConfig):
+        return chain_not_compiled(cfg)
+    for name in RunConfig.OBJECTS:
+        p = getattr(cfg, name)
+        if p is None:
+            continue
+        try:
+            compile_plan(Plan(**{name: {1 if name == "forward" else 2: p}}), 0)
+        except NotImplementedError as exc:
+            return kind_name(p), str(exc)
+    return None
+
+
+def _notice(configs: list) -> str | None:
+    """The one notice of a sweep whose configurations include some the compiled kernels cannot run."""
+    found: dict = {}
+    for c in configs:
+        why = not_compiled(c)
+        if why is not None:
+            found.setdefault(why[0], why[1])
+    if not found:
+        return None
+    count = sum(1 for c in configs if not_compiled(c) is not None)
+    kinds = ", ".join(found)
+    first = next(iter(found.values()))
+    operator = any(k.startswith("operator ") for k in found)
+    how = ("give the kind's class a compiled() method that returns its compiled form (a "
+           "fbsgd.perturbations.CompiledOp: 'uniform' noise, 'round' to a format or 'bitflip'), with a schedule "
+           "that has a first step, an interval and a last step (every, budget)")
+    if operator:
+        how += ("; the chain kernel runs the operators " + ", ".join(c.__name__ for c in COMPILED_OPERATORS)
+                + " (exactly these classes)")
+    return (f"run_sweep: {count} configuration{'s' if count != 1 else ''} run on the reference path, not compiled "
+            f"(fbsgd.optimizers.train with the perturbed passes: numpy, float64, one configuration at a time; the "
+            f"same table, cache and workers), because the compiled engine cannot run {kinds} ({first}). "
+            f"To run them compiled, {how}.")
+
+
+def entry_key(cfg, trace_points: int) -> str:
     """The cache entry of a configuration: its key and every argument that shapes what is stored."""
     return hashlib.sha256(f"{cfg.key()} trace_points={int(trace_points)}".encode()).hexdigest()[:32]
 
 
-def _identity(cfg: RunConfig, trace_points: int) -> dict:
+def _identity(cfg, trace_points: int) -> dict:
     """What an entry must have been computed for: stored in it, checked on load."""
     return dict(computation=cfg.computation(), key=cfg.key(), source_hash=engine_hash(), trace_points=int(trace_points))
 
@@ -420,15 +486,18 @@ def _load(cache_dir: Path, key: str, identity: dict | None = None):
 # -------------------------------------------------------------------------------------------------
 
 
-def _run_chunk(configs: list[RunConfig], keys: list[str], expected_hash: str, cache_dir: str | None, trace_points: int) -> list[tuple]:
-    """Run one chunk of configurations that share (T, d, M, data_seed, metric_every, precision);
-    ``keys`` are their cache entries.  Returns (key, summary, traces) per configuration."""
+def _run_chunk(configs: list, keys: list[str], expected_hash: str, cache_dir: str | None, trace_points: int) -> list[tuple]:
+    """Run one chunk (:func:`_chunks`): Section 7 configurations that share (T, d, M, data_seed,
+    metric_every, precision), chain configurations of one shape, or one configuration on the
+    reference path; ``keys`` are their cache entries.  Returns (key, summary, traces) per configuration."""
     if engine_hash() != expected_hash:
         raise RuntimeError(
             f"this worker runs a different fbsgd engine ({engine_hash()}) than the process that started the sweep "
             f"({expected_hash}): fbsgd was changed during the sweep, or the cluster's workers have another version installed"
         )
     c0 = configs[0]
+    if isinstance(c0, ChainConfig) or not_compiled(c0) is not None:
+        return _run_other_chunk(configs, keys, cache_dir, trace_points)
     AT64, AT32 = _data(c0.d, c0.M, c0.data_seed)
     AT = AT32 if c0.precision == "float32" else AT64
     run = kernel(c0.d, c0.precision)
@@ -446,46 +515,134 @@ def _run_chunk(configs: list[RunConfig], keys: list[str], expected_hash: str, ca
     runtime = (time.perf_counter() - start) / C
     out = []
     for i, cfg in enumerate(configs):
-        diverged = bool(diverged_at[i] >= 0)
-        smooth = ewma(norms[i], cfg.ewma, k)
-        if diverged:
-            stable, stable_it = float("nan"), float("nan")
-        else:
-            stable, stable_it = stable_summary(smooth, T, k)
-        finite = smooth[np.isfinite(smooth)]
-        alternatives = {}
-        for beta in ALT_EWMAS:
-            alt = stable_summary(ewma(norms[i], beta, k), T, k) if not diverged else (float("nan"), float("nan"))
-            alternatives[f"stable_grad_norm_ewma{beta:g}"] = alt[0]
-            alternatives[f"stable_iteration_ewma{beta:g}"] = alt[1]
-        summary = dict(stable_grad_norm=stable, stable_iteration=stable_it, diverged=diverged,
-                       diverged_at=int(diverged_at[i]) if diverged else -1,
-                       final_ewma=float(finite[-1]) if finite.size else float("nan"),
-                       final_weight_norm=float(np.linalg.norm(W[i])) if not diverged else float("nan"),
-                       mean_sq_grad_norm=float(np.mean(norms[i] ** 2)) if not diverged else float("nan"),
-                       final_loss_gap=float(problems[i].loss(W[i]) - optima[i]) if not diverged else float("nan"),
-                       **alternatives, runtime_s=runtime, engine_hash=engine_hash(), fbsgd_version=__version__)
-        tt, tv = checkpoints, smooth[checkpoints // k]
-        traces = dict(t=tt, ewma=tv, loss_gap=gaps[i], grad_norm=norms[i][checkpoints // k])
+        summary, traces = _section7_result(cfg, norms[i], int(diverged_at[i]), W[i], gaps[i], checkpoints, runtime,
+                                           problems[i], optima[i])
         if cache_dir is not None:
             _save(Path(cache_dir), keys[i], _identity(cfg, trace_points), summary, traces)
         out.append((keys[i], summary, traces))
     return out
 
 
-def _chunks(configs: list[RunConfig], chunk_size: int, workers: int = 1) -> list[list[RunConfig]]:
+def _section7_result(cfg: RunConfig, norms: np.ndarray, diverged_at: int, w: np.ndarray, gaps: np.ndarray,
+                     checkpoints: np.ndarray, runtime: float, problem, optimum: float) -> tuple[dict, dict]:
+    """(summary, traces) of a Section 7 run from its gradient norms at t = 0, k, 2k, ... < T, the step
+    that diverged (−1: none), w_T, and the loss gaps at the trace's checkpoints."""
+    T, k = cfg.T, cfg.metric_every
+    diverged = diverged_at >= 0
+    smooth = ewma(norms, cfg.ewma, k)
+    if diverged:
+        stable, stable_it = float("nan"), float("nan")
+    else:
+        stable, stable_it = stable_summary(smooth, T, k)
+    finite = smooth[np.isfinite(smooth)]
+    alternatives = {}
+    for beta in ALT_EWMAS:
+        alt = stable_summary(ewma(norms, beta, k), T, k) if not diverged else (float("nan"), float("nan"))
+        alternatives[f"stable_grad_norm_ewma{beta:g}"] = alt[0]
+        alternatives[f"stable_iteration_ewma{beta:g}"] = alt[1]
+    summary = dict(stable_grad_norm=stable, stable_iteration=stable_it, diverged=diverged,
+                   diverged_at=int(diverged_at) if diverged else -1,
+                   final_ewma=float(finite[-1]) if finite.size else float("nan"),
+                   final_weight_norm=float(np.linalg.norm(w)) if not diverged else float("nan"),
+                   mean_sq_grad_norm=float(np.mean(norms ** 2)) if not diverged else float("nan"),
+                   final_loss_gap=float(problem.loss(w) - optimum) if not diverged else float("nan"),
+                   **alternatives, runtime_s=runtime, engine_hash=engine_hash(), fbsgd_version=__version__)
+    traces = dict(t=checkpoints, ewma=smooth[checkpoints // k], loss_gap=gaps, grad_norm=norms[checkpoints // k])
+    return summary, traces
+
+
+def _section7_reference(cfg: RunConfig, checkpoints: np.ndarray) -> tuple:
+    """A Section 7 configuration through :func:`fbsgd.optimizers.train` (the reference path): the perturbed
+    passes with the plan's streams keyed by the run's stream seed (as the kernel keys them), the sampling
+    noise ξ and the regularizer's gradient, in float64.  Returns (norms, diverged_at, w_T, gaps at the
+    checkpoints, seconds)."""
+    problem = cfg.problem()
+    optimum = _optimum(cfg.d, cfg.M, cfg.rho, cfg.regularizer, cfg.data_seed)
+    seed = cfg.stream_seed()
+    start = time.perf_counter()
+    with np.errstate(all="ignore"):
+        run = train(PassGradient(problem.net, cfg.plan()), cfg.initial_weights(),
+                    AddNoise(SGD(cfg.gamma), cfg.noise_std, xi_key(seed)), cfg.T, problem.data, seed=seed,
+                    regularizer_grad=lambda w: problem.rho * problem.regularizer.gradient(w), record_every=cfg.metric_every,
+                    metrics={"grad_norm": lambda w: float(np.linalg.norm(problem.gradient(w))),
+                             "loss_gap": lambda w: float(problem.loss(w) - optimum)})
+    keep = run.t < cfg.T
+    return (run["grad_norm"][keep], run.diverged_at, run.w, run["loss_gap"][keep][checkpoints // cfg.metric_every],
+            time.perf_counter() - start)
+
+
+def _chain_result(cfg: ChainConfig, raw: dict, checkpoints: np.ndarray) -> tuple[dict, dict]:
+    """(summary, traces) of a chain run from :func:`fbsgd.engine.chains.run_chain_chunk`'s dict."""
+    T, k = cfg.T, cfg.metric_every
+    norms, diverged_at = raw["norms"], raw["diverged_at"]
+    diverged = diverged_at >= 0
+    smooth = ewma(norms, cfg.ewma, k)
+    stable, stable_it = (float("nan"), float("nan")) if diverged else stable_summary(smooth, T, k)
+    finite = smooth[np.isfinite(smooth)]
+    nan = float("nan")
+    summary = dict(stable_grad_norm=stable, stable_iteration=stable_it, diverged=diverged,
+                   diverged_at=int(diverged_at) if diverged else -1,
+                   final_ewma=float(finite[-1]) if finite.size else nan,
+                   final_grad_norm=raw["final_grad_norm"] if not diverged else nan,
+                   final_loss=raw["final_loss"] if not diverged else nan,
+                   train_accuracy=raw["train_accuracy"] if not diverged else nan,
+                   final_weight_norm=float(np.linalg.norm(raw["w"])) if not diverged else nan,
+                   mean_sq_grad_norm=float(np.mean(norms ** 2)) if not diverged else nan,
+                   runtime_s=raw["runtime_s"], engine_hash=engine_hash(), fbsgd_version=__version__)
+    idx = checkpoints // k
+    traces = dict(t=checkpoints, ewma=smooth[idx], grad_norm=norms[idx], loss=raw["losses"][idx])
+    return summary, traces
+
+
+def _run_other_chunk(configs: list, keys: list[str], cache_dir: str | None, trace_points: int) -> list[tuple]:
+    """A chunk of chain configurations of one shape (the chain kernel), or one configuration on the
+    reference path (:func:`fbsgd.optimizers.train`)."""
+    c0 = configs[0]
+    checkpoints = _trace_grid(c0.T, c0.metric_every, trace_points)
+    if isinstance(c0, ChainConfig):
+        if not_compiled(c0) is None:
+            raws = run_chain_chunk(configs)
+        else:
+            raws = [reference_chain_run(c) for c in configs]
+        results = [_chain_result(c, raw, checkpoints) for c, raw in zip(configs, raws)]
+    else:
+        results = []
+        for c in configs:
+            norms, diverged_at, w, gaps, seconds = _section7_reference(c, checkpoints)
+            results.append(_section7_result(c, norms, diverged_at, w, gaps, checkpoints, seconds, c.problem(),
+                                            _optimum(c.d, c.M, c.rho, c.regularizer, c.data_seed)))
+    out = []
+    for cfg, key, (summary, traces) in zip(configs, keys, results):
+        if cache_dir is not None:
+            _save(Path(cache_dir), key, _identity(cfg, trace_points), summary, traces)
+        out.append((key, summary, traces))
+    return out
+
+
+def _chunks(configs: list, chunk_size: int, workers: int = 1) -> list[list]:
     """Group configurations that can share a kernel call, then cut into chunks of at most
     ``chunk_size``, and into at least ``workers`` chunks where the group allows it, so that a
     group of few long runs (9 runs of 2,000,000 iterations, say) keeps every worker busy rather
     than one chunk of 8 and one of 1.  Chunking never changes a result (each configuration's
-    arithmetic is its own; tests/test_engine.py)."""
+    arithmetic is its own; tests/test_engine.py).  A Section 7 group shares (T, d, M, data_seed,
+    metric_every, precision), a chain group its shape (:meth:`ChainConfig.shape`); a configuration on
+    the reference path is a chunk of its own."""
     groups: dict = {}
-    for c in configs:
-        groups.setdefault((c.T, c.d, c.M, c.data_seed, c.metric_every, c.precision), []).append(c)
+    for i, c in enumerate(configs):
+        if not_compiled(c) is not None:
+            key = ("reference", i)
+        elif isinstance(c, ChainConfig):
+            key = c.shape()
+        else:
+            key = (c.T, c.d, c.M, c.data_seed, c.metric_every, c.precision)
+        groups.setdefault(key, []).append(c)
     out = []
     for group in groups.values():
         # similar work next to each other: the perturbation kind and interval decide the cost
-        group.sort(key=lambda c: (c.perturbation, c.interval, c.mode, c.regularizer, c.gamma, c.seed))
+        if isinstance(group[0], ChainConfig):
+            group.sort(key=lambda c: (c.optimizer, c.lr, c.seed))
+        else:
+            group.sort(key=lambda c: (c.perturbation, c.interval, c.mode, c.regularizer, c.gamma, c.seed))
         size = max(1, min(chunk_size, -(-len(group) // max(1, workers))))
         out += [group[i : i + size] for i in range(0, len(group), size)]
     return out
@@ -508,10 +665,13 @@ def cost_text(*results: SweepResult) -> str:
 
 def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLike | None | bool = True,
               chunk_size: int = 8, trace_points: int = 600, progress: bool = True) -> SweepResult:
-    """Run (or load from the cache) every configuration; one table row per configuration.
+    """Run (or load from the cache) every configuration (:class:`RunConfig` or :class:`ChainConfig`); one
+    table row per configuration, with its fields, its results and ``path`` ("compiled" or "reference").
 
     ``cache_dir``: True → :func:`default_cache_dir`; a path; or False/None for no cache.
     ``n_jobs``: joblib workers (None → joblib's default for the active backend, -1 → all cores).
+    Configurations the compiled kernels cannot run (:func:`not_compiled`) run on the reference path,
+    with one :class:`NotCompiledWarning` per sweep naming their kinds.
     """
     from joblib import Parallel, delayed, effective_n_jobs
     from tqdm.auto import tqdm
@@ -520,8 +680,8 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
     if not configs:
         raise ValueError("run_sweep needs at least one configuration")
     for c in configs:
-        if not isinstance(c, RunConfig):
-            raise TypeError(f"run_sweep takes RunConfig objects, got {type(c).__name__}")
+        if not isinstance(c, (RunConfig, ChainConfig)):
+            raise TypeError(f"run_sweep takes RunConfig or ChainConfig objects, got {type(c).__name__}")
     if not (isinstance(chunk_size, int) and chunk_size >= 1):
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     if n_jobs == 0 or isinstance(n_jobs, bool) or not (n_jobs is None or isinstance(n_jobs, int)):
@@ -548,6 +708,9 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
             results[key] = (hit[0], hit[1], True)
         else:
             todo[key] = c
+    notice = _notice(list(todo.values()))
+    if notice is not None:
+        warnings.warn(notice, NotCompiledWarning, stacklevel=2)
     chunks = _chunks(list(todo.values()), chunk_size, effective_n_jobs(n_jobs))
     if chunks:
         expected = engine_hash()
@@ -563,7 +726,8 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
     rows, trace_rows = [], []
     for c in configs:
         summary, traces, cached = results[entry_key(c, trace_points)]
-        rows.append({**c.fields(), **summary, "cached": cached, "config_id": c.key()})
+        rows.append({**c.fields(), **summary, "cached": cached, "config_id": c.key(),
+                     "path": "compiled" if not_compiled(c) is None else "reference"})
         trace_rows.append(pd.DataFrame({"config_id": c.key(), **traces}))
     table = pd.DataFrame(rows)
     traces = pd.concat(trace_rows, ignore_index=True).drop_duplicates(["config_id", "t"])

@@ -178,8 +178,9 @@ def test_a_sweep_runs_perturbation_objects_and_keeps_the_paper_configurations_un
     with pytest.raises(ValueError, match="cannot be rebuilt"):
         RunConfig.from_row(res.table.iloc[0])
     assert RunConfig.from_row(res.table.iloc[2]) == plain
-    with pytest.raises(ValueError, match="forward: the compiled engine cannot run TopK"):
-        RunConfig(forward=P.TopK(3, scope="batch"))
+    assert S.not_compiled(RunConfig(forward=P.TopK(3, scope="batch")))[0] == "TopK"  # runs on the reference path
+    with pytest.raises(ValueError, match="forward: .*cannot be put in canonical form"):
+        RunConfig(forward=P.every(2, _Opaque()))
     with pytest.raises(ValueError, match="not both at one place"):
         RunConfig(perturbation="forward", sigma_f=1.0, forward=P.Round("bfloat16"))
 
@@ -202,3 +203,38 @@ def test_cost_text_sums_the_sweeps():
     b = SweepResult(pd.DataFrame(), pd.DataFrame(), computed=2, from_cache=0, wall_s=2.5)
     assert cost_text(a) == "3 computed, 1 from the cache, 10.0 s"
     assert cost_text(a, b) == "5 computed, 1 from the cache, 12.5 s"
+
+
+class _Opaque(__import__("fbsgd.perturbations", fromlist=["Perturbation"]).Perturbation):
+    """A kind whose field is a lambda: no canonical form, so no key and no stream."""
+
+    def __init__(self):
+        self.f = lambda x: x
+
+    def apply(self, x, key, step):
+        return self.f(x)
+
+
+def test_an_uncompiled_kind_runs_on_the_reference_path_with_one_notice(tmp_path):
+    """A Section 7 run whose perturbation has no compiled form goes through optimizers.train (the reference
+    path): one NotCompiledWarning per sweep naming the kind, the same numbers as lockstep.reference_run, cached."""
+    from fbsgd import perturbations as P
+    from fbsgd.engine import lockstep as E
+
+    cfgs = [RunConfig(T=60, gamma=0.2, metric_every=2, seed=s, backward=P.TopK(5, scope="batch")) for s in (0, 1)]
+    compiled = RunConfig(T=60, gamma=0.2, metric_every=2)
+    with pytest.warns(S.NotCompiledWarning) as notes:
+        res = run_sweep(cfgs + [compiled], cache_dir=tmp_path, progress=False, n_jobs=1, trace_points=1000)
+    mine = [w for w in notes if issubclass(w.category, S.NotCompiledWarning)]
+    assert len(mine) == 1
+    text = str(mine[0].message)
+    assert "2 configurations run on the reference path" in text and "TopK" in text and "compiled()" in text
+    assert list(res.table.path) == ["reference", "reference", "compiled"]
+    for i, cfg in enumerate(cfgs):
+        w, norms, div = E.reference_run(cfg.problem(), cfg.plan(), cfg.stream_seed(), cfg.gamma, cfg.T, cfg.noise_std,
+                                        E.xi_key(cfg.stream_seed()), metric_every=cfg.metric_every)
+        tr = res.traces[res.traces.config_id == cfg.key()].sort_values("t")
+        np.testing.assert_array_equal(tr.grad_norm.to_numpy(), norms[tr.t.to_numpy() // cfg.metric_every])
+        assert res.table.final_weight_norm.iloc[i] == np.linalg.norm(w)
+    again = run_sweep(cfgs, cache_dir=tmp_path, progress=False, n_jobs=1, trace_points=1000)
+    assert again.computed == 0 and again.table.cached.all()

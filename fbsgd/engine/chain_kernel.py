@@ -1,0 +1,678 @@
+"""The compiled kernel of :mod:`fbsgd.engine.chains`: C configurations of one chain, in lockstep.
+
+One call of :func:`run_chains` advances C configurations that share a chain's shape (operators
+and widths), its data, the batch size and the pass precision through iterations t0..t1−1.  For
+each configuration c and step t it computes what :func:`fbsgd.optimizers.train` computes with
+:class:`fbsgd.optimizers.PassGradient` and a :class:`fbsgd.perturbations.Plan`:
+
+* the minibatch rows ``min(⌊u_b · n⌋, n − 1)``, u_b the draw b of the stream
+  ``derive_key("fbsgd.train.batch", seed)`` at counter t (:func:`fbsgd.optimizers.minibatch_indices`;
+  batch 0: every row);
+* the perturbed pass of :func:`fbsgd.passes.perturbed_passes` (eq. 5): each operator's output,
+  then δ_i at forward site i; from the loss back, each message ∇₁f_iᵀṽ_i, then ε_i at backward site
+  i; the batch mean of the weight gradient;
+* the update of :class:`fbsgd.optimizers.SGD`, :class:`~fbsgd.optimizers.HeavyBall` or
+  :class:`~fbsgd.optimizers.Adam` in float64, written in the same order of operations
+  (:func:`update`), and the divergence rule of :func:`fbsgd.optimizers.diverged` (the run is then
+  frozen and marked);
+
+and every ``metric_every`` steps, before the update, the clean full-data pass in float64: the
+exact gradient norm and the mean loss.
+
+The matrix products are BLAS calls (``np.dot`` with an ``out`` array: 0.64 µs for a 32×32×32
+float32 product, 100 GFlop/s, ``benchmarks/chain_speed.py``; the loops tried while writing this
+file, axpy and register-blocked forms, took 4–10 µs); everything else is loops that LLVM vectorizes.  A configuration's
+arithmetic never depends on the others (its own weights, draws and buffers, the same code path),
+so its bits are the same alone or in any chunk.
+
+Perturbations arrive as numbers read from their protocol (:func:`fbsgd.engine.chains.compile_sites`):
+per site a kind (1 uniform noise, 2 rounding, 3 bit flips), five numbers, per-sample or shared
+draws, the schedule (first, interval, until) and the stream key of ``Plan.init(seed)``.  Rounding
+and bit flips call :func:`fbsgd.lowprec.round_scalar` and :func:`fbsgd.lowprec.flip_bits_inplace`;
+the rounding loop first takes the format's normal range in a vectorized loop with the same integer
+arithmetic as ``round_scalar``'s own fast path (:func:`round_message`), then hands every other
+entry to ``round_scalar``.
+
+Machine code: numba caches this file's functions in ``$FBSGD_KERNEL_DIR/chains`` (default
+``~/.cache/fbsgd/kernels/chains``), stamped with the hash of the source of every fbsgd module this
+file reaches (:func:`fbsgd.engine.provenance.source_hash`), so an edit to the random streams or the
+rounding can never run old machine code (numba's own stamp covers only the file that defines a
+function).
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from numba import njit, types
+from numba.core import caching as _caching
+from numba.extending import overload
+
+from fbsgd import rng
+from fbsgd.engine.provenance import source_hash
+from fbsgd.lowprec import flip_bits_inplace, round_scalar
+from fbsgd.optimizers import DIVERGENCE_THRESHOLD
+from fbsgd.vecmath import bits_to_f32, bits_to_f64, f32_to_bits, f64_to_bits
+
+__all__ = ["run_chains", "final_metrics", "update", "engine_order", "tanh64", "tanh32", "round_message", "kernel_dir",
+           "AFFINE", "TANH", "SIGMOID", "RELU", "IDENTITY", "SOFTPLUS", "LOGISTIC", "SOFTMAX",
+           "UNIFORM", "ROUND", "BITFLIP", "SGD", "HEAVYBALL", "ADAM", "OP_COLUMNS", "SITE_INTS"]
+
+
+# ---------------------------------------------------------------------------
+# numba's cache for this file: in the kernel folder, stamped with the package's source hash
+# ---------------------------------------------------------------------------
+
+
+def kernel_dir() -> Path:
+    """$FBSGD_KERNEL_DIR, else ~/.cache/fbsgd/kernels (where the compiled engines keep machine code)."""
+    env = os.environ.get("FBSGD_KERNEL_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "fbsgd" / "kernels"
+
+
+_THIS_FILE = os.path.abspath(__file__)
+
+
+class _ChainKernelLocator(_caching._CacheLocator):
+    """numba's cache locator for the functions of this file only: machine code in
+    ``kernel_dir()/chains``, valid only for the source hash of every fbsgd module this file reaches."""
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = str(kernel_dir() / "chains")
+
+    def get_cache_path(self):
+        return self._cache_path
+
+    def get_source_stamp(self):
+        return source_hash(__name__)
+
+    def get_disambiguator(self):
+        return str(self._lineno)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if os.path.abspath(py_file) != _THIS_FILE:
+            return None
+        self = cls(py_func, py_file)
+        try:
+            self.ensure_cache_path()
+        except OSError:
+            return None
+        return self
+
+
+try:  # numba's list of locators is not a public API: without it, numba's own (this file's hash) applies
+    _LOCATORS = _caching.CacheImpl._locator_classes
+    _LOCATORS[:] = [c for c in _LOCATORS if c.__name__ != _ChainKernelLocator.__name__]
+    _LOCATORS.insert(0, _ChainKernelLocator)
+except AttributeError:  # pragma: no cover
+    pass
+
+
+# ---------------------------------------------------------------------------
+# codes shared with fbsgd.engine.chains
+# ---------------------------------------------------------------------------
+
+AFFINE, TANH, SIGMOID, RELU, IDENTITY, SOFTPLUS, LOGISTIC, SOFTMAX = 1, 2, 3, 4, 5, 6, 7, 8
+ELEMENTWISE = (TANH, SIGMOID, RELU, IDENTITY, SOFTPLUS)
+# one row per operator: code, input width, output width, weight offset, bias (0/1), offset of the
+# output in the activation buffer (per sample), offset of the derivative buffer (per sample)
+OP_COLUMNS = ("code", "din", "dout", "woff", "bias", "yoff", "doff")
+UNIFORM, ROUND, BITFLIP = 1, 2, 3
+# per site: kind, per_sample, first, interval, until (the last step + 1)
+SITE_INTS = ("kind", "per_sample", "first", "interval", "until")
+SGD, HEAVYBALL, ADAM = 0, 1, 2
+
+_F32_ONE = np.float32(1.0)
+_F32_ZERO = np.float32(0.0)
+
+
+# ---------------------------------------------------------------------------
+# element functions, vectorizable (a polynomial or rational form after range reduction)
+# ---------------------------------------------------------------------------
+
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.693147180369123816490
+_LN2_LO = 1.90821492927058770002e-10
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _exp64(x):
+    """e^x for x in [−700, 700] (clamped), about 1 ulp; vectorizable."""
+    x = min(max(x, -700.0), 700.0)
+    k = np.floor(x * _LOG2E + 0.5)
+    r = (x - k * _LN2_HI) - k * _LN2_LO
+    p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (
+        1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (
+            1.0 / 479001600))))))))))))
+    return p * bits_to_f64((np.int64(k) + 1023) << 52)
+
+
+# Cephes tanh: a rational form below |x| = 0.625, 1 − 2/(e^{2|x|} + 1) above
+_TP0, _TP1, _TP2 = -9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441708447952e3
+_TQ0, _TQ1, _TQ2 = 1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def tanh64(x):
+    """tanh(x) in float64, within 4 ulps of numpy's (tests/engine/test_chains.py); vectorizable."""
+    a = abs(x)
+    s = x * x
+    small = x + x * s * (((_TP0 * s + _TP1) * s + _TP2) / (((s + _TQ0) * s + _TQ1) * s + _TQ2))
+    e = _exp64(2.0 * min(a, 40.0))
+    big = 1.0 - 2.0 / (e + 1.0)
+    big = big if x >= 0.0 else -big
+    return small if a < 0.625 else big
+
+
+_F32_LOG2E = np.float32(1.4426950408889634)
+_F32_LN2_HI = np.float32(0.693145751953125)
+_F32_LN2_LO = np.float32(1.428606765330187e-06)
+_T32 = (np.float32(-5.70498872745e-3), np.float32(2.06390887954e-2), np.float32(-5.37397155531e-2),
+        np.float32(1.33314422036e-1), np.float32(-3.33332819422e-1))
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _exp32(x):
+    x = min(max(x, np.float32(-87.0)), np.float32(87.0))
+    k = np.floor(x * _F32_LOG2E + np.float32(0.5))
+    r = (x - k * _F32_LN2_HI) - k * _F32_LN2_LO
+    p = _F32_ONE + r * (_F32_ONE + r * (np.float32(0.5) + r * (np.float32(1.0 / 6) + r * (np.float32(1.0 / 24) + r * (
+        np.float32(1.0 / 120) + r * np.float32(1.0 / 720))))))
+    return p * bits_to_f32((np.int32(k) + np.int32(127)) << np.int32(23))
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def tanh32(x):
+    """tanh(x) in float32 (Cephes tanhf), within 3 float32 ulps; vectorizable."""
+    a = abs(x)
+    z = x * x
+    small = ((((_T32[0] * z + _T32[1]) * z + _T32[2]) * z + _T32[3]) * z + _T32[4]) * z * x + x
+    e = _exp32(np.float32(2.0) * min(a, np.float32(20.0)))
+    big = _F32_ONE - np.float32(2.0) / (e + _F32_ONE)
+    big = big if x >= _F32_ZERO else -big
+    return small if a < np.float32(0.625) else big
+
+
+def _tanh(x):  # pragma: no cover - typed by the overload below
+    raise NotImplementedError
+
+
+@overload(_tanh, inline="always")
+def _tanh_typed(x):
+    if x == types.float32:
+        return lambda x: tanh32(x)
+    return lambda x: tanh64(x)
+
+
+def _one(x):  # pragma: no cover
+    raise NotImplementedError
+
+
+@overload(_one, inline="always")
+def _one_typed(x):
+    if x == types.float32:
+        return lambda x: _F32_ONE
+    return lambda x: 1.0
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _sigmoid(z):
+    """1 / (1 + e^{−z}) in float64 with libm's exp (the bits of scipy's expit)."""
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+@njit(inline="always", cache=True, error_model="numpy")
+def _softplus(z):
+    """ln(1 + e^z) as numpy's logaddexp(0, z)."""
+    if z == 0.0:
+        return math.log(2.0)
+    if z < 0.0:
+        return math.log1p(math.exp(z))
+    return z + math.log1p(math.exp(-z))
+
+
+# ---------------------------------------------------------------------------
+# perturbations on a message (a flat view of a (B, d) array), in place
+# ---------------------------------------------------------------------------
+
+_ABS_MASK = np.int64(0x7FFFFFFFFFFFFFFF)
+_SIGN_MASK = np.int64(-0x8000000000000000)
+_INF_BITS = np.int64(0x7FF0000000000000)
+_QNAN_BITS = np.int64(0x7FF8000000000000)
+
+
+@njit(cache=True, error_model="numpy")
+def round_message(m, man_bits, emin, max_finite, has_inf, stochastic, key, t):
+    """Every entry i of ``m`` rounded to the format as ``round_scalar(m[i], ..., u_i)`` with u_i the
+    draw i of the stream at step t (stochastic) or −1 (nearest).
+
+    First a vectorized loop over the entries in the format's normal range, with round_scalar's own
+    fast-path arithmetic; then round_scalar itself for the rest (zeros, the format's subnormals,
+    inf and NaN, stochastic values above max_finite)."""
+    man_bits = np.int64(man_bits)
+    emin = np.int64(emin)
+    drop = 52 - man_bits
+    low = (np.int64(1) << drop) - 1
+    scale = bits_to_f64((1023 - drop) << 52)
+    max_bits = f64_to_bits(np.float64(max_finite))
+    over_bits = _INF_BITS if has_inf else _QNAN_BITS
+    slow = 0
+    for i in range(m.size):
+        x = np.float64(m[i])
+        bits = f64_to_bits(x)
+        sign = bits & _SIGN_MASK
+        a = bits & _ABS_MASK
+        ok = a < _INF_BITS and (a >> 52) - 1023 >= emin
+        if stochastic:
+            u = rng.uniform01_scalar(key, t, i)
+            ok = ok and a <= max_bits
+            r = a & ~low
+            r = r + (low + 1) if u < np.float64(a & low) * scale else r
+            res = bits_to_f64(sign | r)
+        else:
+            r = (a + (low >> 1) + ((a >> drop) & 1)) & ~low
+            res = bits_to_f64(sign | over_bits) if bits_to_f64(r) > max_finite else bits_to_f64(sign | r)
+        m[i] = res if ok else m[i]
+        slow += 0 if ok else 1
+    if slow == 0:
+        return
+    for i in range(m.size):
+        x = np.float64(m[i])
+        a = f64_to_bits(x) & _ABS_MASK
+        if a < _INF_BITS and (a >> 52) - 1023 >= emin and (not stochastic or a <= max_bits):
+            continue  # rounded above (a rounded value stays in the normal range, or became ±inf / NaN)
+        u = rng.uniform01_scalar(key, t, i) if stochastic else -1.0
+        m[i] = round_scalar(x, man_bits, emin, max_finite, has_inf, u)
+
+
+@njit(cache=True, error_model="numpy")
+def _flip64(m, key, t, rate, lo_bit, n_bits, scratch):
+    """Bit flips in a float64 message as :class:`fbsgd.perturbations.BitFlip` applies them: on the
+    float32 patterns of the entries (flattened in C order), and only the entries hit by a flip change."""
+    s = scratch[: m.size]
+    for i in range(m.size):
+        s[i] = np.float32(m[i])
+    flip_bits_inplace(s, key, t, rate, lo_bit, n_bits)
+    for i in range(m.size):
+        if f32_to_bits(s[i]) != f32_to_bits(np.float32(m[i])):
+            m[i] = np.float64(s[i])
+
+
+def _flip_message(m, key, t, rate, lo_bit, n_bits, scratch):  # pragma: no cover - typed by the overload below
+    raise NotImplementedError
+
+
+@overload(_flip_message, inline="always")
+def _flip_message_typed(m, key, t, rate, lo_bit, n_bits, scratch):
+    if m.dtype == types.float32:  # a float32 message: the flips in place
+        return lambda m, key, t, rate, lo_bit, n_bits, scratch: flip_bits_inplace(m, key, t, rate, lo_bit, n_bits)
+    return lambda m, key, t, rate, lo_bit, n_bits, scratch: _flip64(m, key, t, rate, lo_bit, n_bits, scratch)
+
+
+@njit(inline="always", cache=True)
+def _acts(t, si):
+    """Whether the perturbation of a site (its integers: kind, per_sample, first, interval, until) acts at t."""
+    return si[0] != 0 and si[2] <= t < si[4] and (t - si[2]) % si[3] == 0
+
+
+@njit(cache=True, error_model="numpy")
+def perturb(m, d, t, si, sf, key, scratch):
+    """Apply one site's perturbation to the flat message ``m`` of rows of ``d`` entries, in place."""
+    kind = si[0]
+    if kind == UNIFORM:
+        lo, wd = sf[0], sf[1] - sf[0]
+        if si[1] != 0:
+            for i in range(m.size):
+                m[i] = m[i] + (rng.uniform01_scalar(key, t, i) * wd + lo)
+        else:  # one draw per feature, shared by the batch
+            for i in range(m.size):
+                m[i] = m[i] + (rng.uniform01_scalar(key, t, i % d) * wd + lo)
+    elif kind == ROUND:
+        round_message(m, np.int64(sf[0]), np.int64(sf[1]), sf[2], sf[3] != 0.0, sf[4] != 0.0, key, t)
+    elif kind == BITFLIP:
+        _flip_message(m, key, t, sf[0], np.int64(sf[1]), np.int64(sf[2]), scratch)
+
+
+# ---------------------------------------------------------------------------
+# one pass through the chain
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def chain_pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, skey, scratch, loss):
+    """The (perturbed) passes of eq. (5) for the B rows of ``y0``; G receives the batch *sum* of the
+    weight gradient (the caller divides by B).  ``loss`` (B,) receives the per-sample loss when it has
+    B entries (metrics).  ``w`` and ``G`` are in the engine's layout (:func:`engine_order`: each affine
+    matrix transposed, so the forward product is untransposed, the fastest for BLAS).
+
+    ``ops`` rows as :data:`OP_COLUMNS`; ``Y`` and ``DG`` hold each operator's output and the
+    derivative of an elementwise operator at its input (or the loss's gradient in its scores);
+    ``si``/``sf``/``skey`` (2, N+1, ...) the sites' integers, numbers and keys (0 forward, 1 backward)."""
+    N = ops.shape[0]
+    B = y0.shape[0]
+    prev = y0
+    for i in range(1, N + 1):
+        code, din, dout, woff, bias, yoff, doff = ops[i - 1, 0], ops[i - 1, 1], ops[i - 1, 2], ops[i - 1, 3], \
+            ops[i - 1, 4], ops[i - 1, 5], ops[i - 1, 6]
+        out = Y[yoff * B: (yoff + dout) * B].reshape((B, dout))
+        if code == AFFINE:
+            np.dot(prev, w[woff: woff + dout * din].reshape((din, dout)), out)  # y Wᵀ, Wᵀ stored
+            if bias != 0:
+                b = w[woff + dout * din: woff + dout * din + dout]
+                for r in range(B):
+                    for o in range(dout):
+                        out[r, o] += b[o]
+        elif code == LOGISTIC or code == SOFTMAX:
+            g = DG[doff * B: (doff + din) * B].reshape((B, din))
+            for r in range(B):
+                row = rows[r]
+                if code == LOGISTIC:
+                    lab = yb[row]
+                    s = np.float64(prev[r, 0])
+                    g[r, 0] = -lab * _sigmoid(-lab * s)
+                    if loss.size == B:
+                        loss[r] = _softplus(-lab * s)
+                else:
+                    top = 0
+                    for k in range(1, din):
+                        if prev[r, k] > prev[r, top]:
+                            top = k
+                    mx = np.float64(prev[r, top])
+                    tot = 0.0
+                    for k in range(din):
+                        e = math.exp(np.float64(prev[r, k]) - mx)
+                        g[r, k] = e
+                        tot += e
+                    for k in range(din):
+                        g[r, k] = g[r, k] / tot
+                    g[r, yc[row]] -= 1.0
+                    if loss.size == B:
+                        rest = 0.0
+                        for k in range(din):
+                            if k != top:
+                                rest += math.exp(np.float64(prev[r, k]) - mx)
+                        loss[r] = math.log1p(rest) - (np.float64(prev[r, yc[row]]) - mx)
+                out[r, 0] = loss[r] if loss.size == B else 0.0
+        else:
+            x = prev.ravel()
+            o1 = out.ravel()
+            g1 = DG[doff * B: (doff + din) * B]
+            one = _one(o1[0])
+            if code == TANH:
+                for k in range(x.size):
+                    v = _tanh(x[k])
+                    o1[k] = v
+                    g1[k] = one - v * v
+            elif code == SIGMOID:
+                for k in range(x.size):
+                    v = _sigmoid(np.float64(x[k]))
+                    o1[k] = v
+                    g1[k] = v * (1.0 - v)
+            elif code == RELU:
+                for k in range(x.size):
+                    v = x[k]
+                    o1[k] = v if v > 0.0 else 0.0
+                    g1[k] = 1.0 if v > 0.0 else 0.0
+            elif code == IDENTITY:
+                for k in range(x.size):
+                    o1[k] = x[k]
+                    g1[k] = 1.0
+            elif code == SOFTPLUS:
+                for k in range(x.size):
+                    v = np.float64(x[k])
+                    o1[k] = _softplus(v)
+                    g1[k] = _sigmoid(v)
+        if perturbing and i < N and _acts(t, si[0, i]):  # δ_i (eq. 5a); at i = N it would change nothing
+            perturb(out.ravel(), dout, t, si[0, i], sf[0, i], skey[0, i], scratch)
+        prev = out
+
+    v = VA[:B].reshape((B, 1))  # v_N = 1
+    v[:, :] = 1.0
+    in_a = True  # v lives in VA (the next message goes to VB), or in VB
+    for i in range(N, 0, -1):
+        code, din, dout, woff, doff = ops[i - 1, 0], ops[i - 1, 1], ops[i - 1, 2], ops[i - 1, 3], ops[i - 1, 6]
+        bias = ops[i - 1, 4]
+        if i == 1:
+            prev = y0
+        else:
+            pyoff = ops[i - 2, 5]
+            prev = Y[pyoff * B: (pyoff + din) * B].reshape((B, din))
+        nxt = (VB if in_a else VA)[: B * din].reshape((B, din))
+        if code == AFFINE:
+            nW = dout * din
+            Gw = G[woff: woff + nW].reshape((din, dout))
+            np.dot(prev.T, v, Gw)  # (5c): Σ_b ṽ_b y_bᵀ, transposed
+            if bias != 0:
+                gb = G[woff + nW: woff + nW + dout]
+                gb[:] = 0.0
+                for r in range(B):
+                    for o in range(dout):
+                        gb[o] += v[r, o]
+            if i >= 2:
+                np.dot(v, w[woff: woff + nW].reshape((din, dout)).T, nxt)  # ṽ W
+        elif i >= 2:
+            g = DG[doff * B: (doff + din) * B].reshape((B, din))
+            if code == LOGISTIC or code == SOFTMAX:
+                for r in range(B):
+                    for k in range(din):
+                        nxt[r, k] = v[r, 0] * g[r, k]
+            else:
+                n1, v1, g1 = nxt.ravel(), v.ravel(), g.ravel()
+                for k in range(n1.size):
+                    n1[k] = v1[k] * g1[k]
+        if i >= 2:
+            if perturbing and _acts(t, si[1, i]):  # ε_i (eq. 5b)
+                perturb(nxt.ravel(), din, t, si[1, i], sf[1, i], skey[1, i], scratch)
+            in_a = not in_a
+            v = nxt
+
+
+def engine_order(ops, P: int) -> np.ndarray:
+    """The permutation ``perm`` with ``w_engine = w[perm]``: the engine keeps each affine operator's
+    matrix W (out × in, row-major in the library's weight vector) transposed, as Wᵀ (in × out), so the
+    forward product y Wᵀ is a product of untransposed operands (BLAS's fastest: 0.64 µs against 1.16 µs
+    for a 32×32×32 float32 product, benchmarks/chain_speed.py); everything else keeps its place.  The
+    optimizers act entry by entry, so the order changes no number.  ``P``: the weight size."""
+    perm = np.arange(P)
+    for code, din, dout, woff, bias, yoff, doff in ops:
+        if code == AFFINE:
+            k, o = np.meshgrid(np.arange(din), np.arange(dout), indexing="ij")
+            perm[woff + k * dout + o] = woff + o * din + k
+    return perm
+
+
+def _pass_weights(Wc, Wp):  # pragma: no cover - typed by the overload below
+    raise NotImplementedError
+
+
+@overload(_pass_weights, inline="always")
+def _pass_weights_typed(Wc, Wp):
+    """The weights the pass reads: the float64 weights themselves, or their copy in Wp's precision."""
+    if Wp.dtype == Wc.dtype:
+        return lambda Wc, Wp: Wc
+
+    def cast(Wc, Wp):
+        for j in range(Wc.size):
+            Wp[j] = Wc[j]
+        return Wp
+
+    return cast
+
+
+# ---------------------------------------------------------------------------
+# the update (float64, in the order of operations of fbsgd.optimizers)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def _mean(G, B, g):
+    """g = G / B in float64 (a power of two B: the product with 1/B, the same bits, vectorized)."""
+    if B & (B - 1) == 0:
+        inv = 1.0 / B
+        for j in range(G.size):
+            g[j] = np.float64(G[j]) * inv
+    else:
+        for j in range(G.size):
+            g[j] = np.float64(G[j]) / B
+
+
+@njit(cache=True)
+def update(w, g, opt, hyper, m1, m2, count):
+    """One step of SGD (``w − lr g``), heavy-ball (``step = lr g − β s``, ``s ← −step``) or Adam (bias-corrected
+    moments, ``step = lr m̂ / (√v̂ + eps)``) on ``w`` in place, as :mod:`fbsgd.optimizers` writes them;
+    ``hyper`` = (lr, β or β₁, β₂, eps), ``count`` Adam's step count before this step.
+    Returns True when the run diverged (a weight non-finite or above the threshold)."""
+    lr, b1, b2, eps = hyper[0], hyper[1], hyper[2], hyper[3]
+    bad = 0
+    if opt == SGD:
+        for j in range(w.size):
+            wj = w[j] - lr * g[j]
+            w[j] = wj
+            bad += 0 if abs(wj) <= DIVERGENCE_THRESHOLD else 1
+    elif opt == HEAVYBALL:
+        for j in range(w.size):
+            step = lr * g[j] - b1 * m1[j]
+            m1[j] = -step
+            wj = w[j] - step
+            w[j] = wj
+            bad += 0 if abs(wj) <= DIVERGENCE_THRESHOLD else 1
+    else:
+        t = count + 1
+        c1 = 1.0 - math.pow(b1, np.float64(t))
+        c2 = 1.0 - math.pow(b2, np.float64(t))
+        for j in range(w.size):
+            gj = g[j]
+            mu = b1 * m1[j] + (1.0 - b1) * gj
+            nu = b2 * m2[j] + (1.0 - b2) * (gj * gj)
+            m1[j] = mu
+            m2[j] = nu
+            wj = w[j] - lr * (mu / c1) / (math.sqrt(nu / c2) + eps)
+            w[j] = wj
+            bad += 0 if abs(wj) <= DIVERGENCE_THRESHOLD else 1
+    return bad > 0
+
+
+# ---------------------------------------------------------------------------
+# the clean full-data metrics and the block of iterations
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True, error_model="numpy")
+def _buffers(ops, B, dtype):
+    ysz = 0
+    dsz = 0
+    maxd = 1
+    for i in range(ops.shape[0]):
+        ysz = max(ysz, ops[i, 5] + ops[i, 2])
+        dsz = max(dsz, ops[i, 6] + ops[i, 1])
+        maxd = max(maxd, ops[i, 1], ops[i, 2])
+    return (np.empty(ysz * B, dtype), np.empty(max(dsz, 1) * B, dtype), np.empty(maxd * B, dtype),
+            np.empty(maxd * B, dtype), np.empty(maxd * B, np.float32))
+
+
+@njit(cache=True, error_model="numpy")
+def _clean(ops, W, X64, yb, yc, bufs, G, loss, rows, si, sf, skey):
+    """The clean full-data pass at W (float64): G the gradient; returns (‖G‖, mean loss)."""
+    Y, DG, VA, VB, sc = bufs
+    chain_pass(ops, W, X64, yb, yc, rows, Y, DG, VA, VB, G, 0, False, si, sf, skey, sc, loss)
+    n = X64.shape[0]
+    total = 0.0
+    for j in range(G.size):
+        G[j] = G[j] / n
+        total += G[j] * G[j]
+    mean = 0.0
+    for r in range(loss.size):
+        mean += loss[r]
+    return math.sqrt(total), mean / loss.size
+
+
+@njit(cache=True, error_model="numpy")
+def final_metrics(ops, X64, yb, yc, W, diverged_at, out):
+    """For every configuration that has not diverged: out[c] = (‖∇F(w)‖, F(w), training accuracy)
+    on the full data in float64 (accuracy: the sign of the score for ±1 labels, 0 counted as +1;
+    the first largest score for classes)."""
+    n = X64.shape[0]
+    N = ops.shape[0]
+    bufs = _buffers(ops, n, np.float64)
+    G = np.empty(W.shape[1])
+    loss = np.empty(n)
+    rows = np.arange(n)
+    si = np.zeros((2, N + 1, 5), np.int64)
+    sf = np.zeros((2, N + 1, 5))
+    skey = np.zeros((2, N + 1), np.uint64)
+    code, din = ops[N - 1, 0], ops[N - 1, 1]
+    for c in range(W.shape[0]):
+        if diverged_at[c] >= 0:
+            continue
+        norm, mean = _clean(ops, W[c], X64, yb, yc, bufs, G, loss, rows, si, sf, skey)
+        right = 0
+        if N >= 2:
+            Y = bufs[0]
+            pyoff = ops[N - 2, 5]
+            s = Y[pyoff * n: (pyoff + din) * n].reshape((n, din))
+            for r in range(n):
+                if code == LOGISTIC:
+                    right += 1 if (1.0 if s[r, 0] >= 0.0 else -1.0) == yb[r] else 0
+                elif code == SOFTMAX:
+                    top = 0
+                    for k in range(1, din):
+                        if s[r, k] > s[r, top]:
+                            top = k
+                    right += 1 if top == yc[r] else 0
+        out[c, 0] = norm
+        out[c, 1] = mean
+        out[c, 2] = right / n if (code == LOGISTIC or code == SOFTMAX) and N >= 2 else np.nan
+
+
+@njit(cache=True, error_model="numpy")
+def run_chains(ops, X, X64, yb, yc, batch, t0, t1, metric_every, W, opt, hyper, m1, m2, count, batch_key,
+               si, sf, skey, norms, losses, diverged_at):
+    """Advance the C configurations from iteration t0 to t1 (see the module's docstring).
+
+    ``X`` the features in the pass precision (float32 or float64), ``X64`` in float64 (the metrics);
+    ``yb``/``yc`` the labels (±1 floats / class indices); ``batch`` rows per step (0: all);
+    ``W`` (C, P) float64 weights, updated in place; ``opt`` (C,) optimizer codes, ``hyper`` (C, 4),
+    ``m1``, ``m2`` (C, P) and ``count`` (C,) the optimizers' state; ``batch_key`` (C,) the minibatch
+    streams; ``si``, ``sf``, ``skey`` (C, 2, N+1, ...) the sites; ``norms``/``losses`` (C, ⌈T/k⌉)
+    receive the clean full-data gradient norm and loss at t = 0, k, 2k, ...; ``diverged_at`` (C,)
+    the step whose update diverged (−1: none), after which a configuration is frozen."""
+    C, P = W.shape
+    n = X.shape[0]
+    B = batch if batch > 0 else n
+    dt = X.dtype
+    Y, DG, VA, VB, sc = _buffers(ops, B, dt)
+    Wp = np.empty(P, dt)
+    G = np.empty(P, dt)
+    g64 = np.empty(P)
+    rows = np.arange(B) if batch == 0 else np.empty(B, np.int64)
+    y0 = X if batch == 0 else np.empty((B, X.shape[1]), dt)
+    no_loss = np.empty(0, dt)
+    mbufs = _buffers(ops, n, np.float64)
+    Gm = np.empty(P)
+    mloss = np.empty(n)
+    mrows = np.arange(n)
+    for t in range(t0, t1):
+        metric = t % metric_every == 0
+        for c in range(C):
+            if diverged_at[c] >= 0:
+                continue
+            if metric:
+                norm, mean = _clean(ops, W[c], X64, yb, yc, mbufs, Gm, mloss, mrows, si[c], sf[c], skey[c])
+                norms[c, t // metric_every] = norm
+                losses[c, t // metric_every] = mean
+            if batch > 0:
+                for b in range(B):
+                    r = np.int64(rng.uniform01_scalar(batch_key[c], t, b) * n)
+                    rows[b] = min(r, n - 1)
+                    y0[b, :] = X[rows[b], :]
+            w = _pass_weights(W[c], Wp)
+            chain_pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, True, si[c], sf[c], skey[c], sc, no_loss)
+            _mean(G, B, g64)  # the batch mean
+            if update(W[c], g64, opt[c], hyper[c], m1[c], m2[c], count[c]):
+                diverged_at[c] = t
+            count[c] += 1

@@ -1,0 +1,429 @@
+"""Any chain, any data, through the compiled engine: :class:`ChainConfig` and its runners.
+
+A :class:`ChainConfig` names one run of perturbed SGD (or heavy-ball, or Adam) on a chain of library
+operators (:class:`fbsgd.operators.Affine`, :class:`~fbsgd.operators.Linear`, ``Tanh``, ``Sigmoid``,
+``ReLU``, ``Identity``, ``Softplus``, ending in :class:`~fbsgd.operators.LogisticLoss` or
+:class:`~fbsgd.operators.SoftmaxCrossEntropy`) and its data (a :class:`fbsgd.problems.Dataset`),
+with perturbations at any of the :class:`fbsgd.perturbations.Plan`'s sites.  It is what
+
+>>> train(PassGradient(cfg.net, cfg.plan()), cfg.initial_weights(), cfg.optimizer_rule(), cfg.T, cfg.data,
+...       batch_size=cfg.batch or None, seed=cfg.seed)
+
+computes (:func:`fbsgd.optimizers.train`): the configuration's own ``seed`` keys the minibatch rows
+and every perturbation's stream (``Plan.init(seed)``), and ``init_seed`` the initial weights
+(``net.init_weight(numpy.random.default_rng(init_seed))``).  Configurations with the same seed
+therefore see the same minibatches (common random numbers: a perturbed run and its clean twin
+differ by the perturbation only).
+
+:func:`run_chain_chunk` runs configurations of one shape (:meth:`ChainConfig.shape`: operators,
+widths, data, batch, T, precision, metric interval) in lockstep through the compiled kernel
+(:mod:`fbsgd.engine.chain_kernel`); :func:`reference_chain_run` runs one through ``train`` (the
+readable reference, and the path for what the kernel cannot run: a perturbation without a compiled
+form, an irregular schedule, an operator of the user's own).  :func:`fbsgd.engine.sweeps.run_sweep`
+takes ChainConfigs as it takes the Section 7 ``RunConfig``: same cache, table, workers and progress.
+
+Its identity (:meth:`ChainConfig.key`) is built from :func:`fbsgd.perturbations.canonical` of its
+fields — the net (each operator's fields, a user's own class with its source), the data (its
+size, kind and sha256 fingerprint), every perturbation — and the engine's source hash.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import numbers
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fbsgd import operators as O
+from fbsgd import rng
+from fbsgd.engine import chain_kernel as K
+from fbsgd.engine.provenance import source_hash
+from fbsgd.optimizers import SGD, Adam, HeavyBall, PassGradient, train
+from fbsgd.passes import Composite, passes
+from fbsgd.perturbations import Perturbation, Plan, canonical
+from fbsgd.problems import Dataset
+
+__all__ = ["ChainConfig", "compile_ops", "compile_sites", "not_compiled", "kind_name", "run_chain_chunk",
+           "reference_chain_run", "clean_metrics", "OPTIMIZERS", "PRECISIONS", "COMPILED_OPERATORS"]
+
+OPTIMIZERS = ("sgd", "heavyball", "adam")
+PRECISIONS = ("float64", "float32")
+NEVER = 2**62  # "no last step"
+
+# the operators the kernel runs, by exact class (a subclass may change the formula: it runs on the reference path)
+COMPILED_OPERATORS = {O.Affine: K.AFFINE, O.Linear: K.AFFINE, O.Tanh: K.TANH, O.Sigmoid: K.SIGMOID, O.ReLU: K.RELU,
+                      O.Identity: K.IDENTITY, O.Softplus: K.SOFTPLUS, O.LogisticLoss: K.LOGISTIC,
+                      O.SoftmaxCrossEntropy: K.SOFTMAX}
+# the compiled operations and the names of their numbers, in the kernel's order
+_KINDS = {"uniform": (K.UNIFORM, ("low", "high")),
+          "round": (K.ROUND, ("man_bits", "emin", "max_finite", "has_inf", "stochastic")),
+          "bitflip": (K.BITFLIP, ("rate", "lo_bit", "n_bits"))}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True, eq=False)
+class ChainConfig:
+    """One run of perturbed SGD on a chain of library operators and a data set.
+
+    * ``net``: a :class:`fbsgd.passes.Composite` ending in a loss that reads labels
+      (``LogisticLoss`` for ±1 labels, ``SoftmaxCrossEntropy(K)`` for classes 0..K−1;
+      :func:`fbsgd.problems.mlp` builds one); ``data``: a :class:`fbsgd.problems.Dataset`;
+    * ``optimizer``: "sgd", "heavyball" (momentum ``beta``) or "adam" (β₁ = ``beta``, β₂ = ``beta2``,
+      ``eps``), step size ``lr``; ``batch`` rows per step drawn with replacement (0: the full batch);
+      ``T`` steps; ``seed`` (minibatches and perturbation streams), ``init_seed`` (initial weights);
+    * ``forward``, ``backward``: dicts site → perturbation, as :class:`fbsgd.perturbations.Plan`
+      takes them (forward[i] after operator i, 1 ≤ i ≤ N; backward[i] on the message into operator
+      i − 1, 2 ≤ i ≤ N);
+    * ``precision`` of the pass, "float64" or "float32" (the update is float64 either way);
+      ``metric_every``: the clean full-data gradient norm and loss every so many steps; ``ewma``:
+      the smoothing of the stable gradient norm; ``figure``, ``panel``: labels for tables.
+
+    Every field is checked when the configuration is made (a ValueError naming the field).
+    """
+
+    net: Composite
+    data: Dataset
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    beta: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    batch: int = 32
+    T: int = 1000
+    seed: int = 0
+    init_seed: int = 0
+    forward: dict = field(default_factory=dict)
+    backward: dict = field(default_factory=dict)
+    precision: str = "float64"
+    metric_every: int = 10
+    ewma: float = 0.99
+    figure: str = ""
+    panel: str = ""
+
+    LABELS = ("figure", "panel")
+    OBJECTS = ("net", "data", "forward", "backward")
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):  # plain Python numbers, so keys are stable and JSON-able
+            v = getattr(self, f.name)
+            if isinstance(v, np.bool_):
+                v = bool(v)
+            elif isinstance(v, np.integer):
+                v = int(v)
+            elif isinstance(v, np.floating):
+                v = float(v)
+            if f.type == "float" and _is_int(v):
+                v = float(v)
+            elif f.type == "int" and isinstance(v, float) and v.is_integer():
+                v = int(v)
+            object.__setattr__(self, f.name, v)
+
+        def need(ok, name, msg):
+            if not ok:
+                raise ValueError(f"ChainConfig: {name} {msg}")
+
+        need(isinstance(self.net, Composite), "net", f"must be a Composite of operators (fbsgd.passes.Composite; "
+             f"fbsgd.problems.mlp builds one), got {type(self.net).__name__}")
+        need(isinstance(self.data, Dataset), "data", f"must be a fbsgd.problems.Dataset (features and labels), "
+             f"got {type(self.data).__name__}")
+        last = self.net.ops[-1]
+        need(last.uses_labels, "net", f"must end in a loss that reads the labels (LogisticLoss() for ±1 labels, "
+             f"SoftmaxCrossEntropy(K) for classes 0..K-1); its last operator is {last!r}")
+        need(self.net.op(1).in_dim == self.data.dim, "data",
+             f"has {self.data.dim} features but the net's first operator {self.net.op(1)!r} takes {self.net.op(1).in_dim}")
+        K_net = getattr(last, "classes", None)
+        need(not (self.data.kind == "classes" and isinstance(K_net, int) and K_net != self.data.classes), "data",
+             f"has {self.data.classes} classes but the net's loss {last!r} has {K_net}")
+        try:
+            last.check_labels(self.data.labels, self.data.rows, "ChainConfig: data")
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        need(_is_real(self.lr) and math.isfinite(self.lr) and self.lr > 0, "lr", f"(the step size) must be a finite number > 0, got {self.lr!r}")
+        for name in ("beta", "beta2"):
+            v = getattr(self, name)
+            need(_is_real(v) and 0 <= v < 1, name, f"must be a number in [0, 1), got {v!r}")
+        need(_is_real(self.eps) and math.isfinite(self.eps) and self.eps >= 0, "eps", f"must be a finite number >= 0, got {self.eps!r}")
+        for name, lo in (("batch", 0), ("T", 1), ("seed", 0), ("init_seed", 0), ("metric_every", 1)):
+            v = getattr(self, name)
+            need(_is_int(v) and v >= lo, name, f"must be an integer >= {lo}, got {v!r}"
+                 + (" (0: the full batch)" if name == "batch" else ""))
+        need(self.T < 2**31, "T", f"must be < 2**31, got {self.T}")
+        need(self.T >= 2 * self.metric_every, "T", f"must be at least 2 * metric_every, got T={self.T}, "
+             f"metric_every={self.metric_every}")
+        need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
+        need(_is_real(self.ewma) and 0 < self.ewma < 1, "ewma", f"must be in (0, 1), got {self.ewma!r}")
+        for name in self.LABELS:
+            need(isinstance(getattr(self, name), str), name, f"must be a string, got {getattr(self, name)!r}")
+        for where in ("forward", "backward"):
+            perts = getattr(self, where)
+            need(isinstance(perts, dict), where, f"must be a dict from operator index to Perturbation, "
+                 f"e.g. {where}={{{1 if where == 'forward' else 2}: p}}, got {type(perts).__name__}")
+            object.__setattr__(self, where, dict(perts))
+        try:
+            self.plan().validate(len(self.net))
+            for where in ("forward", "backward"):
+                for i, p in getattr(self, where).items():
+                    canonical(p)
+            canonical(self.net)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"ChainConfig: {exc}") from None
+
+    # -- what it runs ---------------------------------------------------------------------------------
+    def plan(self) -> Plan:
+        return Plan(forward=self.forward, backward=self.backward)
+
+    def optimizer_rule(self):
+        """The update rule of :mod:`fbsgd.optimizers` this configuration names."""
+        if self.optimizer == "sgd":
+            return SGD(self.lr)
+        if self.optimizer == "heavyball":
+            return HeavyBall(self.lr, self.beta)
+        return Adam(self.lr, self.beta, self.beta2, self.eps)
+
+    def initial_weights(self) -> np.ndarray:
+        """w₀ = net.init_weight(numpy.random.default_rng(init_seed))."""
+        return np.asarray(self.net.init_weight(np.random.default_rng(self.init_seed)), dtype=float)
+
+    # -- identity -------------------------------------------------------------------------------------
+    def computation(self) -> dict:
+        """The fields that shape the result, the objects in canonical form (labels left out; β only for
+        heavy-ball and Adam, β₂ and eps only for Adam): the cache key is built from it."""
+        out = dict(kind="chain", net=canonical(self.net), data=canonical(self.data), optimizer=self.optimizer, lr=self.lr)
+        if self.optimizer != "sgd":
+            out["beta"] = self.beta
+        if self.optimizer == "adam":
+            out.update(beta2=self.beta2, eps=self.eps)
+        out.update(batch=self.batch, T=self.T, seed=self.seed, init_seed=self.init_seed,
+                   forward={str(i): canonical(p) for i, p in sorted(self.forward.items())},
+                   backward={str(i): canonical(p) for i, p in sorted(self.backward.items())},
+                   precision=self.precision, metric_every=self.metric_every, ewma=self.ewma)
+        return out
+
+    def key(self) -> str:
+        """Content hash of the computation and the engine's source: the cache key."""
+        blob = json.dumps(self.computation(), sort_keys=True) + source_hash("fbsgd.engine.sweeps")
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+    def __eq__(self, other) -> bool:
+        return (type(other) is type(self) and self.computation() == other.computation()
+                and (self.figure, self.panel) == (other.figure, other.panel))
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.computation(), sort_keys=True))
+
+    def replace(self, **changes) -> "ChainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def fields(self) -> dict:
+        """Every field as a table row: the net, data and perturbations by their descriptions."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["net"] = repr(self.net)
+        out["data"] = repr(self.data)
+        for where in ("forward", "backward"):
+            out[where] = repr(dict(sorted(out[where].items()))) if out[where] else None
+        return out
+
+    def shape(self) -> tuple:
+        """What configurations must share to run in one kernel call: the operators and widths, the data,
+        the batch, T, the precision and the metric interval."""
+        return ("chain", canonical(self.net), canonical(self.data), self.batch, self.T, self.precision, self.metric_every)
+
+
+# -------------------------------------------------------------------------------------------------
+# the kernel's numbers
+# -------------------------------------------------------------------------------------------------
+
+
+def compile_ops(net: Composite) -> np.ndarray:
+    """The operator table of the kernel (rows as :data:`fbsgd.engine.chain_kernel.OP_COLUMNS`), or a
+    NotImplementedError naming the operator the kernel has no code for."""
+    rows, yoff, doff = [], 0, 0
+    for i, op in enumerate(net.ops, start=1):
+        code = COMPILED_OPERATORS.get(type(op))
+        if code is None:
+            raise NotImplementedError(
+                f"the compiled engine has no kernel for operator {i}, {op!r} ({type(op).__qualname__}); it runs "
+                + ", ".join(c.__name__ for c in COMPILED_OPERATORS))
+        bias = int(bool(getattr(op, "bias", False))) if type(op) is O.Affine else 0
+        rows.append((code, op.in_dim, op.out_dim, int(net.offsets[i - 1]), bias, yoff, doff))
+        yoff += op.out_dim
+        doff += op.in_dim
+    return np.array(rows, dtype=np.int64)
+
+
+def _numbers(p: Perturbation) -> tuple[int, list]:
+    """(kernel kind, its numbers) of a perturbation's compiled form, or NotImplementedError."""
+    op = p.compiled()
+    kind = getattr(op, "kind", None)
+    if kind not in _KINDS:
+        raise NotImplementedError(f"the compiled engine has no kernel for compiled operations of kind {kind!r} ({p!r})")
+    code, names = _KINDS[kind]
+    if all(hasattr(op, n) for n in names):  # named fields
+        vals = [getattr(op, n) for n in names]
+    else:
+        vals = list(op.params)[: len(names)]
+    if len(vals) != len(names):
+        raise ValueError(f"{p!r}: a compiled {kind!r} operation needs the numbers {names}, got {op.params!r}")
+    return code, [float(v) for v in vals]
+
+
+def compile_sites(cfg: ChainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sites of a configuration as the kernel reads them: integers (2, N+1, 5) (kind, per sample,
+    first, interval, until), numbers (2, N+1, 5) and stream keys (2, N+1) of ``Plan.init(seed)``;
+    index 0 forward, 1 backward.  A NotImplementedError names a perturbation the kernel cannot run."""
+    N = len(cfg.net)
+    si = np.zeros((2, N + 1, 5), np.int64)
+    sf = np.zeros((2, N + 1, 5))
+    skey = np.zeros((2, N + 1), np.uint64)
+    si[:, :, 3] = 1
+    plan = cfg.plan()
+    state = plan.init(cfg.seed)
+    for (where, i), p in plan.places():
+        w = 0 if where == "forward" else 1
+        sched = p.schedule
+        if not sched.regular:
+            raise NotImplementedError(
+                f"the compiled engine needs a schedule with a first step, an interval and a last step; {p!r} at "
+                f"{where}[{i}] acts at irregular steps (use every or budget with evenly spaced steps)")
+        code, vals = _numbers(p)
+        if sched.empty:
+            continue
+        si[w, i] = (code, int(bool(p.compiled().per_sample)), sched.first, sched.interval,
+                    NEVER if sched.last is None else sched.last + 1)
+        sf[w, i, : len(vals)] = vals
+        skey[w, i] = np.uint64(state[(where, i)].key % 2**64)
+    return si, sf, skey
+
+
+def kind_name(p) -> str:
+    """A perturbation's kind as its class name, with the kinds it wraps: "Every(TopK)"."""
+    inner = getattr(p, "inner", None)
+    if callable(getattr(inner, "compiled", None)):  # a wrapped kind (asked, not class-tested)
+        return f"{type(p).__name__}({kind_name(inner)})"
+    return type(p).__name__
+
+
+def not_compiled(cfg: ChainConfig) -> tuple[str, str] | None:
+    """None when the kernel runs the configuration; else (the kind or operator it cannot run, why)."""
+    try:
+        compile_ops(cfg.net)
+    except NotImplementedError as exc:
+        bad = next(op for op in cfg.net.ops if type(op) not in COMPILED_OPERATORS)
+        return f"operator {type(bad).__name__}", str(exc)
+    for (where, i), p in cfg.plan().places():
+        try:
+            _numbers(p)
+            if not p.schedule.regular:
+                raise NotImplementedError(f"{p!r} acts at irregular steps; the compiled engine needs a first step, "
+                                          "an interval and a last step (every, budget)")
+        except NotImplementedError as exc:
+            return kind_name(p), str(exc)
+    return None
+
+
+# -------------------------------------------------------------------------------------------------
+# running
+# -------------------------------------------------------------------------------------------------
+
+
+def _labels(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    n = data.rows
+    if data.kind == "binary":  # copies: a Dataset's arrays are read-only (another type for numba)
+        return np.array(data.labels, dtype=np.float64), np.zeros(n, np.int64)
+    return np.zeros(n), np.array(data.labels, dtype=np.int64)
+
+
+_OPT_CODES = {"sgd": K.SGD, "heavyball": K.HEAVYBALL, "adam": K.ADAM}
+
+
+def run_chain_chunk(configs: list[ChainConfig]) -> list[dict]:
+    """Run configurations of one shape (:meth:`ChainConfig.shape`) in lockstep through the kernel.
+
+    Returns per configuration a dict: ``norms``, ``losses`` (the clean full-data gradient norm and
+    loss at t = 0, k, 2k, ... < T), ``final_grad_norm``, ``final_loss``, ``train_accuracy`` (at w_T),
+    ``diverged_at`` (−1: none), ``w`` (w_T) and ``runtime_s`` (the chunk's time per configuration)."""
+    c0 = configs[0]
+    shape = c0.shape()
+    for c in configs[1:]:
+        if c.shape() != shape:
+            raise ValueError("run_chain_chunk: the configurations of a chunk must share net, data, batch, T, "
+                             "precision and metric_every")
+    ops = compile_ops(c0.net)
+    X64 = np.array(c0.data.features, dtype=np.float64, order="C")  # a writable copy (one array type for numba)
+    X = X64 if c0.precision == "float64" else np.ascontiguousarray(X64, dtype=np.float32)
+    yb, yc = _labels(c0.data)
+    C, T, k = len(configs), c0.T, c0.metric_every
+    perm = K.engine_order(ops, c0.net.weight_size)
+    W = np.array([c.initial_weights()[perm] for c in configs])  # the engine's order of the weights
+    opt = np.array([_OPT_CODES[c.optimizer] for c in configs], dtype=np.int64)
+    hyper = np.array([(c.lr, c.beta, c.beta2, c.eps) for c in configs], dtype=np.float64)
+    m1, m2 = np.zeros_like(W), np.zeros_like(W)
+    count = np.zeros(C, np.int64)
+    batch_key = np.array([rng.derive_key("fbsgd.train.batch", int(c.seed)) % 2**64 for c in configs], dtype=np.uint64)
+    sites = [compile_sites(c) for c in configs]
+    si = np.ascontiguousarray(np.stack([s[0] for s in sites]))
+    sf = np.ascontiguousarray(np.stack([s[1] for s in sites]))
+    skey = np.ascontiguousarray(np.stack([s[2] for s in sites]))
+    points = -(-T // k)
+    norms, losses = np.full((C, points), np.nan), np.full((C, points), np.nan)
+    diverged_at = np.full(C, -1, dtype=np.int64)
+    start = time.perf_counter()
+    with np.errstate(all="ignore"):
+        K.run_chains(ops, X, X64, yb, yc, c0.batch, 0, T, k, W, opt, hyper, m1, m2, count, batch_key, si, sf, skey,
+                     norms, losses, diverged_at)
+        final = np.full((C, 3), np.nan)
+        K.final_metrics(ops, X64, yb, yc, W, diverged_at, final)
+    runtime = (time.perf_counter() - start) / C
+    W_lib = np.empty_like(W)
+    W_lib[:, perm] = W  # back to the library's order
+    return [dict(norms=norms[j], losses=losses[j], final_grad_norm=float(final[j, 0]), final_loss=float(final[j, 1]),
+                 train_accuracy=float(final[j, 2]), diverged_at=int(diverged_at[j]), w=W_lib[j], runtime_s=runtime)
+            for j in range(C)]
+
+
+def clean_metrics(net: Composite, data: Dataset, w: np.ndarray) -> tuple[float, float, float]:
+    """(‖∇F(w)‖, F(w), training accuracy) of the clean full-data passes (:func:`fbsgd.passes.passes`)."""
+    p = passes(net, data.features, w, labels=data.labels)
+    scores = p.ys[-2] if len(net) >= 2 else None
+    if scores is None:
+        acc = float("nan")
+    elif data.kind == "binary":
+        acc = float(np.mean(np.where(scores[:, 0] >= 0.0, 1.0, -1.0) == data.labels))
+    else:
+        acc = float(np.mean(np.argmax(scores, axis=1) == data.labels))
+    return float(np.linalg.norm(p.gradient())), float(np.mean(p.ys[-1])), acc
+
+
+def reference_chain_run(cfg: ChainConfig) -> dict:
+    """One configuration through :func:`fbsgd.optimizers.train` with ``PassGradient(net, plan)`` (numpy,
+    float64): the same dict as :func:`run_chain_chunk`."""
+    net, data, k = cfg.net, cfg.data, cfg.metric_every
+    last = {}
+
+    def measured(w):
+        if last.get("w") is None or not np.array_equal(last["w"], w):
+            last.update(w=w.copy(), m=clean_metrics(net, data, w))
+        return last["m"]
+
+    start = time.perf_counter()
+    with np.errstate(all="ignore"):
+        run = train(PassGradient(net, cfg.plan()), cfg.initial_weights(), cfg.optimizer_rule(), cfg.T, data,
+                    batch_size=cfg.batch or None, seed=cfg.seed, record_every=k,
+                    metrics={"grad_norm": lambda w: measured(w)[0], "loss": lambda w: measured(w)[1]})
+        keep = run.t < cfg.T
+        final = (float("nan"),) * 3 if run.diverged else measured(run.w)
+    return dict(norms=run["grad_norm"][keep], losses=run["loss"][keep], final_grad_norm=final[0], final_loss=final[1],
+                train_accuracy=final[2], diverged_at=int(run.diverged_at), w=run.w,
+                runtime_s=time.perf_counter() - start)
