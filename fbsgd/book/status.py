@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import html
+import json
 import os
 import platform
 import subprocess
@@ -15,7 +16,7 @@ from fbsgd.book.params import current_scale
 from fbsgd.engine.sweeps import engine_hash
 from fbsgd.book.report import save_table
 
-__all__ = ["build_info", "info_table", "save_info", "PACKAGES"]
+__all__ = ["build_info", "info_table", "save_info", "PACKAGES", "EXEC_MARKS", "readable_exec_marks"]
 
 PACKAGES = ("numpy", "numba", "llvmlite", "scipy", "pandas", "matplotlib", "joblib", "ml_dtypes",
             "jupyter-book", "myst-nb", "sphinx", "papermill")
@@ -81,6 +82,26 @@ def cpu() -> str:
 def info_table(info: dict) -> str:
     rows = "".join(f"<tr><td>{html.escape(k)}</td><td><code>{html.escape(str(v))}</code></td></tr>" for k, v in info.items())
     return f'<table class="fbsgd-status"><tr><th>what</th><th>value</th></tr>{rows}</table>'
+
+
+# myst-nb's execution table marks a page with ✅ or ❌, emoji that show as an empty box without an emoji
+# font; the page rewrites them as text marks (✔ and ✘ are in ordinary text fonts) with words
+EXEC_MARKS = {"\u2705": "\u2714 ran", "\u274c": "\u2718 failed"}
+
+
+def readable_exec_marks() -> str:
+    """HTML (a script) that replaces the emoji status marks of the execution table on the page by
+    :data:`EXEC_MARKS`, readable without an emoji font."""
+    return ("<script>\n(function () {\n"
+            f"  var marks = {json.dumps(EXEC_MARKS)};\n"  # ASCII escapes: the page's source holds no emoji
+            "  function fix() {\n"
+            "    document.querySelectorAll('td, td p').forEach(function (el) {\n"
+            "      var t = el.textContent.trim();\n"
+            "      if (el.children.length === 0 && marks.hasOwnProperty(t)) { el.textContent = marks[t]; }\n"
+            "    });\n"
+            "  }\n"
+            "  if (document.readyState === 'loading') { document.addEventListener('DOMContentLoaded', fix); } else { fix(); }\n"
+            "})();\n</script>")
 
 
 def save_info(info: dict, output_dir) -> Path:

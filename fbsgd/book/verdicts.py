@@ -1,21 +1,28 @@
 """Verdicts as data: a claim, the rule that judged it, the numbers, and one of four outcomes.
 
 A chapter declares the claims it promises to judge in ``fbsgd/book/claims/<chapter>.py``
-(a list ``CLAIMS`` of :class:`Claim`: a stable id, the paper's reference, whose
-claim it is, the words).  Its analysis functions return :class:`Verdict`
-records; the chapter collects them in a :class:`Ledger`, which shows each on
-the page (with an anchor the claims ledger links to) and writes them to
-``<output_dir>/verdicts_<chapter>.csv``.  The claims-ledger page reads those
-files; ``tests/test_notebooks.py`` checks that every promised claim was judged.
+(a list ``CLAIMS`` of :class:`Claim`: a stable id, the paper's reference, the part of the
+paper it belongs to, whose claim it is, the words, and the figure or table that decides it).
+Its analysis functions return :class:`Verdict` records, each with its key number and the
+threshold that number is judged against; the chapter collects them in a :class:`Ledger`,
+which shows each on the page (with an anchor the claims ledger links to) and writes them to
+``<output_dir>/verdicts_<chapter>.csv``.  The claims-ledger page reads those files;
+``tests/test_notebooks.py`` checks that every promised claim was judged.
 
 The four outcomes, each defined once (:data:`OUTCOMES`, shown by :func:`legend`):
 
 ========== ==== ====================================================================
 holds       ✔   the measurement meets the claim's rule in every case the claim covers
-fails       ✘   the measurement contradicts the claim's rule
-partial     ◐   the rule is met in some of the cases the claim covers and not in others
-unresolved  ?   the measurement cannot decide (an interval straddles the threshold, a tie)
+fails       ✘   the measurement contradicts the claim's rule, or meets it in fewer than half of its cases
+partial     ◐   the rule is met in at least half of the cases the claim covers, not in all
+unresolved  ?   the measurement cannot decide (an interval straddles the threshold, too few runs)
 ========== ==== ====================================================================
+
+The rule for "partial" is stated once, here: :data:`PARTIAL_SHARE` (one half) of the cases
+must meet the rule; a claim that fails in most of its cases does not hold
+(:func:`outcome_of_cases`).  A precise tie is decided as a tie: where a claim says one quantity
+exceeds another, values closer than the rule's stated tolerance contradict it; a tie only on a
+coarse grid (both on the same grid point) cannot decide, and is unresolved.
 """
 from __future__ import annotations
 
@@ -30,8 +37,9 @@ from typing import Iterable
 import pandas as pd
 from fbsgd.book.report import save_table
 
-__all__ = ["OUTCOMES", "clause", "by_name", "SOURCES", "Claim", "Verdict", "Ledger", "outcome_of_cases", "legend", "promised",
-           "load_results", "anchor"]
+__all__ = ["OUTCOMES", "clause", "by_name", "SOURCES", "SECTIONS", "PARTIAL_SHARE", "Claim", "Verdict", "Ledger",
+           "outcome_of_cases", "share_text", "legend", "promised", "load_results", "anchor", "RECORD_COLUMNS",
+           "decider_kind"]
 
 
 @dataclass(frozen=True)
@@ -44,13 +52,26 @@ class _Outcome:
 
 OUTCOMES = {
     "holds": _Outcome("✔", "holds", "#1a7f37", "the measurement meets the claim's rule in every case the claim covers"),
-    "fails": _Outcome("✘", "does not hold", "#cf222e", "the measurement contradicts the claim's rule"),
+    "fails": _Outcome("✘", "does not hold", "#cf222e",
+                      "the measurement contradicts the claim's rule, or meets it in fewer than half of the cases the claim covers"),
     "partial": _Outcome("◐", "holds in part", "#9a6700",
-                        "the rule is met in some of the cases the claim covers and not in others"),
+                        "the rule is met in at least half of the cases the claim covers, but not in all"),
     "unresolved": _Outcome("?", "unresolved", "#57606a",
-                           "the measurement cannot decide: an interval straddles the threshold, or the compared values tie"),
+                           "the measurement cannot decide: an interval straddles the threshold, or there are too few runs"),
 }
-SOURCES = {"paper": "a claim of the paper", "book": "the book's own probe, beyond what the paper claims"}
+PARTIAL_SHARE = 0.5  # a claim about several cases is "partial" when at least this share of them meets its rule
+SOURCES = {"paper": "a claim of the paper",
+           "related": "a claim of a related work (forward gradients, derivatives of SGD), not of the paper",
+           "book": "the book's own probe, beyond what the paper claims"}
+# the parts a claim can belong to, in the ledger's order: the paper's sections, then the related works,
+# then the book's own probes that concern no part of the paper
+SECTIONS = {"Section 1": "Section 1 — introduction and set-up", "Section 2": "Section 2 — related works",
+            "Section 3": "Section 3 — preliminaries", "Section 4": "Section 4 — error propagation",
+            "Section 5": "Section 5 — convergence rates", "Section 6": "Section 6 — perturbation budgets",
+            "Section 7": "Section 7 — experiments", "Section 8": "Section 8 — open questions",
+            "Appendix A": "Appendix A — counterexamples",
+            "Related work": "The related works (forward gradients, derivatives of SGD): their claims, not the paper's",
+            "Beyond the paper": "Beyond the paper: the book's own probes"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +80,11 @@ class Claim:
 
     ``id``: stable, unique in the book (``<chapter>.<name>``); ``ref``: where the
     paper makes it or what it is about (section, equation, figure); ``source``:
-    "paper" or "book"; ``text``: the claim in words.
+    "paper", "related" (a claim of a related work) or "book"; ``text``: the claim in words;
+    ``section``: the part of the paper it belongs to (a key of :data:`SECTIONS`; declared, never
+    parsed from ``ref``; empty: :attr:`part` falls back on the source); ``decided_by``: the label,
+    on the chapter's page, of the figure or table (or the section holding the table) that
+    decides it; ``threshold``: the threshold in words, for a verdict whose function states none.
     """
 
     id: str
@@ -67,19 +92,35 @@ class Claim:
     ref: str
     source: str
     text: str
+    section: str = ""
+    decided_by: str = ""
+    threshold: str = ""
 
     def __post_init__(self):
         if self.source not in SOURCES:
             raise ValueError(f"Claim {self.id!r}: source must be one of {list(SOURCES)}, got {self.source!r}")
         if not self.id.startswith(f"{self.chapter}."):
             raise ValueError(f"Claim {self.id!r}: the id must start with its chapter, '{self.chapter}.'")
+        if self.section and self.section not in SECTIONS:
+            raise ValueError(f"Claim {self.id!r}: section must be one of {list(SECTIONS)} (or empty), got {self.section!r}")
+
+    @property
+    def part(self) -> str:
+        """The part of the ledger the claim is listed under: its declared section, else "Related work"
+        for a related work's claim and "Beyond the paper" for any other."""
+        if self.section:
+            return self.section
+        return "Related work" if self.source == "related" else "Beyond the paper"
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The judgement of one claim: its outcome, the rule and threshold that decided it,
-    the evidence (numbers, in words), and its key number.  ``erratum``: when the
-    paper's text, a constant or a condition does not hold as printed, what is off."""
+    """The judgement of one claim: its outcome, the rule that decided it, the evidence (numbers,
+    in words), its key number (the number that decided the outcome) and ``threshold``, the
+    threshold(s) that number is judged against, in words with numbers ("slope < 0.1", "ratio
+    within 0.8–1.25"; default: the claim's).  ``decided_by``: the label of the figure or table
+    on the chapter's page that decides it (default: the claim's).  ``erratum``: when the paper's
+    text, a constant or a condition does not hold as printed, what is off."""
 
     claim: Claim
     outcome: str
@@ -88,6 +129,8 @@ class Verdict:
     key_number: float | None = None
     key_label: str = ""
     erratum: str = ""
+    threshold: str = ""
+    decided_by: str = ""
 
     def __post_init__(self):
         if self.outcome not in OUTCOMES:
@@ -96,6 +139,10 @@ class Verdict:
             raise ValueError(f"Verdict of {self.claim.id!r}: give the rule and the evidence")
         if self.key_number is not None:
             object.__setattr__(self, "key_number", float(self.key_number))
+        if not self.threshold.strip():
+            object.__setattr__(self, "threshold", self.claim.threshold)
+        if not self.decided_by.strip():
+            object.__setattr__(self, "decided_by", self.claim.decided_by)
 
     @property
     def mark(self) -> str:
@@ -103,21 +150,26 @@ class Verdict:
 
     def record(self) -> dict:
         """One flat row (the chapter's results and the claims ledger)."""
-        return dict(claim_id=self.claim.id, chapter=self.claim.chapter, ref=self.claim.ref, source=self.claim.source,
-                    claim=self.claim.text, outcome=self.outcome, mark=self.mark, rule=self.rule, evidence=self.evidence,
-                    key_number=self.key_number, key_label=self.key_label, erratum=self.erratum)
+        return dict(claim_id=self.claim.id, chapter=self.claim.chapter, ref=self.claim.ref, section=self.claim.part,
+                    source=self.claim.source, claim=self.claim.text, outcome=self.outcome, mark=self.mark, rule=self.rule,
+                    evidence=self.evidence, key_number=self.key_number, key_label=self.key_label,
+                    threshold=self.threshold, decided_by=self.decided_by, erratum=self.erratum)
 
     def __repr__(self) -> str:
         o = OUTCOMES[self.outcome]
-        own = " [the book's own probe]" if self.claim.source == "book" else ""
+        own = _OWN_TEXT.get(self.claim.source, "")
         return f"{o.mark} {self.claim.text}{own} — {o.words}: {self.evidence} (rule: {self.rule})"
 
     def _repr_html_(self) -> str:
         o = OUTCOMES[self.outcome]
-        own = ' <span style="font-size:85%;color:#57606a">[the book\'s own probe, beyond the paper]</span>' \
-            if self.claim.source == "book" else ""
+        own = (f' <span style="font-size:85%;color:#57606a">{html.escape(_OWN_TEXT[self.claim.source].strip(), quote=False)}</span>'
+               if self.claim.source in _OWN_TEXT else "")
         key = (f'<br><b>Key number</b>: {html.escape(self.key_label)} = {_fmt(self.key_number)}'
                if self.key_number is not None else "")
+        if self.threshold:
+            key += f'<br><b>Threshold</b>: {html.escape(self.threshold)}'
+        if self.decided_by:
+            key += f' (<a href="#{html.escape(self.decided_by)}">the {decider_kind(self.decided_by)} that decides it</a>)'
         err = f'<br><b>Erratum</b>: {html.escape(self.erratum)}' if self.erratum else ""
         return (
             f'<div id="{anchor(self.claim.id)}" class="fbsgd-verdict" style="border-left:4px solid {o.colour};'
@@ -130,8 +182,15 @@ class Verdict:
         )
 
 
-RECORD_COLUMNS = ["claim_id", "chapter", "ref", "source", "claim", "outcome", "mark", "rule", "evidence",
-                  "key_number", "key_label", "erratum"]
+RECORD_COLUMNS = ["claim_id", "chapter", "ref", "section", "source", "claim", "outcome", "mark", "rule", "evidence",
+                  "key_number", "key_label", "threshold", "decided_by", "erratum"]
+_OWN_TEXT = {"book": " [the book's own probe, beyond the paper]", "related": " [a claim of a related work, not of the paper]"}
+
+
+def decider_kind(label: str) -> str:
+    """What a ``decided_by`` label names, by the book's label prefixes: "figure" (``fig-``), "table"
+    (``tab-``), else "section" (a section's label, or the id of its heading, that holds the table)."""
+    return {"fig": "figure", "tab": "table"}.get(str(label).split("-", 1)[0], "section")
 
 
 def _fmt(x) -> str:
@@ -146,14 +205,23 @@ def anchor(claim_id: str) -> str:
 
 
 def outcome_of_cases(flags: Iterable[bool]) -> str:
-    """For a claim about every case of a set: holds if all cases meet the rule, fails if
-    none does, partial otherwise (an empty set is unresolved)."""
+    """For a claim about every case of a set: holds if all cases meet the rule; partial if at least
+    :data:`PARTIAL_SHARE` of them (one half) do; fails if fewer do, so a claim that fails in most of
+    its cases does not hold (an empty set is unresolved)."""
     flags = [bool(f) for f in flags]
     if not flags:
         return "unresolved"
     if all(flags):
         return "holds"
-    return "partial" if any(flags) else "fails"
+    return "partial" if sum(flags) >= PARTIAL_SHARE * len(flags) else "fails"
+
+
+def share_text(flags: Iterable[bool]) -> str:
+    """"3 of 19 cases (16 %)": how many cases meet the rule, for a verdict's evidence."""
+    flags = [bool(f) for f in flags]
+    n = len(flags)
+    return f"{sum(flags)} of {n} cases ({sum(flags) / n:.0%})" if n else "no case"
+
 
 
 def promised(chapter: str) -> list[Claim]:
@@ -214,10 +282,12 @@ class Ledger:
 
         rows = "".join(
             f'<tr><td>{v.mark}</td><td><a href="#{anchor(v.claim.id)}">{html.escape(v.claim.text)}</a>'
-            f'{" <i>(book)</i>" if v.claim.source == "book" else ""}</td>'
-            f'<td>{html.escape(v.key_label)} {_fmt(v.key_number) if v.key_number is not None else ""}</td></tr>'
+            f'{" <i>(book)</i>" if v.claim.source == "book" else " <i>(related work)</i>" if v.claim.source == "related" else ""}</td>'
+            f'<td>{html.escape(v.key_label)} {_fmt(v.key_number) if v.key_number is not None else ""}</td>'
+            f'<td>{html.escape(v.threshold)}</td></tr>'
             for v in self.verdicts)
-        return HTML(f'<table class="fbsgd-summary"><tr><th></th><th>claim</th><th>key number</th></tr>{rows}</table>')
+        return HTML(f'<table class="fbsgd-summary"><tr><th></th><th>claim</th><th>key number</th><th>threshold</th></tr>'
+                    f'{rows}</table>')
 
 
 def legend():
@@ -227,7 +297,8 @@ def legend():
     items = "".join(f'<span style="margin-right:1.2em"><b style="color:{o.colour}">{o.mark} {o.words}</b>: '
                     f'{html.escape(o.meaning)}</span> ' for o in OUTCOMES.values())
     return HTML(f'<div class="fbsgd-legend" style="font-size:88%;border:1px solid #d0d7de;padding:0.4em 0.8em;'
-                f'margin:0.5em 0">{items}<br><i>[the book\'s own probe]</i> marks a claim the paper does not make.</div>')
+                f'margin:0.5em 0">{items}<br><i>[the book\'s own probe]</i> marks a claim the paper does not make, '
+                f'<i>[a claim of a related work]</i> one that another work makes.</div>')
 
 
 def load_results(results_dir: str | os.PathLike) -> pd.DataFrame:
@@ -235,8 +306,9 @@ def load_results(results_dir: str | os.PathLike) -> pd.DataFrame:
     files = sorted(Path(results_dir).glob("verdicts_*.csv"))
     if not files:
         return pd.DataFrame(columns=RECORD_COLUMNS)
-    return pd.concat([pd.read_csv(f, keep_default_na=False, na_values={"key_number": [""]}) for f in files],
-                     ignore_index=True)
+    frames = [pd.read_csv(f, keep_default_na=False, na_values={"key_number": ["", "nan", "NaN"]}) for f in files]
+    return pd.concat(frames, ignore_index=True).reindex(columns=RECORD_COLUMNS).fillna(
+        {c: "" for c in RECORD_COLUMNS if c != "key_number"})
 
 
 # -- words for an outcome, for prose computed from verdicts ---------------------------------------

@@ -17,9 +17,38 @@ def test_four_outcomes_each_with_a_mark_and_a_meaning():
 
 
 @pytest.mark.parametrize("flags,expected", [([True, True], "holds"), ([False, False], "fails"),
-                                            ([True, False], "partial"), ([], "unresolved")])
-def test_outcome_of_cases(flags, expected):
-    assert V.outcome_of_cases(flags) == expected
+                                            ([True, False], "partial"), ([], "unresolved"),
+                                            ([True, True, False], "partial"), ([True, False, False], "fails"),
+                                            ([True] * 3 + [False] * 16, "fails"), ([True] * 10 + [False] * 9, "partial")])
+def test_outcome_of_cases_partial_needs_at_least_half(flags, expected):
+    # the rule for "partial" is stated once: at least PARTIAL_SHARE (half) of the cases; fewer is a failure
+    assert V.PARTIAL_SHARE == 0.5 and V.outcome_of_cases(flags) == expected
+    assert "at least half" in V.OUTCOMES["partial"].meaning and "fewer than half" in V.OUTCOMES["fails"].meaning
+
+
+def test_share_text():
+    assert V.share_text([True, False, False, False]) == "1 of 4 cases (25%)" and V.share_text([]) == "no case"
+
+
+def test_threshold_and_decider_are_recorded_and_fall_back_on_the_claim():
+    c = V.Claim("t.a", "t", "Figure 4", "paper", "a claim", section="Section 7", decided_by="fig-t-4",
+                threshold="slope < 0.1")
+    v = V.Verdict(c, "holds", "rule", "evidence", 0.05, "slope")
+    rec = v.record()
+    assert rec["threshold"] == "slope < 0.1" and rec["decided_by"] == "fig-t-4" and rec["section"] == "Section 7"
+    assert list(rec) == V.RECORD_COLUMNS
+    own = V.Verdict(c, "fails", "rule", "evidence", 0.3, "slope", threshold="slope < 0.2", decided_by="fig-t-5")
+    assert own.threshold == "slope < 0.2" and own.decided_by == "fig-t-5"
+    html = own._repr_html_()
+    assert "<b>Threshold</b>: slope &lt; 0.2" in html and 'href="#fig-t-5"' in html and "the figure that decides it" in html
+    assert V.decider_kind("fig-a") == "figure" and V.decider_kind("tab-a") == "table" and V.decider_kind("sec-a") == "section"
+    bare = V.Verdict(_claim(), "holds", "rule", "evidence")
+    assert bare.threshold == "" and bare.decided_by == "" and bare.record()["section"] == "Beyond the paper"
+
+
+def test_a_related_works_claim_is_marked_as_such():
+    v = V.Verdict(V.Claim("t.r", "t", "Gao et al.", "related", "x"), "holds", "r", "e")
+    assert "related work" in v._repr_html_() and "related work" in repr(v) and v.claim.part == "Related work"
 
 
 def test_a_verdict_needs_rule_and_evidence_and_renders_its_anchor():
@@ -58,7 +87,7 @@ def test_ledger_refuses_undeclared_claims_and_writes_a_table(tmp_path, monkeypat
     path = led.save(tmp_path)
     back = V.load_results(tmp_path)
     assert path.name == "verdicts_t.csv" and list(back.claim_id) == ["t.a"] and back.key_number.iloc[0] == 1.5
-    assert back.erratum.iloc[0] == ""
+    assert back.erratum.iloc[0] == "" and back.threshold.iloc[0] == "" and list(back.columns) == V.RECORD_COLUMNS
 
 
 def test_clause_picks_the_words_of_the_outcome_and_formats_the_key_number():

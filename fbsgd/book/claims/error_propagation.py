@@ -2,8 +2,27 @@
 from fbsgd.book.verdicts import Claim
 
 
+# claim name -> (the part of the paper it belongs to, the figure or section on the page that decides it)
+_WHERE = {"closed_form": ("Section 4", "fig-ep-depth"),
+          "depth_growth": ("Section 4", "fig-ep-depth"),
+          "bound_outgrows": ("Section 4", "sec-ep-depth"),
+          "location_hierarchy": ("Section 5", "fig-ep-location"),
+          "forward_bias": ("Section 4", "fig-ep-bias"),
+          "forward_bias_order": ("Section 4", "fig-ep-bias"),
+          "backward_no_bias": ("Section 4", "fig-ep-bias"),
+          "linear_no_bias": ("Section 4", "fig-ep-bias"),
+          "nonzero_mean_order": ("Section 4", "fig-ep-bias"),
+          "theorem1_printed": ("Section 4", "fig-ep-tightness"),
+          "theorem1_derived": ("Section 4", "fig-ep-tightness"),
+          "theorem2_printed": ("Section 4", "fig-ep-tightness-bias"),
+          "theorem2_derived": ("Section 4", "fig-ep-tightness-bias"),
+          "bounds_loose": ("Section 4", "fig-ep-tightness")}
+
+
 def _c(name, ref, source, text):
-    return Claim(id=f"error_propagation.{name}", chapter="error_propagation", ref=ref, source=source, text=text)
+    section, decided_by = _WHERE[name]
+    return Claim(id=f"error_propagation.{name}", chapter="error_propagation", ref=ref, source=source, text=text,
+                 section=section, decided_by=decided_by)
 
 
 CLAIMS = [

@@ -5,7 +5,8 @@ _C = "frequent_zero_mean"
 
 
 def _claim(name, ref, text, source="paper"):
-    return Claim(id=f"{_C}.{name}", chapter=_C, ref=ref, source=source, text=text)
+    return Claim(id=f"{_C}.{name}", chapter=_C, ref=ref, source=source, text=text, section="Section 7",
+                 decided_by=f"fig-frequent-{name[3]}")  # fig3_… → Figure 3's figure, fig4_… → Figure 4's, …
 
 
 CLAIMS = [

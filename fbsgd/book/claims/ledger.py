@@ -4,4 +4,6 @@ from fbsgd.book.verdicts import Claim
 CLAIMS = [
     Claim("ledger.complete", "ledger", "the book's claims ledger", "book",
           "Every claim that a chapter promises to judge was judged in this build, with one of the four outcomes"),
+    Claim("ledger.linked", "ledger", "the book's claims ledger", "book",
+          "Every row of the ledger links to the figure or table that decides it"),
 ]

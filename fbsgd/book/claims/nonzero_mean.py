@@ -4,8 +4,9 @@ from fbsgd.book.verdicts import Claim
 _C = "nonzero_mean"
 
 
-def _claim(name, ref, text, source="paper"):
-    return Claim(id=f"{_C}.{name}", chapter=_C, ref=ref, source=source, text=text)
+def _claim(name, ref, text, source="paper", decided_by="fig-nonzero-6"):
+    return Claim(id=f"{_C}.{name}", chapter=_C, ref=ref, source=source, text=text, section="Section 7",
+                 decided_by=decided_by)
 
 
 CLAIMS = [
@@ -19,6 +20,7 @@ CLAIMS = [
     _claim("matches_prediction", "Figure 6; fbsgd.theory.small_step_limits", source="book",
            text="The plateau equals the γ → 0 limit of the expected perturbed gradient"),
     _claim("escape", "Figure 6; fbsgd.theory.small_step_limits", source="book",
+           decided_by="frequent-non-zero-mean-backward-perturbations-figure-6",  # the table of ‖w_T‖ has no label yet
            text="Where the expected perturbed gradient has no zero (the largest σ_b), the iterates escape: "
                 "‖w_T‖ grows with γ"),
 ]

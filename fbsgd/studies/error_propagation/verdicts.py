@@ -38,7 +38,8 @@ def closed_form(claim: V.Claim, depth: pd.DataFrame, n_draws: int) -> V.Verdict:
                      evidence=f"over {len(lin)} linear-chain measurements (zero-mean and non-zero-mean, forward and backward, "
                               f"N = {int(lin.N.min())}..{int(lin.N.max())}), the largest deviation is {z_max:.2f} standard errors "
                               f"(largest relative error of the mean-square error {rel:.2%}; {n_draws:,} draws each).",
-                     key_number=z_max, key_label="largest deviation (standard errors)")
+                     key_number=z_max, key_label="largest deviation (standard errors)",
+                     threshold=f"< {CLOSED_FORM_Z:g} standard errors")
 
 
 def depth_growth(claim: V.Claim, growth: pd.DataFrame, linear_scale: float) -> V.Verdict:
@@ -50,7 +51,8 @@ def depth_growth(claim: V.Claim, growth: pd.DataFrame, linear_scale: float) -> V
                      rule="per (chain, perturbation): the 95% interval of the fitted factor per operator, exp(slope of log E‖ũ − u‖² "
                           "against N), lies above 1",
                      evidence=f"{parts}. For the linear chain s² = {linear_scale ** 2:.3f}.",
-                     key_number=float(growth.measured_ci_low.min()), key_label="smallest lower 95% limit of the factor")
+                     key_number=float(growth.measured_ci_low.min()), key_label="smallest lower 95% limit of the factor",
+                     threshold="> 1 for every (chain, perturbation)")
 
 
 def bound_outgrows(claim: V.Claim, growth: pd.DataFrame) -> V.Verdict:
@@ -66,7 +68,7 @@ def bound_outgrows(claim: V.Claim, growth: pd.DataFrame) -> V.Verdict:
                                         f"the shallow end, ×{r.bound_factor_last:.3g} at the deep end) against ×{r.measured_factor:.3f} measured"
                                         for r in growth.itertuples()) + "." + extra,
                      key_number=float((growth.bound_factor_fit / growth.measured_factor).min()),
-                     key_label="smallest bound factor / measured factor")
+                     key_label="smallest bound factor / measured factor", threshold="≥ 1 for every (chain, perturbation)")
 
 
 def location_hierarchy(claim: V.Claim, hier: pd.DataFrame) -> V.Verdict:
@@ -77,7 +79,8 @@ def location_hierarchy(claim: V.Claim, hier: pd.DataFrame) -> V.Verdict:
                                         f"(bound's coefficients: {r.forward_ratio_bound:.3g}×), and {r.backward_ratio:.3g}× larger for ε_N "
                                         f"than for ε₂ (bound: {r.backward_ratio_bound:.3g}×)" for r in hier.itertuples())
                               + ". The bound orders the locations the same way and exaggerates both gaps.",
-                     key_number=float(min(min(hier.forward_ratio), min(hier.backward_ratio))), key_label="smallest ratio")
+                     key_number=float(min(min(hier.forward_ratio), min(hier.backward_ratio))), key_label="smallest ratio",
+                     threshold="> 1 for both ratios in every chain")
 
 
 def forward_bias(claim: V.Claim, bias: pd.DataFrame, N: int) -> V.Verdict:
@@ -87,7 +90,8 @@ def forward_bias(claim: V.Claim, bias: pd.DataFrame, N: int) -> V.Verdict:
                      rule=f"at every σ of the sweep the squared-bias estimate exceeds {RESOLVED_Z:g} standard errors",
                      evidence=f"tanh chain, N = {N}, zero-mean δ₁: estimate / standard error from {fz.z.min():.1f} to {fz.z.max():.0f} "
                               f"over {len(fz)} sizes.",
-                     key_number=float(fz.z.min()), key_label="smallest estimate / s.e.")
+                     key_number=float(fz.z.min()), key_label="smallest estimate / s.e.",
+                     threshold=f"> {RESOLVED_Z:g} at every σ")
 
 
 def forward_bias_order(claim: V.Claim, bias: pd.DataFrame, sigmas) -> V.Verdict:
@@ -97,7 +101,8 @@ def forward_bias_order(claim: V.Claim, bias: pd.DataFrame, sigmas) -> V.Verdict:
     rule = (f"the log-log slope of the resolved squared bias against σ, for σ ≤ the geometric mean of the sweep, is within "
             f"max({ORDER4_TOL:g}, 2·1.96·s.e.) of 4; unresolved with fewer than 2 resolved sizes")
     if f is None:
-        return V.Verdict(claim, "unresolved", rule, "the bias was resolved at fewer than two sizes; raise bias_draws.")
+        return V.Verdict(claim, "unresolved", rule, "the bias was resolved at fewer than two sizes; more draws would resolve it.",
+                         key_number=n, key_label="sizes with a resolved bias", threshold="at least 2")
     f_all, _ = bias_exponent(bias, name)
     fz = bias[bias.series == name]
     bound_slope = log_slope(fz.sigma, fz.bias_bound).slope
@@ -107,7 +112,8 @@ def forward_bias_order(claim: V.Claim, bias: pd.DataFrame, sigmas) -> V.Verdict:
                      f"fitted exponent {f.slope:.2f} ± {Z95 * f.slope_se:.2f} for σ ≤ {mid:.2g} ({n} sizes) and {f_all.slope:.2f} over the "
                      f"whole sweep, where higher orders flatten the curve; the bound's term scales with exponent {bound_slope:.2f} and "
                      f"exceeds the measurement by a factor {ratio.min():.2g} to {ratio.max():.2g}.",
-                     key_number=f.slope, key_label="fitted exponent, small σ")
+                     key_number=f.slope, key_label="fitted exponent, small σ",
+                     threshold=f"within max({ORDER4_TOL:g}, 2·1.96·s.e.) = {max(ORDER4_TOL, 2 * Z95 * f.slope_se):.2g} of 4")
 
 
 def no_bias(claim: V.Claim, bias: pd.DataFrame, series: str, draws: int) -> V.Verdict:
@@ -124,7 +130,7 @@ def no_bias(claim: V.Claim, bias: pd.DataFrame, series: str, draws: int) -> V.Ve
     return V.Verdict(claim, "holds" if zmax < NULL_Z else "fails",
                      rule=f"at every σ of the sweep the squared-bias estimate is within {NULL_Z:g} standard errors of 0",
                      evidence=f"{len(g)} sizes × {draws:,} draws: every estimate is within {zmax:.2f} standard errors of zero{extra}.",
-                     key_number=zmax, key_label="largest |estimate| / s.e.")
+                     key_number=zmax, key_label="largest |estimate| / s.e.", threshold=f"< {NULL_Z:g} at every σ")
 
 
 def nonzero_mean_order(claim: V.Claim, bias: pd.DataFrame) -> V.Verdict:
@@ -136,8 +142,8 @@ def nonzero_mean_order(claim: V.Claim, bias: pd.DataFrame) -> V.Verdict:
                      evidence="fitted exponents: " + ", ".join(f"{_lab(n.split(' · ')[-1])} {f.slope:.4f} ± "
                                                               f"{number(Z95 * f.slope_se, 2)}"
                                                               for n, f in fits.items() if f is not None) + ".",
-                     key_number=max((abs(f.slope - 2) for f in fits.values() if f is not None), default=None),
-                     key_label="largest |exponent − 2|")
+                     key_number=max((abs(f.slope - 2) for f in fits.values() if f is not None), default=float("nan")),
+                     key_label="largest |exponent − 2|", threshold=f"< {ORDER2_TOL:g} for δ₁ and for ε_N")
 
 
 def bound_holds(claim: V.Claim, tight: pd.DataFrame, theorem: str, constants: str, erratum: str = "") -> V.Verdict:
@@ -161,12 +167,15 @@ def bound_holds(claim: V.Claim, tight: pd.DataFrame, theorem: str, constants: st
     return V.Verdict(claim, outcome,
                      rule="a bound covers every case: holds if measured + 1.96 s.e. ≤ bound in every resolved case, fails if it "
                           "exceeds the bound in any case",
-                     evidence=ev + ".", key_number=float(ratio.min()) if len(t) else None,
-                     key_label="smallest ratio bound / measured", erratum=erratum)
+                     evidence=ev + ".", key_number=float(ratio.min()) if len(t) else 0,
+                     key_label="smallest ratio bound / measured" if len(t) else "resolved measurements", erratum=erratum,
+                     threshold="measured + 1.96 s.e. ≤ bound in every case (ratio bound / measured above 1)" if len(t)
+                     else "at least 1")
 
 
 def bounds_loose(claim: V.Claim, loose: pd.DataFrame) -> V.Verdict:
     ok = (loose.orders_per_operator > 0) & (loose.ratio_deepest > loose.ratio_shallowest)
+    growth = loose.orders_per_operator.where(loose.ratio_deepest > loose.ratio_shallowest, 0.0)
     return V.Verdict(claim, V.outcome_of_cases(ok),
                      rule="per (case, perturbation) with ≥ 3 depths: the tightness ratio bound / measured grows with N (fitted slope of "
                           "log ratio against N > 0, and deepest ratio > shallowest ratio)",
@@ -174,7 +183,9 @@ def bounds_loose(claim: V.Claim, loose: pd.DataFrame) -> V.Verdict:
                               + "; ".join(f"{r.case} · {_lab(r.perturbation)}: {r.ratio_shallowest:.2g} → {r.ratio_deepest:.2g} "
                                           f"({r.orders_per_operator:.2f} orders of magnitude per operator on average, "
                                           f"{r.orders_per_operator_last:.2f} at the deep end)" for r in loose.itertuples()) + ".",
-                     key_number=float(loose.ratio_deepest.max()) if len(loose) else None, key_label="largest tightness ratio")
+                     key_number=float(growth.min()) if len(loose) else 0.0,
+                     key_label="smallest growth of the tightness ratio (orders of magnitude per operator)",
+                     threshold="> 0 for every (case, perturbation), with the deepest ratio above the shallowest")
 
 
 def printed_bias_crossover(depth: pd.DataFrame, sigma: float) -> pd.DataFrame:

@@ -6,9 +6,17 @@ the table of :func:`fbsgd.studies.section7.design.small_step_slopes` (one row pe
 ``slope`` of log S against log γ over the smallest step sizes, ``norm_at_gamma_min``, and, after
 :func:`fbsgd.studies.section7.design.add_predictions`, the γ → 0 prediction ``predicted_limit`` and ``escapes``):
 
-* a **plateau** is a slope below :data:`PLATEAU_SLOPE`;
-* **keeps decreasing** is a slope above :data:`DECREASE_SLOPE` (standard SGD gives about 1/2);
+* a **plateau** (the norm is pinned at a floor) is a slope below :data:`PLATEAU_SLOPE`: dividing γ by 10 then
+  lowers S by less than a factor 10^0.1 ≈ 1.26, where standard SGD's slope of about 1/2 lowers it by ≈ 3.2;
+* **keeps decreasing** is a slope above :data:`DECREASE_SLOPE`, half of standard SGD's 1/2; a slope in between
+  is neither (it "decreases slowly");
 * **agrees with the prediction** is a measured / predicted ratio inside :data:`AGREEMENT_BAND`.
+
+Each rule is one threshold, the same in every figure and chapter, stated before the runs; no threshold
+changes from one figure to another.  A floor is decided by the slope alone; the γ → 0 prediction is
+evidence, not a second way to pass (earlier versions of the book also counted a level as pinned when it
+sat on its predicted floor, which let a slope of 0.11 pass the plateau rule of 0.1).  A claim about
+several levels or panels follows :func:`fbsgd.book.verdicts.outcome_of_cases` (partial: at least half).
 
 Each function takes ``claim``, a function from a claim name to its :class:`~fbsgd.book.verdicts.Claim`
 (``ledger.claim``), and returns the Verdict; it judges, it does not display.
@@ -21,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from fbsgd.metrics import geometric_mean
-from fbsgd.book.verdicts import Verdict, outcome_of_cases
+from fbsgd.book.verdicts import Verdict, outcome_of_cases, share_text
 
 __all__ = ["PLATEAU_SLOPE", "DECREASE_SLOPE", "AGREEMENT_BAND", "FLOOR_OVER_SGD", "MONOTONE_TOLERANCE",
            "RECOVERY_FACTOR", "FIG3_GAIN_RATIO", "geometric_mean", "in_band", "trend", "falls_with_interval",
@@ -110,7 +118,7 @@ def figure3_verdict(claim, left, right, baseline, lo_gamma: float, hi_gamma: flo
         evidence=f"going from γ = {hi_gamma:g} to γ = {lo_gamma:g} lowers the stable gradient norm by a factor {gf:.2f} with "
                  f"forward σ_f = {sf:g}, {gb:.2f} with backward σ_b = {sb:g}"
                  + (f", and {g0:.2f} for standard SGD." if np.isfinite(g0) else "."),
-        key_number=gf / gb, key_label="forward gain / backward gain")
+        key_number=gf / gb, key_label="forward gain / backward gain", threshold=f"< {FIG3_GAIN_RATIO:g}")
 
 
 def backward_verdict(claim, name: str, slopes: pd.DataFrame, figure: str) -> Verdict:
@@ -119,8 +127,8 @@ def backward_verdict(claim, name: str, slopes: pd.DataFrame, figure: str) -> Ver
     flags = bwd.slope > DECREASE_SLOPE
     return Verdict(
         claim(name), outcome_of_cases(flags),
-        rule=f"log-log slope of S against γ over the smallest step sizes > {DECREASE_SLOPE} for every σ_b "
-             f"(holds: all; partial: some; fails: none)",
+        rule=f"log-log slope of S against γ over the smallest step sizes > {DECREASE_SLOPE} for every σ_b",
+        threshold=f"> {DECREASE_SLOPE:g} for every σ_b",
         evidence=f"{figure}: slopes {_slopes(bwd)} (standard SGD {_base(slopes).slope:.2f}); "
                  f"{int(flags.sum())} of {len(bwd)} above {DECREASE_SLOPE}.",
         key_number=float(bwd.slope.min()), key_label="smallest backward slope")
@@ -129,24 +137,24 @@ def backward_verdict(claim, name: str, slopes: pd.DataFrame, figure: str) -> Ver
 def forward_pinned(slopes: pd.DataFrame, big_sigma: float) -> pd.DataFrame:
     """For each forward level with σ_f ≥ ``big_sigma``: ``flat`` (slope < PLATEAU_SLOPE), ``ratio``
     (measured / predicted floor at the smallest γ), ``on_floor`` (ratio in the agreement band and the
-    predicted floor > FLOOR_OVER_SGD × standard SGD's norm there), ``pinned`` = flat or on_floor, and
-    ``decided_by`` naming the part of the rule that decided."""
+    predicted floor > FLOOR_OVER_SGD × standard SGD's norm there: evidence only), ``pinned`` = flat, and
+    ``decided_by`` naming what decided (the slope)."""
     big = slopes[(slopes.perturbation == "forward") & (slopes.sigma_f >= big_sigma)]
     return pinned(big, _base(slopes))
 
 
 def pinned(rows: pd.DataFrame, base) -> pd.DataFrame:
-    """The two-part rule "pinned at a floor" on the slope-table ``rows`` against standard SGD's row
-    ``base``; the columns of :func:`forward_pinned`.  One rule for the frequent forward levels and for
-    the smallest interval of the intermittent figures (Δt = 1 is the frequent case)."""
+    """The rule "pinned at a floor" (small-step slope < :data:`PLATEAU_SLOPE`) on the slope-table ``rows``
+    against standard SGD's row ``base``, with the prediction beside it as evidence; the columns of
+    :func:`forward_pinned`.  One rule for the frequent forward levels and for the smallest interval of
+    the intermittent figures (Δt = 1 is the frequent case)."""
     big = rows.copy()
     big["ratio"] = big.norm_at_gamma_min / big.predicted_limit
     big["floor_over_sgd"] = big.predicted_limit / base.norm_at_gamma_min
     big["flat"] = big.slope < PLATEAU_SLOPE
     big["on_floor"] = in_band(big.ratio) & (big.floor_over_sgd > FLOOR_OVER_SGD)
-    big["pinned"] = big.flat | big.on_floor
-    big["decided_by"] = np.select([big.flat & big.on_floor, big.flat, big.on_floor],
-                                  ["both parts", "part (a), the slope", "part (b), the floor"], "neither part")
+    big["pinned"] = big.flat
+    big["decided_by"] = np.where(big.flat, "the slope", "the slope (not pinned)")
     return big
 
 
@@ -155,17 +163,18 @@ def forward_verdict(claim, name: str, slopes: pd.DataFrame, figure: str, big_sig
     big = forward_pinned(slopes, big_sigma)
     small = slopes[(slopes.perturbation == "forward") & (slopes.sigma_f < big_sigma)]
     per_level = "; ".join(
-        f"{level_name(r.level)}: slope {estimate(r.slope, r.slope_se)}, measured/predicted floor {r.ratio:.2f}, "
-        f"predicted floor {r.floor_over_sgd:.3g}× standard SGD → {'pinned' if r.pinned else 'not pinned'}"
-        + (f" (decided by {r.decided_by})" if r.pinned else "") for r in big.itertuples())
+        f"{level_name(r.level)}: slope {estimate(r.slope, r.slope_se)} → {'pinned' if r.pinned else 'not pinned'} "
+        f"(measured / predicted floor {r.ratio:.2f}, predicted floor {r.floor_over_sgd:.3g}× standard SGD)"
+        for r in big.itertuples())
     small_txt = ("; smaller forward sizes (not covered): " + ", ".join(
         f"{level_name(r.level)} slope {r.slope:.2f} ({trend(r.slope)})" for r in small.itertuples())) if len(small) else ""
     return Verdict(
         claim(name), outcome_of_cases(big.pinned),
-        rule=f"a level σ_f ≥ {big_sigma:g} is pinned if (a) its log-log slope over the smallest step sizes is < {PLATEAU_SLOPE}, "
-             f"or (b) its measured/predicted floor at the smallest γ is within {_BAND} and the predicted floor is "
-             f"> {FLOOR_OVER_SGD:g}× standard SGD's norm there (holds: every level pinned; partial: some; fails: none)",
-        evidence=f"{figure}, at γ = {big.gamma_min.min():g} (standard SGD {_base(slopes).norm_at_gamma_min:.2g}): {per_level}{small_txt}.",
+        rule=f"a level σ_f ≥ {big_sigma:g} is pinned if its log-log slope over the smallest step sizes is < {PLATEAU_SLOPE} "
+             f"(the γ → 0 prediction is shown beside it, not used to decide)",
+        threshold=f"< {PLATEAU_SLOPE:g} for every σ_f ≥ {big_sigma:g}",
+        evidence=f"{figure}, at γ = {big.gamma_min.min():g} (standard SGD {_base(slopes).norm_at_gamma_min:.2g}): {per_level}"
+                 f"; pinned: {share_text(big.pinned)}{small_txt}.",
         key_number=float(big.slope.max()), key_label=f"largest slope for σ_f ≥ {big_sigma:g}")
 
 
@@ -188,7 +197,8 @@ def nonzero_plateau_verdict(claim, slopes: pd.DataFrame) -> Verdict:
     base = slopes[slopes.perturbation == "none"]
     return Verdict(
         claim("plateau_every_sigma_b"), outcome_of_cases(pert.slope < PLATEAU_SLOPE),
-        rule=f"log-log slope over the smallest step sizes < {PLATEAU_SLOPE} for every σ_b > 0 (holds: all; partial: some; fails: none)",
+        rule=f"log-log slope over the smallest step sizes < {PLATEAU_SLOPE} for every σ_b > 0",
+        threshold=f"< {PLATEAU_SLOPE:g} for every σ_b > 0",
         evidence=f"slopes {_slopes(pert)}" + (f"; standard SGD {base.slope.iloc[0]:.2f}" if len(base) else "") + ".",
         key_number=float(pert.slope.max()), key_label="largest slope for σ_b > 0")
 
@@ -220,9 +230,10 @@ def nonzero_growth_verdict(claim, slopes: pd.DataFrame) -> Verdict:
     return Verdict(
         claim("plateau_grows"), outcome_of_cases(rises),
         rule=f"each step up the σ_b grid raises the stable norm at the smallest γ by more than {MONOTONE_TOLERANCE:.0%} "
-             f"(the seed-to-seed tolerance); holds: every step; partial: some steps; fails: none",
+             f"(the seed-to-seed tolerance)",
+        threshold=f"every step of the grid rises by > {MONOTONE_TOLERANCE:.0%} (share 1)",
         evidence=f"stable norm at the smallest step size: {steps}; {words}.",
-        key_number=float(v[-1] / v[-2]) if len(v) >= 2 else None, key_label="ratio of the last two plateaus")
+        key_number=float(rises.mean()) if len(rises) else 0.0, key_label="share of grid steps that raise the plateau")
 
 
 def nonzero_prediction_verdict(claim, slopes: pd.DataFrame, naive: pd.Series | None = None) -> Verdict:
@@ -236,7 +247,8 @@ def nonzero_prediction_verdict(claim, slopes: pd.DataFrame, naive: pd.Series | N
             if len(esc) else "; in every case a limit point exists and the plateau is m‖ā‖.")
     return Verdict(
         claim("matches_prediction"), outcome_of_cases(in_band(ratio)),
-        rule=f"measured S at the smallest γ / γ → 0 prediction within {_BAND} for every σ_b > 0 (holds: all; partial: some; fails: none)",
+        rule=f"measured S at the smallest γ / γ → 0 prediction within {_BAND} for every σ_b > 0",
+        threshold=f"within {_BAND} for every σ_b > 0",
         evidence="measured / predicted: " + ", ".join(f"{r.level}: {x:.3f}" for r, x in zip(pert.itertuples(), ratio)) + tail,
         key_number=float(ratio.iloc[np.argmax(np.abs(np.log(ratio.to_numpy())))]), key_label="ratio farthest from 1")
 
@@ -247,7 +259,8 @@ def nonzero_baseline_verdict(claim, slopes: pd.DataFrame) -> Verdict:
     return Verdict(
         claim("baseline_decreases"), "holds" if b.slope > DECREASE_SLOPE else "fails",
         rule=f"log-log slope over the smallest step sizes > {DECREASE_SLOPE}",
-        evidence=f"standard SGD: slope {b.slope:.3f} ± {b.slope_se:.3f}.", key_number=b.slope, key_label="slope")
+        evidence=f"standard SGD: slope {b.slope:.3f} ± {b.slope_se:.3f}.", key_number=b.slope, key_label="slope",
+        threshold=f"> {DECREASE_SLOPE:g}")
 
 
 def nonzero_escape_verdict(claim, slopes: pd.DataFrame, weight_norms: pd.DataFrame) -> Verdict:
@@ -257,15 +270,18 @@ def nonzero_escape_verdict(claim, slopes: pd.DataFrame, weight_norms: pd.DataFra
     esc = esc[esc.escapes]
     if not len(esc):
         return Verdict(claim("escape"), "unresolved", rule="mean ‖w_T‖ rises strictly with γ for the largest escaping σ_b",
-                       evidence="no σ_b of the grid is predicted to escape, so there is nothing to test.")
+                       evidence="no σ_b of the grid is predicted to escape, so there is nothing to test.",
+                       key_number=0, key_label="σ_b predicted to escape", threshold="at least 1")
     top = esc.iloc[-1]
     row = weight_norms.loc[top.level]
-    ok = bool(np.all(np.diff(row.to_numpy()) > 0))
+    steps = row.to_numpy()[1:] / row.to_numpy()[:-1]
+    ok = bool(np.all(steps > 1))
     return Verdict(
         claim("escape"), "holds" if ok else "fails",
         rule="for the largest σ_b predicted to escape, the mean ‖w_T‖ rises strictly with γ (the drift γT grows)",
         evidence=f"{top.level}: ‖w_T‖ at γ = " + ", ".join(f"{g:g}: {v:.3g}" for g, v in row.items()) + ".",
-        key_number=float(row.iloc[-1]), key_label=f"‖w_T‖ at γ = {row.index[-1]:g}")
+        key_number=float(steps.min()) if len(steps) else 0.0,
+        key_label="smallest ratio of ‖w_T‖ from one γ to the next larger", threshold="> 1 at every step of γ")
 
 
 def nonzero_verdicts(claim, slopes: pd.DataFrame) -> list[Verdict]:
@@ -293,6 +309,19 @@ def recovery_interval(slopes: pd.DataFrame, panel: str, factor: float = RECOVERY
     return float(ok.interval.min()) if len(ok) else float("nan")
 
 
+def _largest_rise(norms) -> float:
+    """The largest ratio of a stable norm to the one at the previous, smaller Δt (≤ 1 + tolerance: falls)."""
+    v = np.asarray(norms, dtype=float)
+    return float(np.max(v[1:] / v[:-1])) if v.size > 1 else 1.0
+
+
+def _recovery_ratio(rec_lo: float, rec_hi: float) -> float:
+    """Recovery Δt of the stronger panel over the weaker's, a panel that never recovers counting as ∞
+    (∞ if only the weaker recovers, 0 if only the stronger does, NaN if neither does)."""
+    lo, hi = (x if math.isfinite(x) else math.inf for x in (rec_lo, rec_hi))
+    return float("nan") if math.isinf(lo) and math.isinf(hi) else (math.inf if math.isinf(hi) else hi / lo)
+
+
 def _stronger_outcome(rec_lo: float, rec_hi: float) -> str:
     """Recovery Δt of the weaker (lo) and stronger (hi) panel → outcome (NaN: never recovers)."""
     lo, hi = math.isfinite(rec_lo), math.isfinite(rec_hi)
@@ -316,47 +345,54 @@ def interval_verdicts(claim, slopes: pd.DataFrame, figure: str, prefix: str, T: 
     floor.index = panels
     plateau = {p: bool(floor.pinned[p]) for p in panels}
     falls = {p: falls_with_interval(parts[p].norm_at_gamma_min) for p in panels}
+    rise = {p: _largest_rise(parts[p].norm_at_gamma_min) for p in panels}
     recovers = {p: bool(last[p].norm_at_gamma_min <= RECOVERY_FACTOR * base.norm_at_gamma_min
                         and last[p].slope > DECREASE_SLOPE) for p in panels}
-    cases = "(holds: every panel; partial: some; fails: none)"
+    floored = [p for p in panels if plateau[p]]  # "recovers" needs something to recover from: a floor at the smallest Δt
     name = panel_name
     out = [Verdict(
         claim(f"{prefix}_small_interval_plateau"), outcome_of_cases(plateau.values()),
-        rule=f"at the smallest Δt the curve is pinned at a floor by the rule of the frequent forward verdicts: "
-             f"(a) its log-log slope over the smallest step sizes is < {PLATEAU_SLOPE}, or (b) its measured/predicted "
-             f"floor at the smallest γ is within {_BAND} and the predicted floor is > {FLOOR_OVER_SGD:g}× standard "
-             f"SGD's norm there {cases}",
+        rule=f"at the smallest Δt the curve is pinned at a floor by the rule of the frequent forward verdicts: its "
+             f"log-log slope over the smallest step sizes is < {PLATEAU_SLOPE} (the γ → 0 prediction is shown, not used "
+             f"to decide)",
+        threshold=f"< {PLATEAU_SLOPE:g} in every panel",
         evidence=f"{figure}: " + "; ".join(
-            f"{name(p)}, Δt = {first[p].interval}: slope {first[p].slope:.2g}, measured/predicted floor "
-            f"{floor.ratio[p]:.2f}, predicted floor {floor.floor_over_sgd[p]:.3g}× standard SGD → "
-            + (f"pinned (decided by {floor.decided_by[p]})" if plateau[p] else "not pinned") for p in panels) + ".",
+            f"{name(p)}, Δt = {first[p].interval}: slope {first[p].slope:.2g} → "
+            + ("pinned" if plateau[p] else "not pinned")
+            + f" (measured / predicted floor {floor.ratio[p]:.2f}, predicted floor {floor.floor_over_sgd[p]:.3g}× "
+              f"standard SGD)" for p in panels) + ".",
         key_number=max(first[p].slope for p in panels), key_label="largest slope at the smallest Δt"),
         Verdict(
         claim(f"{prefix}_plateau_falls"), outcome_of_cases(falls.values()),
-        rule=f"the stable norm at the smallest γ is non-increasing in Δt up to a {MONOTONE_TOLERANCE:.0%} seed-to-seed tolerance {cases}",
+        rule=f"the stable norm at the smallest γ is non-increasing in Δt up to a {MONOTONE_TOLERANCE:.0%} seed-to-seed tolerance",
+        threshold=f"≤ {1 + MONOTONE_TOLERANCE:g} at every step of Δt, in every panel",
         evidence=f"{figure}, at γ = {base.gamma_min:g}: " + "; ".join(
             f"{name(p)}: Δt = " + ", ".join(f"{r.interval}: {r.norm_at_gamma_min:.3g}" for r in parts[p].itertuples())
             + ("" if falls[p] else " (rises by more than the tolerance)") for p in panels)
         + f"; standard SGD {base.norm_at_gamma_min:.3g}.",
-        key_number=max(parts[p].norm_at_gamma_min.iloc[0] / parts[p].norm_at_gamma_min.iloc[-1] for p in panels),
-        key_label="largest drop, smallest Δt / largest Δt"),
-        Verdict(
-        claim(f"{prefix}_recovers"), outcome_of_cases(recovers.values()),
-        rule=f"at the largest Δt the stable norm at the smallest γ is ≤ {RECOVERY_FACTOR:g}× standard SGD's and the "
-             f"slope is > {DECREASE_SLOPE} {cases}",
-        evidence=f"{figure}: " + "; ".join(
-            f"{name(p)}, Δt = {last[p].interval} (Q_δ = ⌈T/Δt⌉ = {-(-T // int(last[p].interval))} perturbed iterations): "
-            f"stable norm {last[p].norm_at_gamma_min:.3g}, slope {last[p].slope:.2f}" for p in panels)
-        + f"; standard SGD {base.norm_at_gamma_min:.3g}, slope {base.slope:.2f}.",
-        key_number=max(last[p].norm_at_gamma_min for p in panels) / base.norm_at_gamma_min,
-        key_label="largest Δt: stable norm / standard SGD's")]
+        key_number=max(rise.values()), key_label="largest ratio of stable norms from one Δt to the next larger")]
+    recover_rule = (f"in every panel whose curve is pinned at the smallest Δt (there is something to recover from), at the "
+                    f"largest Δt the stable norm at the smallest γ is ≤ {RECOVERY_FACTOR:g}× standard SGD's and the slope is "
+                    f"> {DECREASE_SLOPE}; unresolved if no panel is pinned at the smallest Δt")
+    recover_ev = (f"{figure}: " + "; ".join(
+        f"{name(p)}, Δt = {last[p].interval} (Q_δ = ⌈T/Δt⌉ = {-(-T // int(last[p].interval))} perturbed iterations): "
+        f"stable norm {last[p].norm_at_gamma_min:.3g}, slope {last[p].slope:.2f}"
+        + ("" if plateau[p] else " (no floor at the smallest Δt: nothing to recover from)") for p in panels)
+        + f"; standard SGD {base.norm_at_gamma_min:.3g}, slope {base.slope:.2f}.")
+    out.append(Verdict(
+        claim(f"{prefix}_recovers"), outcome_of_cases(recovers[p] for p in floored), rule=recover_rule,
+        threshold=f"≤ {RECOVERY_FACTOR:g} with a slope > {DECREASE_SLOPE:g}, in every panel with a floor at the smallest Δt",
+        evidence=recover_ev,
+        key_number=(max(last[p].norm_at_gamma_min for p in floored) / base.norm_at_gamma_min) if floored else 0,
+        key_label="largest Δt: stable norm / standard SGD's" if floored else "panels with a floor at the smallest Δt"))
     claim_name = f"{prefix}_stronger_needs_larger"
     rule = (f"the smallest Δt whose stable norm at the smallest γ is within {RECOVERY_FACTOR:g}× standard SGD's is larger "
             f"for the largest σ_f than for the smallest (never recovering counts as larger); a tie on the Δt grid, or "
             f"neither recovering, is unresolved")
     if len(panels) < 2:
         out.append(Verdict(claim(claim_name), "unresolved", rule=rule,
-                           evidence=f"{figure}: only one σ_f panel, nothing to compare."))
+                           evidence=f"{figure}: only one σ_f panel, nothing to compare.", key_number=len(panels),
+                           key_label="σ_f panels", threshold="at least 2"))
         return out
     rec = {p: recovery_interval(slopes, p) for p in panels}
     sig = {p: float(parts[p].sigma_f.iloc[0]) for p in panels}
@@ -366,8 +402,8 @@ def interval_verdicts(claim, slopes: pd.DataFrame, figure: str, prefix: str, T: 
         claim(claim_name), outcome, rule=rule,
         evidence=f"{figure}: recovery Δt " + ", ".join(f"{name(p)}: {rec[p]:g}" for p in panels)
         + (" (equal on this grid of Δt)" if outcome == "unresolved" and rec[lo] == rec[hi] else "") + ".",
-        key_number=rec[hi] / rec[lo] if math.isfinite(rec[lo]) and math.isfinite(rec[hi]) else None,
-        key_label="recovery Δt, strongest / weakest σ_f"))
+        key_number=_recovery_ratio(rec[lo], rec[hi]), key_label="recovery Δt, strongest / weakest σ_f (∞: never recovers)",
+        threshold="> 1"))
     return out
 
 
@@ -377,18 +413,16 @@ _PANEL = {"left": "top: forward", "right": "bottom: backward", "baseline": "stan
 
 
 def pinned_label(row, base, big_sigma: float | None = None) -> str:
-    """The trend word of a slope-table row by the rule its verdict uses: for a forward level the
-    verdict judges (σ_f ≥ ``big_sigma``, or any intermittent row), the two-part rule of :func:`pinned`
-    ("levels off" by the slope, "on its predicted floor (slope still 0.11)" by the floor alone);
-    otherwise :func:`trend` of the slope."""
+    """The trend word of a slope-table row by the rule its verdict uses (:func:`trend` of the slope:
+    "levels off" is the plateau rule of :func:`pinned`); for a forward level the verdict judges
+    (σ_f ≥ ``big_sigma``, or any intermittent row) that is not flat but already sits at its
+    predicted floor, the trend word says so ("decreases slowly, at its predicted floor")."""
     judged = row["perturbation"] == "forward" and (big_sigma is None or row["sigma_f"] >= big_sigma)
     if not judged:
         return trend(row["slope"])
     r = pinned(pd.DataFrame([row]), base).iloc[0]
-    if r.flat:
-        return "levels off"
-    if r.on_floor:
-        return f"on its predicted floor (slope still {r.slope:.2g})"
+    if not r.flat and r.on_floor:
+        return f"{trend(r.slope)}, at its predicted floor"
     return trend(r.slope)
 
 
@@ -458,13 +492,19 @@ def asymmetry_text(slopes: pd.DataFrame, figure: str, big_sigma: float = 0.5) ->
 
 
 def decided_by_text(slopes: pd.DataFrame, figure: str, big_sigma: float = 0.5) -> str:
-    """Which forward levels of one figure part (b) of the rule alone pins (none, or their list)."""
+    """Which forward levels σ_f ≥ ``big_sigma`` of one figure the slope rule leaves unpinned, and whether
+    they already sit at their predicted floor (which the rule does not count)."""
     big = forward_pinned(slopes, big_sigma)
-    only_b = big[big.on_floor & ~big.flat]
-    if not len(only_b):
-        return f"in {figure} no level is pinned by part (b) alone"
-    return (f"in {figure} part (b) alone pins {_levels(only_b)} (slope "
-            + ", ".join(f"{s:.2g}" for s in only_b.slope) + ")")
+    loose = big[~big.flat]
+    if not len(loose):
+        return f"in {figure} every level with σ_f ≥ {big_sigma:g} has a slope below {PLATEAU_SLOPE:g}"
+    at_floor = loose[loose.on_floor]
+    one = len(loose) == 1
+    return (f"in {figure} the slope{'' if one else 's'} of {_levels(loose)} {'is' if one else 'are'} above "
+            f"{PLATEAU_SLOPE:g} (" + ", ".join(f"{s:.2g}" for s in loose.slope) + "), so "
+            + ("it is" if len(loose) == 1 else "they are") + " not pinned"
+            + (f", although {_levels(at_floor)} already "
+               + ("sits" if len(at_floor) == 1 else "sit") + " at the predicted floor" if len(at_floor) else ""))
 
 
 def escape_text(slopes: pd.DataFrame) -> str:

@@ -48,7 +48,7 @@ def judge_closed_form(claim: V.Claim, table: pd.DataFrame, tol: float = CLOSED_F
                           f"‖W₂ᵀ⋯W_(N−1)ᵀ ε_N‖·‖x‖ < {number(tol, 1)}",
                      evidence=f"the passes and the closed form agree to {number(gap, 2)} over all {len(table)} networks "
                               f"(both layer families, every depth and scale).",
-                     key_number=gap, key_label="largest relative gap")
+                     key_number=gap, key_label="largest relative gap", threshold=f"< {number(tol, 1)}")
 
 
 def judge_orthogonal_growth(claim: V.Claim, factors: pd.DataFrame, eps_norm: float,
@@ -62,7 +62,8 @@ def judge_orthogonal_growth(claim: V.Claim, factors: pd.DataFrame, eps_norm: flo
                      rule=f"at every scale s, the fitted factor per layer is within relative {number(tol, 1)} of s",
                      evidence=f"fitted factor per layer, orthogonal layers: {grow} (largest relative deviation from s: "
                               f"{number(worst, 2)}); an additive error (6a) would stay at {number(eps_norm)} at every depth.",
-                     key_number=worst, key_label="largest relative deviation from s")
+                     key_number=worst, key_label="largest relative deviation from s",
+                     threshold=f"< {number(tol, 1)} at every s")
 
 
 def judge_gaussian_factor(claim: V.Claim, factors: pd.DataFrame) -> V.Verdict:
@@ -83,7 +84,7 @@ def judge_gaussian_factor(claim: V.Claim, factors: pd.DataFrame) -> V.Verdict:
     return V.Verdict(claim, V.outcome_of_cases(below),
                      rule="at every scale s, the fitted factor per layer (exp of the slope of log‖ũ₁ − u₁‖ against N) < s",
                      evidence=f"fitted factor per layer, Gaussian layers: {listed}. {trend}",
-                     key_number=ratio, key_label="largest factor / s")
+                     key_number=ratio, key_label="largest factor / s", threshold="< 1 at every s")
 
 
 def judge_all(ledger: V.Ledger, table: pd.DataFrame, eps_norm: float) -> list[V.Verdict]:

@@ -73,7 +73,8 @@ def judge_unrolled_derivative(ledger: Ledger, fd: pd.DataFrame) -> Verdict:
         evidence=f"setting {r.setting}, β = {r.beta:g}, K = {int(r.iters)}: max |D_K − finite differences| = {r.fd_gap:.1e} "
                  f"over {int(r.d)}×{int(r.p)} entries; compiled kernel {r.kernel_error:.9f} and numpy reference "
                  f"{r.reference_error:.9f} on ‖D_K − D*‖.",
-        key_number=float(r.fd_gap), key_label="max |SGD′ − finite differences|"))
+        key_number=float(r.fd_gap), key_label="max |SGD′ − finite differences|",
+        threshold=f"< {FD_TOL:g}, and kernel = reference to {KERNEL_RTOL:g}"))
 
 
 def judge_solution_jacobian(ledger: Ledger, fd: pd.DataFrame) -> Verdict:
@@ -81,7 +82,7 @@ def judge_solution_jacobian(ledger: Ledger, fd: pd.DataFrame) -> Verdict:
     return ledger.add(Verdict(ledger.claim("solution_jacobian"), "holds" if r.star_gap < FD_TOL else "fails",
         rule=f"max |∂θx* − central differences of x*(θ)| < {FD_TOL:g}",
         evidence=f"setting {r.setting}, β = {r.beta:g}: max |∂θx* − finite differences of x*(θ)| = {r.star_gap:.1e}.",
-        key_number=float(r.star_gap), key_label="max |∂θx* − finite differences|"))
+        key_number=float(r.star_gap), key_label="max |∂θx* − finite differences|", threshold=f"< {FD_TOL:g}"))
 
 
 def judge_plateau_linear(ledger: Ledger, slopes: pd.DataFrame, fractions, iters: int, n_seeds: int,
@@ -89,13 +90,14 @@ def judge_plateau_linear(ledger: Ledger, slopes: pd.DataFrame, fractions, iters:
     ok = (np.abs(slopes.slope - 1) < PLATEAU_SLOPE_TOL).to_numpy()
     return ledger.add(Verdict(ledger.claim("plateau_linear"), outcome_of_cases(ok),
         rule=f"|log–log slope of the plateau against η − 1| < {PLATEAU_SLOPE_TOL:g} for every (setting, β) with a "
-             f"plateau (σ_D > 0) (partial: some)",
+             f"plateau (σ_D > 0)",
+        threshold=f"within ±{PLATEAU_SLOPE_TOL:g} of 1 for every (setting, β)" if len(slopes) else "at least 1 plateau",
         evidence="fitted exponent of the plateau against η: " + "; ".join(
             f"{r.setting}, β = {r.beta:g}: {r.slope:.3f} ± {r.slope_se:.3f}" for r in slopes.itertuples())
         + f". Steps η = c/L with c ∈ {_set(fractions)}, {iters:,} iterations, {n_seeds} seeds."
         + beyond_theorem(plateaus),
-        key_number=float(slopes.slope.iloc[int(np.argmax(np.abs(slopes.slope - 1)))]) if len(slopes) else None,
-        key_label="exponent farthest from 1"))
+        key_number=float(slopes.slope.iloc[int(np.argmax(np.abs(slopes.slope - 1)))]) if len(slopes) else 0,
+        key_label="exponent farthest from 1" if len(slopes) else "plateaus fitted"))
 
 
 def _ols(slopes):
@@ -111,7 +113,9 @@ def judge_ols_exact_plateau(ledger: Ledger, slopes: pd.DataFrame) -> Verdict:
         evidence=("largest relative gap between the measured plateau and the exact expectation: " + ", ".join(
             f"{r.setting} {100 * r.max_rel_to_exact:.1f}%" for r in ols.itertuples()) + ".") if len(ols)
         else "no β = 0 run with a plateau in this configuration.",
-        key_number=float(ols.max_rel_to_exact.max()) if len(ols) else None, key_label="largest relative gap"))
+        key_number=float(ols.max_rel_to_exact.max()) if len(ols) else 0,
+        key_label="largest relative gap" if len(ols) else "β = 0 runs with a plateau",
+        threshold=f"< {EXACT_RTOL:.0%}" if len(ols) else "at least 1"))
 
 
 def judge_ols_below_bound(ledger: Ledger, slopes: pd.DataFrame, plateaus: pd.DataFrame | None = None) -> Verdict:
@@ -123,21 +127,25 @@ def judge_ols_below_bound(ledger: Ledger, slopes: pd.DataFrame, plateaus: pd.Dat
         evidence=("largest plateau / bound ratio: " + ", ".join(f"{r.setting} {r.max_ratio_to_bound:.3f}" for r in ols.itertuples())
                   + " (the bound is conservative by the inverse of this factor)." + beyond) if len(ols)
         else "no β = 0 run with a plateau in this configuration.",
-        key_number=float(ols.max_ratio_to_bound.max()) if len(ols) else None, key_label="largest plateau / bound"))
+        key_number=float(ols.max_ratio_to_bound.max()) if len(ols) else 0,
+        key_label="largest plateau / bound" if len(ols) else "β = 0 runs with a plateau",
+        threshold="< 1 in every setting" if len(ols) else "at least 1"))
 
 
 def judge_decreasing_rate(ledger: Ledger, decr: pd.DataFrame) -> Verdict:
     ok = (decr.slope <= decr.bound_local_slope + RATE_SE * decr.slope_se).to_numpy()
+    z = (decr.slope - decr.bound_local_slope) / decr.slope_se
     ex = decr[decr.beta == 0]
     return ledger.add(Verdict(ledger.claim("decreasing_rate"), outcome_of_cases(ok),
         rule=f"fitted slope of log error against log(k + k0) ≤ the local slope of log²(k+k0)/(k+k0) over the same window "
-             f"+ {RATE_SE:g} s.e., for every β (partial: some)",
+             f"+ {RATE_SE:g} s.e., for every β",
+        threshold=f"≤ {RATE_SE:g} for every β",
         evidence="fitted slope over the fitting window: " + "; ".join(
             f"β={r.beta:g} (k ≥ {r.window_start:,.0f}, k0 = {r.k0:,.0f}): {r.slope:.3f} ± {r.slope_se:.3f} (bound's local "
             f"slope {r.bound_local_slope:.3f}; the iterates: {r.x_slope:.3f})" for r in decr.itertuples())
         + (f"; for β = 0 the mean over seeds is within {100 * ex.max_rel_to_exact.iloc[0]:.0f}% of the exact expectation."
            if len(ex) else "."),
-        key_number=float((decr.slope - decr.bound_local_slope).max()), key_label="largest slope − bound's local slope"))
+        key_number=float(z.max()), key_label="largest (slope − bound's local slope) / s.e."))
 
 
 def _se_caveat(decr: pd.DataFrame) -> str:
@@ -157,6 +165,7 @@ def judge_log2_not_tight(ledger: Ledger, decr: pd.DataFrame) -> Verdict:
     mid = -1 + 0.5 * (decr.bound_local_slope + 1)
     closer_to_1k = (decr.slope < mid - VISIBLE_SE * decr.slope_se).to_numpy()
     closer_to_bound = (decr.slope > mid + VISIBLE_SE * decr.slope_se).to_numpy()
+    z = (decr.slope - mid) / decr.slope_se
     ex = decr.exact_slope.dropna()
     return ledger.add(Verdict(ledger.claim("log2_not_tight"), three_way(closer_to_1k, closer_to_bound),
         rule=f"per β, with m the midpoint between −1 (a clean 1/k) and the local slope of log²k/k: slope < m − {VISIBLE_SE:g} s.e. "
@@ -168,7 +177,8 @@ def judge_log2_not_tight(ledger: Ledger, decr: pd.DataFrame) -> Verdict:
         + (("; the exact expectation for β = 0 has slope " + ", ".join(f"{s:.3f}" for s in ex)) if len(ex) else "")
         + _se_caveat(decr)
         + ". An upper bound need not be tight: whichever way this goes, the rate bound itself is judged above.",
-        key_number=float((decr.slope - mid).max()), key_label="largest slope − midpoint"))
+        key_number=float(z.max()), key_label="largest (slope − midpoint) / s.e.",
+        threshold=f"< −{VISIBLE_SE:g} for every β (> +{VISIBLE_SE:g}: the log² shows)"))
 
 
 def judge_interpolation_rate(ledger: Ledger, rates: pd.DataFrame) -> Verdict:
@@ -177,7 +187,8 @@ def judge_interpolation_rate(ledger: Ledger, rates: pd.DataFrame) -> Verdict:
     ratio = np.log(dbl.rate) / np.log(dbl.bound_rate)
     return ledger.add(Verdict(ledger.claim("interpolation_rate"), outcome_of_cases(ok),
         rule="double interpolation, every (β, η): fitted factor per step of the mean Jacobian error ≤ 1 − μη/2 "
-             "(partial: some; unresolved without a run)",
+             "(unresolved without a run)",
+        threshold="≥ 1 at every (β, η)" if len(dbl) else "at least 1 run",
         evidence=("fitted factor per step vs bound: " + "; ".join(
             f"β = {r.beta:g}, η = {r.eta:.4g}: {r.rate:.6f} vs {r.bound_rate:.6f}" for r in dbl.itertuples())
             + f". The measured decay per step is {np.median(ratio):.1f}× the bound's (median). The theorem states "
@@ -185,7 +196,8 @@ def judge_interpolation_rate(ledger: Ledger, rates: pd.DataFrame) -> Verdict:
               "1 − μη/2 at other steps comes from the poster's auxiliary table on inexact SGD."
             + beyond_theorem(dbl)) if len(dbl)
         else "no double-interpolation run reached the fitting range.",
-        key_number=float(np.median(ratio)) if len(dbl) else None, key_label="measured decay / bound's decay (median)"))
+        key_number=float(np.min(ratio)) if len(dbl) else 0,
+        key_label="smallest measured decay per step / the bound's" if len(dbl) else "double-interpolation runs"))
 
 
 def judge_interpolation_exact(ledger: Ledger, rates: pd.DataFrame) -> Verdict:
@@ -197,7 +209,8 @@ def judge_interpolation_exact(ledger: Ledger, rates: pd.DataFrame) -> Verdict:
             f"η={r.eta:.4g}: {r.rate:.5f} vs {r.exact_rate:.5f}" for r in d0.itertuples())
             + f"; largest relative gap of the decay per step {100 * rel.max():.1f}%.") if len(d0)
         else "no β = 0 double-interpolation run in this configuration.",
-        key_number=float(rel.max()) if len(d0) else None, key_label="largest relative gap"))
+        key_number=float(rel.max()) if len(d0) else 0, key_label="largest relative gap" if len(d0) else "β = 0 runs",
+        threshold=f"< {EXACT_RTOL:g} at every η" if len(d0) else "at least 1"))
 
 
 def judge_simple_interpolation(ledger: Ledger, rates: pd.DataFrame, drops: pd.DataFrame,
@@ -207,7 +220,8 @@ def judge_simple_interpolation(ledger: Ledger, rates: pd.DataFrame, drops: pd.Da
     rule = (f"every simple-interpolation run: iterates converge linearly (a fitted factor < 1 and error end/start < "
             f"{X_DROP_MAX:g}) and the Jacobian error end/start > {D_DROP_MIN:g} (partial: one of the two)")
     if not len(si):
-        return ledger.add(Verdict(ledger.claim("simple_interpolation"), "unresolved", rule=rule, evidence="no simple-interpolation run."))
+        return ledger.add(Verdict(ledger.claim("simple_interpolation"), "unresolved", rule=rule, evidence="no simple-interpolation run.",
+                                  key_number=0, key_label="simple-interpolation runs", threshold="at least 1"))
     x_ok = bool(len(si_rates) == len(si) and (si_rates.rate < 1).all() and (drops.x_drop < X_DROP_MAX).all())
     D_ok = bool((drops.D_drop > D_DROP_MIN).all())
     return ledger.add(Verdict(ledger.claim("simple_interpolation"), "holds" if x_ok and D_ok else ("partial" if x_ok or D_ok else "fails"), rule=rule,
@@ -215,44 +229,48 @@ def judge_simple_interpolation(ledger: Ledger, rates: pd.DataFrame, drops: pd.Da
                  + ", ".join(f"{r:.4f}" for r in si_rates.rate) + f"); Jacobian error at the end / at the start: at least "
                  f"{drops.D_drop.min():.1e}, with plateaus from {si.plateau.min():.3g} to {si.plateau.max():.3g}. "
                  "The poster lists this setting without stating its outcome: the plateau is the book's inference.",
-        key_number=float(drops.D_drop.min()), key_label="smallest Jacobian error end/start"))
+        key_number=float(drops.D_drop.min()), key_label="smallest Jacobian error end/start",
+        threshold=f"> {D_DROP_MIN:g}, with the iterate error end/start < {X_DROP_MAX:g}"))
 
 
 def judge_ols_error_zero(ledger: Ledger, plateaus: pd.DataFrame, decr: pd.DataFrame) -> Verdict:
     e = np.r_[plateaus[plateaus.beta == 0].e_max, decr[decr.beta == 0].e_max]
     rule = "largest ‖e_(k+1)‖ over every step of every β = 0 run = 0 exactly (unresolved without a β = 0 run)"
     if not e.size:
-        return ledger.add(Verdict(ledger.claim("ols_error_zero"), "unresolved", rule=rule, evidence="no β = 0 run in this configuration."))
+        return ledger.add(Verdict(ledger.claim("ols_error_zero"), "unresolved", rule=rule, evidence="no β = 0 run in this configuration.",
+                                  key_number=0, key_label="β = 0 runs", threshold="at least 1"))
     return ledger.add(Verdict(ledger.claim("ols_error_zero"), "holds" if float(e.max()) == 0.0 else "fails", rule=rule,
                         evidence=f"largest ‖e_(k+1)‖ over every step of {e.size} β = 0 configurations: {float(e.max())!r}.",
-                        key_number=float(e.max()), key_label="largest ‖e‖ (β = 0)"))
+                        key_number=float(e.max()), key_label="largest ‖e‖ (β = 0)", threshold="= 0 exactly"))
 
 
 def judge_error_term_orders(ledger: Ledger, fits: pd.DataFrame, plateaus: pd.DataFrame, beta: float) -> Verdict:
     ok = np.array([abs(r.exponent - r.predicted) <= EXPONENT_TOL[r.predicted] for r in fits.itertuples()], bool)
+    worst = max((abs(r.exponent - r.predicted) / EXPONENT_TOL[r.predicted] for r in fits.itertuples()), default=0.0)
     tol = ", ".join(f"{k:g}: ±{v:g}" for k, v in EXPONENT_TOL.items())
     e = plateaus[plateaus.beta == beta].e_max
     return ledger.add(Verdict(ledger.claim("error_term_orders"), outcome_of_cases(ok),
         rule=f"every fitted exponent within its tolerance of the prediction (prediction: tolerance — {tol}) "
-             f"(partial: some; unresolved without a β > 0 run)",
+             f"(unresolved without a β > 0 run)",
+        threshold="≤ 1 for every fit" if len(fits) else "at least 1 fit",
         evidence=("; ".join(f"{r.regime}, {r.setting}: {r.measured} exponent {r.exponent:.3f} (predicted {r.predicted:g})"
                             for r in fits.itertuples())
                   + f". The largest ‖e_(k+1)‖ met with β = {beta:g}: {e.max():.3g}.") if len(fits)
         else "no β > 0 run in this configuration.",
-        key_number=float(np.max(np.abs(fits.exponent - fits.predicted))) if len(fits) else None,
-        key_label="largest |exponent − prediction|"))
+        key_number=float(worst), key_label="largest |exponent − prediction| / its tolerance" if len(fits) else "fits"))
 
 
 def judge_pl_condition_edge(ledger: Ledger, decr: pd.DataFrame, beta: float) -> Verdict:
     row = decr[decr.beta == beta]
     rule = f"fitted exponent of the bias against k + k0 ≤ {PL_SLOPE_MAX:g} (unresolved without a β > 0 run)"
     if beta <= 0 or not len(row):
-        return ledger.add(Verdict(ledger.claim("pl_condition_edge"), "unresolved", rule=rule, evidence="no β > 0 run in this configuration."))
+        return ledger.add(Verdict(ledger.claim("pl_condition_edge"), "unresolved", rule=rule, evidence="no β > 0 run in this configuration.",
+                                  key_number=0, key_label="β > 0 runs", threshold="at least 1"))
     r = row.iloc[0]
     return ledger.add(Verdict(ledger.claim("pl_condition_edge"), "holds" if r.eps_bias_slope <= PL_SLOPE_MAX else "fails", rule=rule,
         evidence=f"measured exponent of the bias against k + k0: {r.eps_bias_slope:.3f} (the condition allows −0.5 up to a "
                  f"logarithm); the Jacobian error itself decays with slope {r.slope:.3f}.",
-        key_number=float(r.eps_bias_slope), key_label="exponent of the bias"))
+        key_number=float(r.eps_bias_slope), key_label="exponent of the bias", threshold=f"≤ {PL_SLOPE_MAX:g}"))
 
 
 # -- the chapter's prose, computed from the tables and the verdicts -----------------------------------
@@ -295,7 +313,7 @@ def summary_texts(ledger: Ledger) -> dict:
                        "does not show",
                        "the fitted decay is closer to the log²k/k shape than to a clean 1/k"),
         "interpolation": clause(v.get("interpolation_rate"),
-                                "linear convergence, at least as fast as (1 − μη/2)^k at every step (median measured "
+                                "linear convergence, at least as fast as (1 − μη/2)^k at every step (smallest measured "
                                 "decay / bound's decay {k:.3g})",
                                 "no linear convergence at the rate (1 − μη/2)^k"),
         "interpolation-exact": clause(v.get("interpolation_exact"),
@@ -312,11 +330,12 @@ def summary_texts(ledger: Ledger) -> dict:
                            "the error term does not vanish for least squares (largest ‖e‖ {k:.2g})"),
         "orders": clause(v.get("error_term_orders"),
                          "for the non-quadratic losses every fitted exponent of the error term is its predicted one "
-                         "(largest gap {k:.2g})",
+                         "(largest gap {k:.2g} of its tolerance)",
                          "for the non-quadratic losses the fitted exponents of the error term miss their predictions "
-                         "(largest gap {k:.2g})",
+                         "(largest gap {k:.2g} times its tolerance)",
                          partial="for the non-quadratic losses the fitted exponents of the error term match their "
-                                 "predictions only in part (largest gap {k:.2g}; the cases are in the verdict)"),
+                                 "predictions only in part (largest gap {k:.2g} times its tolerance; the cases are in "
+                                 "the verdict)"),
         "pl": clause(v.get("pl_condition_edge"),
                      "with decreasing steps the bias meets the order of the PL condition of Corollary 1, at its edge "
                      "(exponent {k:.2f})",

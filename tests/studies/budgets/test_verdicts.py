@@ -71,8 +71,41 @@ def test_table1_row_outcomes_and_conservative():
     assert vs["table1_pl_forward_zero"].outcome == "fails"
     assert vs["table1_pl_forward_nonzero"].outcome == "unresolved"
     c = A.conservative_verdict(LEDGER, t)
-    assert c.outcome == "partial" and c.claim.source == "book"  # 0.75 > 0.5 in one row, equal elsewhere
+    # larger in 2 of the 6 rows (0.75 > 0.5, and PL backward biased 0.5 > 0), one row undefined: 3 of 6 would be
+    # "in part", 2 of 6 "does not hold", so the verdict is unresolved
+    assert c.outcome == "unresolved" and c.claim.source == "book" and c.key_number == 2
+    t.loc[(t.geometry == "pl") & (t["pass"] == "forward") & (t["mean"] == "zero"), "kept_up_to"] = 0.25
+    assert A.conservative_verdict(LEDGER, t).outcome == "partial"  # 3 of 6, whichever way the undefined row goes
     assert A.conservative_verdict(LEDGER, _full({})).outcome == "partial"  # PL rows 0.5 > 0, non-convex 0.5 = 0.5
+
+
+def test_table1_key_counts_the_budgets_within_the_bound():
+    t = _full({("pl", "forward", "zero"): (0.0, 0.25, False)})
+    fits = pd.DataFrame([dict(geometry="pl", setting="x", **{"pass": "forward"}, mean="zero", a=a, exponent=-0.5, se=0.01,
+                              status=st) for a, st in ((0.0, "kept"), (0.25, "lost"))]
+                        + [dict(geometry=g, setting=B.STANDARD, **{"pass": "none"}, mean="zero", a=np.nan, exponent=-0.5,
+                                se=0.01, status="kept") for g in B.GEOS])
+    vs = {v.claim.id.split(".")[1]: v for v in A.table1_verdicts(LEDGER, t, fits, {"nonconvex": -0.5, "pl": -0.9})}
+    v = vs["table1_pl_forward_zero"]  # the paper's a = 0: one budget within the bound, kept
+    assert v.key_number == 0 and v.key_label.startswith("budgets with a ≤ 0 that lose the rate (of 1; kept: 1)")
+
+
+@pytest.mark.parametrize("forward, backward, outcome", [
+    ("lost", "kept", "fails"),  # the constant forward error loses the rate, the backward one keeps it: weaker on ε
+    ("lost", "unresolved", "fails"),
+    ("kept", "lost", "holds"),  # the sentence as printed
+    ("lost", "lost", "unresolved"),  # no geometry decides
+])
+def test_section53_sentence_is_judged_on_the_constant_size_runs(forward, backward, outcome):
+    statuses = {"forward_allowed": "kept", "biased_allowed": "kept", "backward_constant": backward, "forward_constant": forward}
+    fits = _cor1([statuses[k] for k in A.COROLLARY1_CHECKS])
+    fits.loc[fits.setting == "forward, zero-mean, constant", "excess"] = 0.3 if forward == "lost" else -0.01
+    fits.loc[fits.setting == "backward, zero-mean, constant", "excess"] = 0.3 if backward == "lost" else 0.02
+    v = A.section53_verdict(LEDGER, fits, _full({}))
+    assert v.outcome == outcome and v.claim.source == "paper" and v.claim.section == "Section 5"
+    assert v.key_number == pytest.approx({"fails": 0.28 if backward == "kept" else 0.28, "holds": -0.31,
+                                          "unresolved": 0.0}[outcome])
+    assert (v.erratum == A.SECTION53_ERRATUM) == (outcome == "fails") and "Table 1's zero-mean budgets" in v.evidence
 
 
 def _traces(levels):
@@ -127,7 +160,9 @@ def test_run_design_labels_win_and_metric_follows_the_geometry(tmp_path):
 
 def test_status_rule_is_a_complete_sentence():
     v = A.corollary1_verdicts(LEDGER, _cor1(["kept", "kept", "kept", "lost"]), 0.1)[0]
-    assert v.rule.endswith("is unresolved if the status is unresolved")
+    assert v.rule.endswith("is unresolved if the interval straddles the tolerance")
+    assert "a factor ln T" in v.rule and "1/ln T = 0.14 at T = 10³" in v.rule  # the tolerance's reason
+    assert v.threshold.startswith("kept: the upper bound < 0.1") and "one-sided 95 % bounds" in v.key_label
     assert v.claim.text[0].isupper()  # claim titles start with a capital
 
 

@@ -1,6 +1,7 @@
 """The Appendix A verdicts on synthetic tables (and on the closed forms) whose outcome is known."""
 import numpy as np
 import pandas as pd
+import pytest
 
 from fbsgd.studies.counterexamples import verdicts as CV
 from fbsgd.studies.counterexamples import study as C
@@ -65,7 +66,11 @@ def test_a3_scan_rule():
                              uncompressed=["converges", "converges", "converges", "diverges"],
                              top1=["converges", "diverges", "converges", "diverges"]))
     v = CV.a3_step_size_scan(CLAIM, scan)
-    assert v.outcome == "partial" and "do not form an interval" in v.evidence
+    # Top-1 diverges at 1 of the 3 stable step sizes: the claim fails in most of its cases, so it does not hold
+    assert v.outcome == "fails" and "do not form an interval" in v.evidence and "1 of 3 cases (33%)" in v.evidence
+    assert v.key_number == pytest.approx(1 / 3) and v.threshold.startswith("1 (every case)")
+    scan.loc[0, "top1"] = "diverges"  # 2 of 3: at least half, in part
+    assert CV.a3_step_size_scan(CLAIM, scan).outcome == "partial"
     scan["top1"] = "diverges"
     assert CV.a3_step_size_scan(CLAIM, scan).outcome == "holds"
     scan["top1"] = "converges"
@@ -73,7 +78,17 @@ def test_a3_scan_rule():
 
 
 def test_worked_step_matches_the_appendix():
-    assert CV.a3_worked_step(CLAIM, C.worked_first_step(2.0), 2.0).outcome == "holds"
+    v = CV.a3_worked_step(CLAIM, C.worked_first_step(2.0), 2.0)
+    assert v.outcome == "holds" and v.key_number == 0.0 and v.threshold
+
+
+def test_every_appendix_a_verdict_has_a_key_number():
+    assert CV.a3_top1_fails(CLAIM, _runs(48.0, "diverges")).key_number == 2
+    assert CV.a3_top1_fails(CLAIM, _runs(48.0, "diverges", top1="converges")).key_number == 1
+    a2, _ = C.a2_table(3.0, 1.0, [0.1, 0.75, 1.05], 200)
+    wider = CV.a2_wider_range(CLAIM, a2, 3.0, 1.0)
+    assert wider.key_number == 0 and wider.threshold == "0 runs"
+    assert CV.a1_quadratic(CLAIM, _a1(sizes=(0.2, 3.0))).key_number == 2
 
 
 def test_evidence_prints_values_not_reprs():

@@ -38,6 +38,19 @@ def test_depth_growth_holds_partial_fails():
     assert PV.depth_growth(CLAIM, _growth([0.9, 0.5]), 1.2).outcome == "fails"
 
 
+def test_closed_form_and_bound_growth_verdicts():
+    lin = pd.DataFrame(dict(chain="linear", N=[2, 4, 8], mse=[1.0, 2.0, 4.0], exact_mse=[1.0, 2.01, 4.0], mse_se=0.01,
+                            bias_sq=0.0, exact_bias_sq=0.0, bias_sq_se=0.0))
+    v = PV.closed_form(CLAIM, lin, 1000)
+    assert v.outcome == "holds" and v.key_number == pytest.approx(1.0) and v.threshold == "< 4.5 standard errors"
+    assert PV.closed_form(CLAIM, lin.assign(mse=[1.0, 2.1, 4.0]), 1000).outcome == "fails"  # 9 standard errors off
+    g = _growth([1.2, 1.5])
+    assert PV.bound_outgrows(CLAIM, g).outcome == "holds"
+    slow = g.assign(bound_factor_fit=[10.0, 1.0])  # the bound's factor below the measured 1.6 in one case
+    v = PV.bound_outgrows(CLAIM, slow)
+    assert v.outcome == "partial" and v.key_number == pytest.approx(1.0 / 1.6)
+
+
 def test_growth_table_recovers_a_geometric_rate():
     N = np.arange(2, 9)
     depth = pd.DataFrame(dict(chain="tanh", label="δ₁", law="zero-mean", N=N, mse=3.0 * 1.5 ** N, mse_bound=2.0 * 7.0 ** N))

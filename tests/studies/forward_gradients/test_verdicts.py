@@ -73,9 +73,14 @@ def test_training_verdicts(ledger):
     assert FV.judge_adam_slowdown(ledger, _summary(slow=(3, 2)), 100).outcome == "fails"
 
 
-def test_adam_vs_sgd_tie_is_unresolved(ledger):
+def test_adam_vs_sgd_a_tie_is_a_tie_and_not_worse(ledger):
+    sgd = _summary(fg_final=(0.4219, 0.5))
+    tie = FV.judge_adam_vs_sgd(ledger, _summary(fg_final=(0.4208, 0.5)), sgd)  # the paper-scale numbers of issue 26
+    assert tie.outcome == "fails" and "a tie" in tie.evidence and tie.key_number == pytest.approx(-0.0011)
+    assert tie.threshold.startswith("≥ 0.02")
+    assert FV.judge_adam_vs_sgd(ledger, _summary(fg_final=(0.4219 + 0.019, 0.5)), sgd).outcome == "fails"  # still a tie
+    assert FV.judge_adam_vs_sgd(ledger, _summary(fg_final=(0.4219 + 0.021, 0.5)), sgd).outcome == "holds"
     sgd = _summary(fg_final=(0.42, 0.5))
-    assert FV.judge_adam_vs_sgd(ledger, _summary(fg_final=(0.4208, 0.5)), sgd.assign(final=sgd.final)).outcome in ("unresolved",)
     assert FV.judge_adam_vs_sgd(ledger, _summary(fg_final=(0.50, 0.6)), sgd).outcome == "holds"
     assert FV.judge_adam_vs_sgd(ledger, _summary(fg_final=(0.30, 0.6)), sgd).outcome == "fails"
 

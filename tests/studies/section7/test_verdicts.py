@@ -40,16 +40,19 @@ def test_backward_verdict(slopes, outcome):
     assert S.backward_verdict(claim, "b", _frequent(slopes, [(1.0, 0.0, 1e-2, 1e-2)]), "F").outcome == outcome
 
 
-def test_forward_verdict_states_both_parts_and_which_decided():
-    # σ_f = 0.5: slope 0.11 (not flat) but on a floor 10x above standard SGD -> pinned by part (b)
+def test_forward_verdict_is_the_slope_rule_alone():
+    # σ_f = 0.5: slope 0.11, above the plateau threshold 0.1, although it sits on a floor 10x above standard SGD:
+    # the prediction is evidence, not a second way to pass, so it is not pinned; σ_f = 2 (slope 0.02) is
     t = _frequent([0.5], [(0.5, 0.11, 1.0e-2, 1.0e-2), (2.0, 0.02, 5e-2, 1.0e-1)])
     v = S.forward_verdict(claim, "f", t, "F")
-    assert v.outcome == "holds"
-    assert "< 0.1" in v.rule and "0.8–1.25" in v.rule and "> 2×" in v.rule
-    assert "σ_f = 0.5: slope 0.110" in v.evidence and "decided by part (b), the floor" in v.evidence
-    assert "σ_f = 2: slope 0.020" in v.evidence and "decided by part (a), the slope" in v.evidence
+    assert v.outcome == "partial" and v.threshold == "< 0.1 for every σ_f ≥ 0.5" and v.key_number == pytest.approx(0.11)
+    assert "< 0.1" in v.rule and "not used to decide" in v.rule and " or " not in v.rule
+    assert "σ_f = 0.5: slope 0.110 ± 0.010 → not pinned (measured / predicted floor 1.00" in v.evidence
+    assert "σ_f = 2: slope 0.020 ± 0.010 → pinned" in v.evidence and "pinned: 1 of 2 cases (50%)" in v.evidence
     pinned = S.forward_pinned(t, 0.5).set_index("sigma_f")
-    assert list(pinned.decided_by) == ["part (b), the floor", "part (a), the slope"]
+    assert list(pinned.pinned) == [False, True] and list(pinned.on_floor) == [True, False]
+    three = _frequent([0.5], [(0.5, 0.11, 1e-2, 1e-2), (1.0, 0.11, 2e-2, 2e-2), (2.0, 0.02, 5e-2, 1e-1)])
+    assert S.forward_verdict(claim, "f", three, "F").outcome == "fails"  # pinned in 1 of 3: fewer than half
 
 
 @pytest.mark.parametrize("forward,outcome", [
@@ -137,12 +140,22 @@ def test_interval_verdicts_all_hold():
 def test_interval_verdicts_partial_fails_and_a_tie_is_unresolved():
     t = _intervals({1.0: [(1, 0.3, 10.0), (10, 0.5, 12.0), (100, 0.5, 1.0)],
                     2.0: [(1, 0.0, 30.0), (10, 0.3, 3.0), (100, 0.1, 1.0)]})
-    # plateau in one panel; falls in one (σ_f = 1 rises 10 -> 12); recovers in one (σ_f = 2: slope 0.1); tie at Δt = 100
-    assert _outcomes(t) == ["partial", "partial", "partial", "unresolved"]
+    # plateau in one panel; falls in one (σ_f = 1 rises 10 -> 12); the one panel with a floor (σ_f = 2) does not
+    # recover (slope 0.1), the other had nothing to recover from; tie at Δt = 100
+    assert _outcomes(t) == ["partial", "partial", "fails", "unresolved"]
+    v = S.interval_verdicts(claim, t, "F", "p", 1000)
+    assert v[1].key_number == pytest.approx(1.2) and v[1].threshold.startswith("≤ 1.05")
+    assert "nothing to recover from" in v[2].evidence
     t2 = _intervals({1.0: [(1, 0.3, 10.0), (10, 0.5, 12.0), (100, 0.5, 20.0)],
                      2.0: [(1, 0.3, 3.0), (10, 0.5, 1.0), (100, 0.5, 1.0)]})
-    # no plateau, neither falls (σ_f = 2 falls: 3 -> 1 -> 1; σ_f = 1 rises), σ_f = 2 recovers at 10, σ_f = 1 never
-    assert _outcomes(t2) == ["fails", "partial", "partial", "fails"]
+    # no plateau, so nothing to recover from (unresolved); σ_f = 2 falls: 3 -> 1 -> 1, σ_f = 1 rises; σ_f = 2 recovers
+    # at 10, σ_f = 1 never
+    assert _outcomes(t2) == ["fails", "partial", "unresolved", "fails"]
+    v2 = S.interval_verdicts(claim, t2, "F", "p", 1000)
+    assert v2[2].key_number == 0 and v2[3].key_number == 0.0  # recovery Δt, strongest / weakest: 10 / ∞
+    nan = float("nan")
+    assert S._recovery_ratio(10, nan) == math.inf and S._recovery_ratio(nan, 10) == 0.0
+    assert S._recovery_ratio(10, 100) == 10.0 and math.isnan(S._recovery_ratio(nan, nan))
 
 
 def test_stronger_outcome():
@@ -170,27 +183,29 @@ def test_trend():
     assert [S.trend(x) for x in (0.5, 0.0, 0.2, float("nan"))] == ["keeps decreasing", "levels off", "decreases slowly", "undetermined"]
 
 
-def test_smallest_interval_uses_the_frequent_two_part_rule():
-    # Δt = 1 is the frequent case: slope 0.18 (not flat) but measured/predicted 1.07 on a floor 3.6x standard SGD's
+def test_smallest_interval_uses_the_frequent_slope_rule():
+    # Δt = 1 is the frequent case: slope 0.18 (not flat), although measured/predicted 1.07 on a floor 3.6x standard SGD's
     t = _intervals({1.0: [(1, 0.18, 3.6 * 1.07, ), (10, 0.5, 1.0), (100, 0.5, 1.0)],
                     2.0: [(1, 0.0, 30.0), (10, 0.3, 3.0), (100, 0.5, 1.1)]})
     t.loc[1, "predicted_limit"] = 3.6
     v = S.interval_verdicts(claim, t, "F", "p", 1000)[0]
-    assert v.outcome == "holds"
-    assert "σ_f = 1, Δt = 1: slope 0.18, measured/predicted floor 1.07" in v.evidence
-    assert "decided by part (b), the floor" in v.evidence and "sigma_f=" not in v.evidence
-    t.loc[1, "predicted_limit"] = 1.5  # measured/predicted 2.6: off the floor, and the slope is not flat
-    assert S.interval_verdicts(claim, t, "F", "p", 1000)[0].outcome == "partial"
+    assert v.outcome == "partial" and v.key_number == pytest.approx(0.18)
+    assert "σ_f = 1, Δt = 1: slope 0.18 → not pinned (measured / predicted floor 1.07" in v.evidence
+    assert "σ_f = 2, Δt = 1: slope 0 → pinned" in v.evidence and "sigma_f=" not in v.evidence
+    t.loc[1, "slope"] = 0.05  # flat: pinned, on or off its predicted floor
+    t.loc[1, "predicted_limit"] = 1.5
+    assert S.interval_verdicts(claim, t, "F", "p", 1000)[0].outcome == "holds"
+    t.loc[1, "slope"] = 0.18
     shown = S.interval_display(t.assign(predicted_limit=t.predicted_limit.where(t.index != 1, 3.6)),
                                pd.Series([0, 1000, 100, 10, 1000, 100, 10]))
-    assert shown.trend[1] == "on its predicted floor (slope still 0.18)" and shown.trend[2] == "keeps decreasing"
+    assert shown.trend[1] == "decreases slowly, at its predicted floor" and shown.trend[2] == "keeps decreasing"
 
 
 def test_frequent_display_matches_the_verdict_and_hides_zero_predictions():
     t = _frequent([0.5], [(0.5, 0.11, 1.0e-2, 1.0e-2), (2.0, 0.02, 5e-2, 1.0e-1), (0.2, 0.2, 1e-3, 1e-4)])
     d = S.frequent_display(t)
     by = dict(zip(d.level, d.trend))
-    assert by["σ_f = 0.5"] == "on its predicted floor (slope still 0.11)"  # the verdict: pinned by part (b)
+    assert by["σ_f = 0.5"] == "decreases slowly, at its predicted floor"  # the verdict: not pinned (slope 0.11)
     assert by["σ_f = 2"] == "levels off" and by["σ_f = 0.2"] == "decreases slowly"  # 0.2 is not judged
     assert set(d.panel) == {"standard SGD", "top: forward", "bottom: backward"}
     assert d[d.panel != "top: forward"].predicted_limit.isna().all()  # zero predictions print as —
@@ -205,10 +220,11 @@ def test_estimate_uses_significant_figures():
 def test_computed_sentences_of_the_section7_chapters():
     t = _frequent([0.5, 0.1], [(0.5, 0.11, 1.0e-2, 1.0e-2), (2.0, 0.02, 5e-2, 1.0e-1)])
     assert S.asymmetry_text(t, "Figure 4") == ("in Figure 4, 1 of 2 backward levels keep decreasing (slope > 0.25) and "
-                                               "2 of 2 forward levels with σ_f ≥ 0.5 are pinned")
-    assert S.decided_by_text(t, "Figure 4") == "in Figure 4 part (b) alone pins σ_f = 0.5 (slope 0.11)"
+                                               "1 of 2 forward levels with σ_f ≥ 0.5 are pinned")
+    assert S.decided_by_text(t, "Figure 4") == ("in Figure 4 the slope of σ_f = 0.5 is above 0.1 (0.11), so it is not "
+                                                "pinned, although σ_f = 0.5 already sits at the predicted floor")
     t2 = _frequent([0.5], [(2.0, 0.02, 5e-2, 1.0e-1)])
-    assert S.decided_by_text(t2, "Figure 5") == "in Figure 5 no level is pinned by part (b) alone"
+    assert S.decided_by_text(t2, "Figure 5") == "in Figure 5 every level with σ_f ≥ 0.5 has a slope below 0.1"
     b = _biased([1e-3, 2e-3, 3e-3], escapes=[False, True, True])
     assert S.escape_text(b) == ("the biased field has a zero, and the iterates settle, for σ_b = 0.1; it has none, "
                                 "and the iterates escape, for σ_b = 0.25, σ_b = 0.5")

@@ -97,6 +97,27 @@ def test_run_table_and_fd_check():
     assert np.allclose(t[t.seed == 1].D_err2, r["D_err2"][1])
 
 
+def test_finite_difference_verdicts_on_a_real_check(ledger):
+    pr = S.ParametricLeastSquares.generate(3, 8, "general", 1.0, 0)
+    fd = SS.finite_difference_check(pr, 30, 0)
+    v = SV.judge_unrolled_derivative(ledger, fd)
+    assert v.outcome == "holds" and v.key_number < SV.FD_TOL and v.threshold.startswith("< 1e-06")
+    assert SV.judge_solution_jacobian(ledger, fd).outcome == "holds"
+    off = fd.assign(fd_gap=1e-3)  # the recursion misses the finite differences, the kernel still agrees
+    assert SV.judge_unrolled_derivative(ledger, off).outcome == "partial"
+    assert SV.judge_solution_jacobian(ledger, fd.assign(star_gap=1e-3)).outcome == "fails"
+
+
+def test_simple_interpolation_verdict(ledger):
+    plateaus = pd.DataFrame(dict(setting="simple_interpolation", beta=0.0, plateau=[1e-3, 2e-3]))
+    rates = pd.DataFrame(dict(setting="simple_interpolation", quantity="iterate", beta=0.0, rate=[0.9, 0.95]))
+    drops = pd.DataFrame(dict(beta=0.0, fraction=[0.1, 0.2], x_drop=[1e-9, 1e-8], D_drop=[0.5, 0.2]))
+    v = SV.judge_simple_interpolation(ledger, rates, drops, plateaus)
+    assert v.outcome == "holds" and v.key_number == pytest.approx(0.2)
+    assert SV.judge_simple_interpolation(ledger, rates, drops.assign(D_drop=1e-6), plateaus).outcome == "partial"
+    assert SV.judge_simple_interpolation(ledger, rates, drops, plateaus.iloc[:0]).outcome == "unresolved"
+
+
 def test_interpolation_rates_recover_a_known_geometric_decay():
     pr = S.ParametricLeastSquares.generate(2, 4, "double_interpolation", 0.0, 0)
     k = np.arange(0, 200, 10)
