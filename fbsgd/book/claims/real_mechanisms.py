@@ -22,8 +22,9 @@ CLAIMS = [
        "Exponent bit flips stay bounded by the message's own range (finite, no spikes)"),
     _c("fig4_backward_no_floor", "Section 7.2.1, Figure 4 (right)", "book",
        "Backward mechanisms that are zero-mean given the input leave no floor as γ → 0"),
-    _c("fig4_forward_prediction", "Section 7.2.1, Figure 4 (left); Remarks 3–4", "book",
-       "The γ → 0 prediction from a forward mechanism's measured two-moment law gives its floor (or its absence)"),
+    _c("fig4_forward_prediction", "Section 7.2.1, Figure 4; Section 4, Theorem 2 (the conditional bias); Remarks 3–4", "book",
+       "The γ → 0 prediction from a mechanism's conditional law given its input gives its floor (or its absence), "
+       "for every format and mode, in the forward and in the backward pass"),
     _c("fig4_asymmetry", "Section 7.2.1, the forward/backward asymmetry", "book",
        "For each rounding format and mode, forward rounding hurts more than backward rounding"),
     _c("fig4_bfloat16_negligible", "Section 7.2.1, Figure 4", "book",

@@ -20,17 +20,54 @@ def power_label(x: float) -> str:
     return f"$10^{{{e}}}$" if m == 1 else f"${m:g}\\times 10^{{{e}}}$"
 
 
+OFF_SCALE = 1e-2  # a prediction below this × the smallest measured norm is marked on the bottom edge
+
+
 def mechanism_panels(table, slopes, places=("forward", "backward")):
-    """One panel per place: every mechanism's S(γ) with standard SGD and the measured-law γ → 0 predictions."""
+    """One panel per place: every mechanism's S(γ) with standard SGD, and every curve's γ → 0 prediction
+    (``slopes.predicted_limit``, :func:`fbsgd.studies.real_mechanisms.study.attach_predictions`): a dotted
+    line ending in a triangle left of the grid in the curve's colour, as in the Section 7 figures; a
+    prediction below the panels' range (under OFF_SCALE × the smallest measured norm) is a triangle
+    pointing down on the bottom edge, so no curve's prediction is left out."""
     fig, axes = plt.subplots(len(places), 1, figsize=(PAGE_WIDTH, 3.8 * len(places)), sharex=True, sharey=True,
                              squeeze=False, layout="constrained")
     t = table.assign(level=np.where(table.panel == "baseline", "standard SGD", table.figure))
+    measured = table[~table.diverged].stable_grad_norm
+    shown = OFF_SCALE * measured.min()
+    preds = slopes[slopes.place.isin(places)].predicted_limit
+    bottom = min(measured.min(), np.min(preds[preds >= shown].to_numpy(), initial=np.inf)) / 2
     for ax, place in zip(axes[:, 0], places):
         part = slopes[slopes.place == place]
-        stable_norm_vs_gamma(ax, t[t.panel.isin([place, "baseline"])], order=["standard SGD"] + list(part.level),
-                             predictions=dict(zip(part.level, part.predicted_limit)), title=f"{place} message rounded")
+        order = ["standard SGD"] + list(part.level)
+        stable_norm_vs_gamma(ax, t[t.panel.isin([place, "baseline"])], order=order, title=f"{place} message rounded")
+        _predictions(ax, order, dict(zip(part.level, part.predicted_limit)), table.gamma.min(), shown, bottom)
         legend_outside(ax)
+    axes[0, 0].set_ylim(bottom=bottom)
+    for ax in axes[:-1, 0]:  # the x label once, under the bottom panel
+        ax.set_xlabel("")
     return fig
+
+
+def _predictions(ax, order, predictions, gmin, shown, bottom):
+    """Each level's prediction in the colour :func:`fbsgd.studies.section7.figures.stable_norm_vs_gamma`
+    gave it (its place in ``order``): on scale a dotted line and a triangle at γ_min/4, off scale a
+    triangle pointing down just above ``bottom`` (spread along γ so they stay apart)."""
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    off = 0
+    for i, level in enumerate(order):
+        y = predictions.get(level)
+        if y is None or not np.isfinite(y):
+            continue
+        colour = colours[i % len(colours)]
+        if y >= shown:
+            ax.plot([gmin / 4, gmin / 1.3], [y, y], ":", color=colour, lw=1.6)
+            ax.plot([gmin / 4], [y], "<", color=colour, ms=5)
+        else:
+            ax.plot([gmin / 4 * 10 ** (0.06 * off)], [bottom * 1.25], "v", color=colour, ms=6, clip_on=False)
+            off += 1
+    ax.plot([], [], ":", marker="<", ms=5, color="0.4", label=r"$\gamma \to 0$ prediction")
+    if off:
+        ax.plot([], [], "v", ms=6, color="0.4", label="prediction below the axis")
 
 
 def depth_panels(stable, optimizers):

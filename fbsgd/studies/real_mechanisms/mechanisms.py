@@ -15,10 +15,9 @@ the draws into the quantities the paper's assumptions are about:
 * ``second_moment``, ``relative_size`` = ‖δ‖/‖x‖, ``correlation`` with x
 * ``max_relative`` = max |δ_i|/|x_i|, ``max_over_range`` = max |δ| / max |x|, ``nonfinite_fraction``
 
-:func:`classify` places a row in the paper's classes; :func:`fitted_uniform` builds the
-uniform law with the measured mean and variance, from which :mod:`fbsgd.theory.small_step_limits` predicts the
-γ → 0 limit (the closed forms exist for uniform laws only: a mechanism's prediction is that
-of its two-moment uniform stand-in).
+:func:`classify` places a row in the paper's classes.  The γ → 0 predictions of the chapter do not use
+these measured moments: they come from each mechanism's own conditional law given its input
+(:func:`fbsgd.studies.real_mechanisms.study.attach_predictions`).
 """
 from __future__ import annotations
 
@@ -34,7 +33,7 @@ from fbsgd.optimizers import SGD, AddNoise, PassGradient, train
 from fbsgd.book.verdicts import Verdict, outcome_of_cases
 
 __all__ = ["MEAN_Z", "CONDITIONAL_BIAS_MAX", "MIN_HITS", "training_messages", "draw_deltas", "moment_statistics",
-           "classify", "moment_table", "fitted_uniform", "mechanism_label", "zero_mean_verdict",
+           "classify", "moment_table", "mechanism_label", "zero_mean_verdict",
            "biased_verdict", "bounded_verdict", "flip_range_text"]
 
 MEAN_Z = 3.0  # |mean| > MEAN_Z standard errors: biased on average over inputs
@@ -147,13 +146,6 @@ def moment_table(mechanisms, messages: dict, draws: int, seed: int = 0) -> pd.Da
             rows.append(dict(mechanism=mechanism_label(p), kind=type(p).__name__, message=name, **st, **classify(st),
                              declared_zero_mean=p.law.zero_mean))
     return pd.DataFrame(rows)
-
-
-def fitted_uniform(mean: float, second_moment: float) -> pert.UniformNoise:
-    """U(m − a, m + a) with the measured mean m and variance a²/3 = E δ² − m² (the two-moment stand-in)."""
-    var = max(float(second_moment) - float(mean) ** 2, 0.0)
-    a = math.sqrt(3.0 * var)
-    return pert.UniformNoise(float(mean) - a, float(mean) + a)
 
 
 # -- verdicts on the classes ----------------------------------------------------------------------

@@ -3,10 +3,13 @@
 
 :func:`mechanism_configs` builds the runs (one per mechanism, place, γ, seed, plus standard
 SGD); :func:`mechanism_slopes` fits the small-step slope of each curve
-(:func:`fbsgd.studies.section7.design.small_step_slopes`) and attaches the γ → 0 prediction of the
-mechanism's *measured* law (:func:`fbsgd.studies.real_mechanisms.mechanisms.fitted_uniform` → :mod:`fbsgd.theory.small_step_limits`);
-the verdict functions judge floors, predictions and the forward/backward asymmetry with the
-thresholds of :mod:`fbsgd.studies.section7.verdicts`.
+(:func:`fbsgd.studies.section7.design.small_step_slopes`); :func:`attach_predictions` attaches the
+γ → 0 prediction of each curve's own mechanism at its own place, from the mechanism's conditional
+law given its input (:func:`fbsgd.theory.small_step_limits.small_step_limit`); :func:`prediction_cases`
+sets each prediction against the measured norm at the smallest γ and against standard SGD's seed
+range there (a prediction below that range is not visible in the measurement); the verdict
+functions judge floors, predictions and the forward/backward asymmetry with the thresholds of
+:mod:`fbsgd.studies.section7.verdicts`.
 """
 from __future__ import annotations
 
@@ -14,15 +17,16 @@ import numpy as np
 import pandas as pd
 
 from fbsgd.studies.section7 import design as X
-from fbsgd.studies.real_mechanisms.mechanisms import fitted_uniform, mechanism_label
-from fbsgd.studies.section7.verdicts import (AGREEMENT_BAND, DECREASE_SLOPE, FLOOR_OVER_SGD, PLATEAU_SLOPE, RECOVERY_FACTOR,
+from fbsgd.studies.real_mechanisms.mechanisms import mechanism_label
+from fbsgd.studies.section7.verdicts import (AGREEMENT_BAND, DECREASE_SLOPE, PLATEAU_SLOPE, RECOVERY_FACTOR,
                                 in_band, trend)
 from fbsgd.engine.sweeps import RunConfig
-from fbsgd.book.verdicts import Verdict, outcome_of_cases
+from fbsgd.theory.small_step_limits import small_step_limit
+from fbsgd.book.verdicts import Verdict, outcome_of_cases, share_text
 from fbsgd.studies.section7.verdicts import geometric_mean
 
-__all__ = ["PLACES", "MESSAGE_OF", "mechanism_configs", "mechanism_slopes", "attach_predictions", "floor_call",
-           "backward_no_floor_verdict", "forward_prediction_verdict", "asymmetry_table", "asymmetry_verdict",
+__all__ = ["PLACES", "MESSAGE_OF", "mechanism_configs", "mechanism_slopes", "attach_predictions", "prediction_cases",
+           "prediction_verdict", "invisible_text", "backward_no_floor_verdict", "asymmetry_table", "asymmetry_verdict",
            "negligible_verdict", "unchanged_text"]
 
 PLACES = ("forward", "backward")
@@ -51,32 +55,119 @@ def mechanism_slopes(table: pd.DataFrame) -> pd.DataFrame:
                      trend=[trend(s) for s in sl.slope])
 
 
-def attach_predictions(slopes: pd.DataFrame, moments: pd.DataFrame, template: RunConfig) -> pd.DataFrame:
-    """The γ → 0 prediction of each row from the measured mean and second moment of δ (forward) or ε
-    (backward) on the message the place perturbs (``moments``: :func:`fbsgd.studies.real_mechanisms.mechanisms.moment_table`),
-    through the uniform law with those two moments; ``template`` gives the problem's fields."""
-    preds, esc, lows, highs = [], [], [], []
+def attach_predictions(slopes: pd.DataFrame, mechanisms, template: RunConfig) -> pd.DataFrame:
+    """The γ → 0 prediction of each row of :func:`mechanism_slopes` from the row's own mechanism at its
+    own place: the run's perturbation object (one of ``mechanisms``, found by its label) placed on
+    ``template`` (the problem's fields) and handed to :func:`fbsgd.theory.small_step_limits.small_step_limit`,
+    which averages the gradient over the mechanism's conditional law given its input.  Adds
+    ``predicted_limit`` (‖∇f(w∞)‖), ``escapes``, ``method`` (the computation that ran: "conditional"
+    for every rounding) and ``residual`` (‖D(w∞)‖, what is left of the averaged direction at w∞);
+    standard SGD's row predicts no floor (0, method "none")."""
+    by_label = {mechanism_label(p): p for p in mechanisms}
+    curves = slopes[slopes.place != "baseline"]
+    missing = sorted(set(curves.mechanism) - set(by_label))
+    if missing:
+        raise ValueError(f"attach_predictions: mechanisms must hold the perturbation of every curve of slopes; "
+                         f"missing {missing}, given {sorted(by_label)}")
+    places = sorted(set(curves.place) - set(PLACES))
+    if places:
+        raise ValueError(f"attach_predictions: a curve's place must be one of {list(PLACES)} (or 'baseline'), got {places}")
+    rows = []
     for r in slopes.itertuples():
         if r.place == "baseline":
-            preds.append(0.0), esc.append(False), lows.append(0.0), highs.append(0.0)
+            rows.append(dict(predicted_limit=0.0, escapes=False, method="none", residual=0.0))
             continue
-        m = moments[(moments.mechanism == r.mechanism) & (moments.message == MESSAGE_OF[r.place])].iloc[0]
-        u = fitted_uniform(m["mean"], m["second_moment"])
-        cfg = RunConfig(**{**template.__dict__, "figure": "", "panel": "", r.place: u})
-        p, e = X.predicted_plateau(cfg)
-        preds.append(p), esc.append(e), lows.append(u.low), highs.append(u.high)
-    return slopes.assign(predicted_limit=preds, escapes=esc, fitted_low=lows, fitted_high=highs)
+        cfg = RunConfig(**{**template.__dict__, "figure": "", "panel": "", r.place: by_label[r.mechanism]})
+        lim = small_step_limit(cfg.problem(), cfg.plan())
+        rows.append(dict(predicted_limit=float(lim["plateau"]), escapes=bool(lim["escapes"]), method=lim["method"],
+                         residual=float(lim["residual"])))
+    return slopes.assign(**pd.DataFrame(rows, index=slopes.index))
 
 
-def floor_call(norm: float, predicted: float, sgd_norm: float) -> tuple[bool, str]:
-    """Whether a measured stable norm at the smallest γ agrees with its γ → 0 prediction: a visible
-    predicted floor (> FLOOR_OVER_SGD × standard SGD's norm) must be met within the agreement band;
-    an invisible one (≤ that) must leave the norm within RECOVERY_FACTOR × standard SGD's."""
-    if predicted > FLOOR_OVER_SGD * sgd_norm:
-        ratio = norm / predicted
-        return bool(in_band(ratio)), f"predicted floor {predicted:.3g} visible, measured/predicted {ratio:.2f}"
-    ok = norm <= RECOVERY_FACTOR * sgd_norm
-    return ok, f"predicted floor {predicted:.2g} below {FLOOR_OVER_SGD:g}× SGD, measured {norm / sgd_norm:.2f}× SGD"
+def prediction_cases(slopes: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """One row per curve (mechanism × place) of :func:`attach_predictions`'s table, at the curve's
+    smallest γ (``gamma_min``): the prediction (``predicted``, with ``method``, ``residual``,
+    ``escapes``), the measured stable norm (``measured``: geometric mean over seeds), standard SGD's
+    there (``sgd_norm``, geometric mean, and its range over seeds ``sgd_low``–``sgd_high``, from the
+    sweep ``table``), ``visible`` (the prediction lies above ``sgd_high``; below it a floor hides in
+    standard SGD's own seed spread), ``ratio`` = measured / predicted and ``agrees``: a visible
+    prediction is met within AGREEMENT_BAND; one that is not visible must leave S within
+    RECOVERY_FACTOR × standard SGD's (no floor seen, as predicted)."""
+    ok = table[~table.diverged]
+    base = ok[ok.panel == "baseline"]
+    rows = []
+    for r in slopes[slopes.place != "baseline"].itertuples():
+        sgd = base[base.gamma == r.gamma_min].stable_grad_norm
+        sgd_norm = geometric_mean(sgd) if len(sgd) else np.nan
+        low, high = (float(sgd.min()), float(sgd.max())) if len(sgd) else (np.nan, np.nan)
+        pred, meas = float(r.predicted_limit), float(r.norm_at_gamma_min)
+        visible = bool(pred > high)
+        ratio = meas / pred if pred > 0 else np.inf
+        agrees = bool(in_band(ratio)) if visible else bool(meas <= RECOVERY_FACTOR * sgd_norm)
+        rows.append(dict(mechanism=r.mechanism, place=r.place, gamma_min=r.gamma_min, predicted=pred, method=r.method,
+                         residual=r.residual, escapes=r.escapes, measured=meas, sgd_norm=sgd_norm, sgd_low=low,
+                         sgd_high=high, visible=visible, ratio=ratio, agrees=agrees))
+    return pd.DataFrame(rows, columns=["mechanism", "place", "gamma_min", "predicted", "method", "residual", "escapes",
+                                       "measured", "sgd_norm", "sgd_low", "sgd_high", "visible", "ratio", "agrees"])
+
+
+def _sgd_headers(cases: pd.DataFrame) -> str:
+    """Standard SGD's stable norm at each smallest γ of ``cases``: geometric mean and range over seeds."""
+    first = cases.drop_duplicates("gamma_min")
+    return "; ".join(f"standard SGD at γ = {r.gamma_min:g}: {r.sgd_norm:.3g} (seeds {r.sgd_low:.3g}–{r.sgd_high:.3g})"
+                     for r in first.itertuples())
+
+
+def _case_text(r) -> str:
+    head = f"{r.mechanism} {r.place}: predicted {r.predicted:.3g}"
+    verdict = "agrees" if r.agrees else "disagrees"
+    if r.visible:
+        return f"{head}, measured {r.measured:.3g}, measured/predicted {r.ratio:.2f} → {verdict}"
+    return f"{head}, not visible, measured {r.measured / r.sgd_norm:.2f}× SGD → {verdict}"
+
+
+def prediction_verdict(claim, cases: pd.DataFrame, name: str) -> Verdict:
+    """Every curve's stable norm at the smallest γ, on either pass, against its own mechanism's γ → 0
+    prediction (:func:`prediction_cases`), each curve a case of :func:`fbsgd.book.verdicts.outcome_of_cases`
+    (the book's share rule); unresolved when every case agrees but no prediction is visible (then no floor
+    was put to the test).  The key number is the measured / predicted ratio farthest from 1 among the
+    visible predictions."""
+    outcome = outcome_of_cases(cases.agrees)
+    visible = cases[cases.visible]
+    if outcome == "holds" and not len(visible):
+        outcome = "unresolved"
+    rule = (f"at the smallest γ, a prediction above the top of standard SGD's seed range there is visible and must be met "
+            f"within {_BAND} (measured S / predicted); one below it is not visible and must leave S within "
+            f"{RECOVERY_FACTOR:g}× standard SGD's; each format, mode and place (forward and backward) is a case; "
+            f"unresolved if every case agrees but no prediction is visible")
+    if len(visible):
+        ratio = visible.ratio.to_numpy(dtype=float)
+        key = dict(key_number=float(ratio[int(np.argmax(np.abs(np.log(ratio))))]),
+                   key_label="measured / predicted farthest from 1 (visible predictions, both passes)")
+    else:
+        key = dict(key_number=None, key_label="no visible prediction")
+    evidence = (_sgd_headers(cases) + "; " + "; ".join(_case_text(r) for r in cases.itertuples())
+                + f"; in all, {share_text(cases.agrees)} agree, {int(cases.visible.sum())} predictions visible.")
+    return Verdict(claim(name), outcome, rule=rule, evidence=evidence,
+                   threshold=f"measured / predicted within {_BAND} (visible); S ≤ {RECOVERY_FACTOR:g}× SGD's (not visible)",
+                   **key)
+
+
+def invisible_text(cases: pd.DataFrame) -> str:
+    """A sentence for the caption and the prose: which predictions lie below standard SGD's seed range at
+    the smallest γ (so no measurement can show them), with their values and the top of the range."""
+    out = []
+    for g, part in cases.groupby("gamma_min", sort=True):
+        top = float(part.sgd_high.iloc[0])
+        hidden = part[~part.visible]
+        where = f"the top of standard SGD's seed range at γ = {g:g}, {top:.2g}"
+        if not len(hidden):
+            out.append(f"Every prediction lies above {where}, so each is visible in the measured norm.")
+        else:
+            listed = ", ".join(f"{r.mechanism} {r.place} ({r.predicted:.2g})" for r in hidden.itertuples())
+            out.append(f"Not visible, because below {where}: {listed}; of these the verdict asks only that the "
+                       f"measured norm stay within {RECOVERY_FACTOR:g}× standard SGD's.")
+    return " ".join(out)
 
 
 def _sgd(slopes):
@@ -94,36 +185,6 @@ def backward_no_floor_verdict(claim, slopes: pd.DataFrame, moments: pd.DataFrame
                    evidence="; ".join(f"{r.mechanism}: slope {r.slope:.3f} ± {r.slope_se:.3f}" for r in sub.itertuples())
                    + f" (standard SGD {_sgd(slopes).slope:.2f}).",
                    key_number=float(sub.slope.min()) if len(sub) else None, key_label="smallest slope")
-
-
-def forward_prediction_verdict(claim, slopes: pd.DataFrame, name: str) -> Verdict:
-    """Every forward mechanism's stable norm at the smallest γ agrees with its measured-law prediction (:func:`floor_call`)."""
-    base = _sgd(slopes).norm_at_gamma_min
-    sub = slopes[slopes.place == "forward"]
-    calls = [floor_call(r.norm_at_gamma_min, r.predicted_limit, base) for r in sub.itertuples()]
-    return Verdict(claim(name), outcome_of_cases([c[0] for c in calls]),
-                   rule=f"at the smallest γ: a predicted floor above {FLOOR_OVER_SGD:g}× standard SGD's norm is met within "
-                        f"{_BAND} (measured/predicted), a smaller one leaves the norm ≤ {RECOVERY_FACTOR:g}× SGD's "
-                        f"(holds: every forward mechanism; partial: some; fails: none)",
-                   evidence=f"standard SGD {base:.3g} at γ = {_sgd(slopes).gamma_min:g}; " + "; ".join(
-                       f"{r.mechanism}: slope {r.slope:.2f}, {c[1]} → {'agrees' if c[0] else 'disagrees'}"
-                       for r, c in zip(sub.itertuples(), calls)) + ".",
-                   **_prediction_key(sub, base))
-
-
-def _prediction_key(sub: pd.DataFrame, base: float) -> dict:
-    """Key number of :func:`forward_prediction_verdict`: the measured / predicted floor farthest
-    from 1 over the visible predictions; without one, the largest measured S / SGD's over the
-    invisible ones (which :func:`floor_call` requires to stay ≤ RECOVERY_FACTOR)."""
-    visible = sub[sub.predicted_limit > FLOOR_OVER_SGD * base]
-    if len(visible):
-        ratio = (visible.norm_at_gamma_min / visible.predicted_limit).to_numpy(dtype=float)
-        worst = float(ratio[int(np.argmax(np.abs(np.log(ratio))))])
-        return dict(key_number=worst, key_label="measured / predicted floor farthest from 1 (visible predictions)")
-    if not len(sub):
-        return dict(key_number=None, key_label="no forward mechanism")
-    return dict(key_number=float((sub.norm_at_gamma_min / base).max()),
-                key_label="largest measured S / SGD's at the smallest γ (every prediction below the visible level)")
 
 
 def asymmetry_table(slopes: pd.DataFrame) -> pd.DataFrame:

@@ -24,8 +24,8 @@ from fbsgd.studies.section7.verdicts import RECOVERY_FACTOR
 from fbsgd.engine.sweeps import RunConfig, cost_text
 
 __all__ = ["chapter_spec", "chapter_rules", "checkpoints_problem", "keep_fractions_problem", "ROUNDINGS", "mechanism_set", "moment_verdicts", "fig4_verdicts", "depth_verdicts", "optimizer_verdicts", "deep_design", "timed", "sweep_line", "deep_line", "atlas_bounds", "moments_view",
-           "asymmetry_view", "growth_view", "lemma_view", "floor_ratios", "floor_ratio_view", "text_values",
-           "summary_values", "OPTIMIZERS"]
+           "prediction_view", "asymmetry_view", "growth_view", "lemma_view", "floor_ratios", "floor_ratio_view", "text_values",
+           "prediction_values", "summary_values", "OPTIMIZERS"]
 
 OPTIMIZERS = ["sgd", "heavyball", "adam"]
 FLIP_FIELDS = ("exponent", "mantissa", "sign")
@@ -114,11 +114,14 @@ def moment_verdicts(claim, moments: pd.DataFrame) -> list:
             MX.bounded_verdict(claim, moments, "exponent_flips_bounded", ["BitFlip"], field="exponent")]
 
 
-def fig4_verdicts(claim, slopes: pd.DataFrame, moments: pd.DataFrame, asym: pd.DataFrame, table: pd.DataFrame) -> list:
+def fig4_verdicts(claim, slopes: pd.DataFrame, cases: pd.DataFrame, moments: pd.DataFrame, asym: pd.DataFrame,
+                  table: pd.DataFrame) -> list:
     """The verdicts on Figure 4 with rounding, in display order: no floor for zero-mean backward rounding,
-    the forward floors predicted, the forward/backward asymmetry (``asym``), bfloat16 negligible (``table``)."""
+    every curve's floor against its prediction on both passes (``cases``:
+    :func:`fbsgd.studies.real_mechanisms.study.prediction_cases`; the claim keeps its id
+    ``fig4_forward_prediction``), the forward/backward asymmetry (``asym``), bfloat16 negligible (``table``)."""
     return [MS.backward_no_floor_verdict(claim, slopes, moments, "fig4_backward_no_floor"),
-            MS.forward_prediction_verdict(claim, slopes, "fig4_forward_prediction"),
+            MS.prediction_verdict(claim, cases, "fig4_forward_prediction"),
             MS.asymmetry_verdict(claim, asym, "fig4_asymmetry"),
             MS.negligible_verdict(claim, table, "fig4_bfloat16_negligible", "bfloat16")]
 
@@ -176,6 +179,18 @@ def moments_view(moments: pd.DataFrame):
                         "relative_size": "relative size", "zero_mean": "zero-mean"})
 
 
+def prediction_view(cases: pd.DataFrame):
+    """The displayed view of :func:`fbsgd.studies.real_mechanisms.study.prediction_cases`: predicted and
+    measured S at the smallest γ for every format, mode and place (measured / predicted where the
+    prediction is visible; the CSV has it for every case)."""
+    return show(cases.assign(ratio=cases.ratio.where(cases.visible)),
+                "Every curve's γ → 0 prediction against its measured norm at the smallest step size",
+                columns=["mechanism", "place", "gamma_min", "predicted", "residual", "measured", "sgd_high", "visible",
+                         "ratio", "agrees"],
+                rename={"gamma_min": "γ", "predicted": "predicted S", "residual": "‖D(w∞)‖", "measured": "measured S",
+                        "sgd_high": "top of SGD's seed range", "ratio": "measured / predicted"})
+
+
 def asymmetry_view(asym: pd.DataFrame):
     """The displayed view of :func:`fbsgd.studies.real_mechanisms.study.asymmetry_table`."""
     return show(asym, "Forward against backward rounding at the smallest step size",
@@ -228,6 +243,17 @@ def text_values(draws: int, seeds, width: int, deep_formats, M: int, table: pd.D
             "rm-M": M,
             "rm-bits": FIELDS["exponent"][1],
             "rm-flip-range": flip_range_text(moments)}
+
+
+def prediction_values(cases: pd.DataFrame, verdict) -> dict:
+    """The glued words and numbers on the predictions (name → value): the caption's sentence on the
+    predictions that are not visible (:func:`fbsgd.studies.real_mechanisms.study.invisible_text`), how many
+    curves there are, how many predictions are visible and how many agree, and the verdict's key number
+    (the measured / predicted ratio farthest from 1 among the visible ones) as text."""
+    worst = verdict.key_number
+    return {"rm-invisible": MS.invisible_text(cases), "rm-pred-n": len(cases),
+            "rm-pred-visible": int(cases.visible.sum()), "rm-pred-agree": int(cases.agrees.sum()),
+            "rm-pred-worst": f"{worst:.3g}" if worst is not None else "— (no prediction is visible)"}
 
 
 def _plain(value):

@@ -46,11 +46,6 @@ def test_spike_is_unbounded_and_rare_spikes_untellable():
     assert not c["bounded"] and not c["relative"] and c["zero_mean"] == "too rare to tell"
 
 
-def test_fitted_uniform_matches_two_moments():
-    u = MX.fitted_uniform(0.1, 0.1**2 + 0.03)
-    assert u.mean == pytest.approx(0.1) and u.second_moment == pytest.approx(0.1**2 + 0.03)
-
-
 def test_real_rounding_classes():
     x = np.linspace(0.3, 3.0, 200).reshape(2, 100, 1)
     tab = MX.moment_table([PT.Round("float8_e4m3fn", "nearest"), PT.Round("float8_e4m3fn", "stochastic")], {"m": x}, 32)
@@ -77,15 +72,6 @@ def _slopes(rows):
                               gamma_min=0.003, level=m) for m, p, s, n, pr in rows])
 
 
-def test_floor_call_and_forward_prediction():
-    assert MS.floor_call(1.0, 1.0, 0.1)[0]  # visible floor met
-    assert not MS.floor_call(3.0, 1.0, 0.1)[0]  # visible floor missed
-    assert MS.floor_call(0.12, 0.01, 0.1)[0]  # invisible floor, norm near SGD
-    assert not MS.floor_call(1.0, 0.01, 0.1)[0]  # invisible prediction, but a floor
-    t = _slopes([("sgd", "baseline", 0.5, 0.1, 0.0), ("a", "forward", 0.0, 1.0, 1.0), ("b", "forward", 0.0, 5.0, 1.0)])
-    assert MS.forward_prediction_verdict(claim, t, "f").outcome == "partial"
-
-
 def test_asymmetry_verdict_outcomes():
     base = ("sgd", "baseline", 0.5, 1.0, 0.0)
     fwd = _slopes([base, ("a", "forward", 0, 3.0, 0), ("a", "backward", 0, 1.0, 0)])
@@ -99,12 +85,6 @@ def test_backward_no_floor_verdict():
     m = _moments({("s stochastic", "backward σ(z)"): "given the input", ("t stochastic", "backward σ(z)"): "given the input"})
     t = _slopes([("sgd", "baseline", 0.5, 1, 0), ("s stochastic", "backward", 0.5, 1, 0), ("t stochastic", "backward", 0.0, 1, 0)])
     assert MS.backward_no_floor_verdict(claim, t, m, "b").outcome == "partial"
-
-
-def test_forward_prediction_key_is_the_worst_measured_over_predicted():
-    t = _slopes([("sgd", "baseline", 0.5, 0.1, 0.0), ("a", "forward", 0.0, 1.1, 1.0), ("b", "forward", 0.0, 5.0, 2.0)])
-    v = MS.forward_prediction_verdict(claim, t, "f")
-    assert v.key_number == pytest.approx(2.5) and "measured / predicted" in v.key_label
 
 
 def test_bounded_verdict_prints_infinity_in_words():

@@ -86,6 +86,22 @@ def test_views_pick_and_rename_columns():
     assert len(lv.columns) == len(lemma.columns) and "C_v = max{1, C_∇f^N}" in lv.columns and "3C_∇f² in (21)" in lv.columns
 
 
+def test_prediction_view_and_values():
+    cases = MS.prediction_cases(_fig4_slopes(), _sweep())
+    v = MSM.prediction_view(cases)
+    assert list(v.data.columns) == ["mechanism", "place", "γ", "predicted S", "‖D(w∞)‖", "measured S",
+                                    "top of SGD's seed range", "visible", "measured / predicted", "agrees"]
+    assert v.data["measured / predicted"].iloc[0] == pytest.approx(1.0)  # visible
+    assert np.isnan(v.data["measured / predicted"].iloc[1]) and cases.ratio.iloc[1] == np.inf  # not visible: shown as —
+    verdict = MS.prediction_verdict(claim, cases, "p")
+    out = MSM.prediction_values(cases, verdict)
+    assert out == {"rm-invisible": MS.invisible_text(cases), "rm-pred-n": 2, "rm-pred-visible": 1, "rm-pred-agree": 2,
+                   "rm-pred-worst": "1"}
+    assert "bfloat16 stochastic backward (0)" in out["rm-invisible"]
+    hidden = cases.assign(visible=False)
+    assert MSM.prediction_values(hidden, SimpleNamespace(key_number=None))["rm-pred-worst"] == "— (no prediction is visible)"
+
+
 def test_floor_ratios_pivot_and_view():
     floors = pd.DataFrame([dict(optimizer=o, mechanism="m", place=p, N=n, ratio_to_base=r)
                            for o, p, n, r in [("heavyball", "forward", 2, 1.1), ("adam", "forward", 2, 0.5),
@@ -165,20 +181,27 @@ def test_moment_verdicts_names_order_and_outcomes():
                 MX.bounded_verdict(claim, m, "exponent_flips_bounded", ["BitFlip"], field="exponent")])
 
 
+def _fig4_slopes():
+    return pd.DataFrame([dict(mechanism=mech, place=p, slope=s, slope_se=0.01, norm_at_gamma_min=n, predicted_limit=pr,
+                              gamma_min=0.1, level=mech, method="conditional", residual=0.0, escapes=False)
+                         for mech, p, s, n, pr in [("sgd", "baseline", 0.5, 1.0, 0.0),
+                                                   ("bfloat16 stochastic", "forward", 0.0, 3.0, 3.0),
+                                                   ("bfloat16 stochastic", "backward", 0.5, 1.0, 0.0)]])
+
+
 def test_fig4_verdicts_names_order_and_parts():
     m = _moments()
-    slopes = pd.DataFrame([dict(mechanism=mech, place=p, slope=s, slope_se=0.01, norm_at_gamma_min=n, predicted_limit=pr,
-                                gamma_min=0.003, level=mech)
-                           for mech, p, s, n, pr in [("sgd", "baseline", 0.5, 1.0, 0.0),
-                                                     ("bfloat16 stochastic", "forward", 0.0, 3.0, 3.0),
-                                                     ("bfloat16 stochastic", "backward", 0.5, 1.0, 0.0)]])
+    slopes = _fig4_slopes()
+    cases = MS.prediction_cases(slopes, _sweep())
     asym = MS.asymmetry_table(slopes)
-    got = MSM.fig4_verdicts(claim, slopes, m, asym, _sweep())
+    got = MSM.fig4_verdicts(claim, slopes, cases, m, asym, _sweep())
     assert [v.claim.id for v in got] == ["t.fig4_backward_no_floor", "t.fig4_forward_prediction", "t.fig4_asymmetry",
                                          "t.fig4_bfloat16_negligible"]
+    assert got[1].outcome == "holds" and got[1].key_number == pytest.approx(1.0)  # both passes judged
+    assert "bfloat16 stochastic forward" in got[1].evidence and "bfloat16 stochastic backward" in got[1].evidence
     assert got[2].outcome == "holds" and got[3].outcome == "holds" and got[3].key_number == pytest.approx(1.1)
     _same(got, [MS.backward_no_floor_verdict(claim, slopes, m, "fig4_backward_no_floor"),
-                MS.forward_prediction_verdict(claim, slopes, "fig4_forward_prediction"),
+                MS.prediction_verdict(claim, cases, "fig4_forward_prediction"),
                 MS.asymmetry_verdict(claim, asym, "fig4_asymmetry"),
                 MS.negligible_verdict(claim, _sweep(), "fig4_bfloat16_negligible", "bfloat16")])
 
@@ -209,3 +232,30 @@ def test_depth_and_optimizer_verdicts():
     got = MSM.optimizer_verdicts(claim, stable, floors)
     assert [v.claim.id for v in got] == ["t.optimizers_asymmetry", "t.optimizers_floor_heavyball", "t.optimizers_floor_adam"]
     assert [v.outcome for v in got] == ["holds", "holds", "fails"]  # heavy-ball keeps SGD's floor, Adam's is ×4
+
+
+def test_every_glued_name_of_the_prose_is_computed():
+    """Every {glue:text}/{glue:} name in the chapter's markdown (figures aside) comes from text_values,
+    prediction_values or summary_values, and each of their names is used."""
+    import re
+    from pathlib import Path
+
+    import nbformat
+
+    chapter = Path(__file__).resolve().parents[3] / "chapters" / "real_mechanisms.ipynb"
+    prose = "\n".join(c.source for c in nbformat.read(chapter, as_version=4).cells if c.cell_type == "markdown")
+    used = {m.split(":")[0] for m in re.findall(r"\{glue(?::text)?\}`([^`]+)`", prose)}
+    moments = pd.DataFrame([dict(kind="BitFlip", mechanism="BitFlip exponent 0.001", message="x", max_over_range=0.5,
+                                 nonfinite_fraction=0.0, bounded=True)])
+    cases = MS.prediction_cases(_fig4_slopes(), _sweep())
+    verdicts = {"fig4_bfloat16_negligible": SimpleNamespace(key_number=1.05),
+                "depth_forward_sensitive": SimpleNamespace(key_number=3.5)}
+    computed = {**MSM.text_values(16, [0, 1], 32, ["float8_e5m2 nearest"], 2000, _sweep(), moments),
+                **MSM.prediction_values(cases, MS.prediction_verdict(claim, cases, "p")),
+                **MSM.summary_values(verdicts, pd.DataFrame({"optimizer": ["sgd"], "per_layer_factor": [1.0]}),
+                                     pd.DataFrame({"mechanism": ["float8_e5m2 nearest"], "forward_over_sgd": [2.0],
+                                                   "backward_over_sgd": [1.0]}),
+                                     pd.DataFrame({"optimizer": ["heavyball", "adam"], "same_floor": [True, False]}),
+                                     pd.DataFrame({"cls": ["recovered"], "within_bound": [True]}))}
+    assert {"rm-invisible", "rm-pred-worst", "rm-pred-visible", "rm-pred-n", "rm-pred-agree"} <= used
+    assert used == set(computed)
