@@ -13,14 +13,14 @@ Element formats
 lowprec's own; the float6 and float4 formats are :class:`fbsgd.lowprec.Format` values with the
 same parameters as ``ml_dtypes``).  :func:`element_round` rounds to any of them, to the formats of
 :data:`fbsgd.lowprec.FORMATS`, or to the scale format ``float8_e8m0fnu`` (powers of two 2^-127..2^127):
-to nearest, ties to even, or stochastically (up with probability (|x| − lo)/(hi − lo), decided
+to nearest, ties to even, or stochastically (up with probability (abs(x) − lo)/(hi − lo), decided
 exactly, entry i drawing ``rng.uniform01_scalar(key, step, i)``, as :func:`fbsgd.lowprec.round_array`).
 
 What happens outside the range (``saturate=None``, the format's own cast, as ``ml_dtypes`` casts):
 
-* ``float8_e4m3fn``: |x| that rounds above 448, and ±inf, become NaN (the format has no inf);
-* ``float8_e5m2``: |x| that rounds above 57344 becomes ±inf; ±inf stays ±inf;
-* ``float6_e2m3fn``, ``float6_e3m2fn``, ``float4_e2m1fn`` (no inf, no NaN): |x| above the largest
+* ``float8_e4m3fn``: abs(x) that rounds above 448, and ±inf, become NaN (the format has no inf);
+* ``float8_e5m2``: abs(x) that rounds above 57344 becomes ±inf; ±inf stays ±inf;
+* ``float6_e2m3fn``, ``float6_e3m2fn``, ``float4_e2m1fn`` (no inf, no NaN): abs(x) above the largest
   value, and ±inf, saturate to ±max;
 * ``float8_e8m0fnu`` (no sign, no zero, no inf): x ≤ 0 (±0 included) and NaN give NaN; 0 < x < 2^-127
   gives 2^-127; x that rounds above 2^127 gives NaN; ties round up (3 → 4, as ml_dtypes).
@@ -45,7 +45,7 @@ what padding it with zeros gives (Microsoft's MX emulation pads with zeros).
   Rule (Transformer Engine's *current scaling*: ``scale = fp8_max / amax``, ``amax == 0 → scale 1``,
   cast ``x·scale``, dequantised with ``scale⁻¹``; ``tests/pytorch/references/ref_per_tensor_cs.py``
   of NVIDIA/TransformerEngine): with s = amax / max_finite (s = 1 when amax = 0),
-  P(x) = round(clamp(x / s)) · s.  ``amax="current"`` takes amax = max |x| of the tensor (then no
+  P(x) = round(clamp(x / s)) · s.  ``amax="current"`` takes amax = max abs(x) of the tensor (then no
   value is clamped); a positive number fixes amax (values above it saturate, as a stale amax of
   delayed scaling would).  ``pow2=True``: s = 2^⌈log₂(amax / max_finite)⌉ (TE's ``pow_2_scales``,
   the encode scale rounded down to a power of two), so scaling is exact.  TE computes in float32;
@@ -86,7 +86,7 @@ P(x) is therefore exact to describe: each entry takes one of the two element-for
 its scaled value, times its scale (``conditional_law``).  Zero mean given x (``law.zero_mean``)
 holds only where nothing is clipped: stochastic mode with ``amax="current"``, ``scale_rule="ceil"``
 (MX and NVFP4); never in nearest mode.  Nearest mode never moves a value by more than itself
-(``|δ| ≤ |x|``); stochastic mode has no bound of the form bound + c·|x| (the scale depends on the
+(``|δ| ≤ |x|``); stochastic mode has no bound of the form bound + c·abs(x) (the scale depends on the
 other entries).
 
 The compiled engine does not run these kinds (``compiled()`` says why); they run on the reference
@@ -255,7 +255,7 @@ def _check_axis(owner: str, axis, ndim: int) -> int:
 
 
 def _block_amax(a: np.ndarray, axis: int, block: int, *, per_entry: bool) -> np.ndarray:
-    """max |a| over blocks of ``block`` consecutive entries along ``axis`` (a trailing partial block over its
+    """max abs(a) over blocks of ``block`` consecutive entries along ``axis`` (a trailing partial block over its
     own entries); NaN if the block holds a NaN.  ``per_entry``: broadcast back to a's shape (each entry gets
     its block's amax); else the shape of a with the axis replaced by the number of blocks."""
     m = np.moveaxis(np.abs(a), axis, -1)
@@ -460,7 +460,7 @@ class _Scaled(P.Perturbation):
     def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
         """Exact.  The scales are functions of x; nearest: one point, P(x); stochastic: each entry is one
         of the two element-format neighbours lo, hi of its scaled value y (:func:`fbsgd.laws.round_neighbours`),
-        hi with probability (|y| − |lo|)/(|hi| − |lo|), times its scale.  Not elementwise: an entry's law
+        hi with probability (abs(y) − abs(lo))/(abs(hi) − abs(lo)), times its scale.  Not elementwise: an entry's law
         depends on its block (tensor)."""
         x = laws.as_input(x)
         if self.mode == "nearest":
@@ -487,7 +487,7 @@ class TensorScaled(_Scaled):
 
     ``format``: an element format (:data:`ELEMENT_FORMATS`; the FP8 recipes use "float8_e4m3fn" forward
     and "float8_e5m2" backward).  ``mode``: "nearest" or "stochastic" (the elements; the scale is
-    deterministic).  ``amax``: "current" (max |x| of the message at this step: nothing is clamped,
+    deterministic).  ``amax``: "current" (max abs(x) of the message at this step: nothing is clamped,
     stochastic mode is unbiased given x) or a fixed number > 0 (values above it saturate).  ``pow2``:
     the scale rounded up to a power of two (exact scaling)."""
 

@@ -416,11 +416,11 @@ def monte_carlo(p, x, draws: int = DEFAULT_DRAWS, seed: int = 0, *,
 
 def round_neighbours(x, fmt):
     """(lo, hi, p_up) per entry of ``x`` for a :class:`fbsgd.lowprec.Format` (or its name): the format
-    values next to x with |lo| ≤ |x| ≤ |hi| (signed like x; lo = hi = x when x is a format value) and
-    the probability (|x| − |lo|)/(|hi| − |lo|) with which stochastic rounding picks hi.
+    values next to x with abs(lo) ≤ abs(x) ≤ abs(hi) (signed like x; lo = hi = x when x is a format value) and
+    the probability (abs(x) − abs(lo))/(abs(hi) − abs(lo)) with which stochastic rounding picks hi.
 
-    Entries that stochastic rounding rounds to nearest (|x| above the largest finite value, inf,
-    NaN) get lo = hi = fl_nearest(x), p_up = 0.  Everything is exact: lo is |x| truncated to the
+    Entries that stochastic rounding rounds to nearest (abs(x) above the largest finite value, inf,
+    NaN) get lo = hi = fl_nearest(x), p_up = 0.  Everything is exact: lo is abs(x) truncated to the
     format's quantum at x's exponent, 2^(max(e, emin) − man_bits), and the remainder over the
     quantum is a power-of-two scaling."""
     f = lowprec.format_of(fmt)
@@ -715,7 +715,7 @@ def check_compiled(p, x=None, seed: int = 0) -> None:
 
 
 def _z_flag(measured, expected, se, scale, z, rtol):
-    """Per entry: |measured − expected| > z·se + rtol·scale (entries with a non-finite side are skipped)."""
+    """Per entry: abs(measured − expected) > z·se + rtol·scale (entries with a non-finite side are skipped)."""
     with np.errstate(invalid="ignore", over="ignore"):
         diff = np.abs(measured - expected)
         tol = z * se + rtol * scale

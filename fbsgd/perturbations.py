@@ -168,7 +168,7 @@ class Law:
     finite number, moments or bounds that are not finite numbers ≥ 0 (None: unknown); a support
     that is not (low, high) with low ≤ high; and numbers that contradict each other: a non-zero
     mean with ``zero_mean``, (E δ)² > E δ², (E δ²)² > E δ⁴, a mean, moment or support beyond a
-    bound that holds for every input (``relative_bound`` 0: |E δ| ≤ bound, E δ² ≤ bound²,
+    bound that holds for every input (``relative_bound`` 0: abs(E δ) ≤ bound, E δ² ≤ bound²,
     E δ⁴ ≤ bound⁴), a mean outside the support or E δ² above max(low², high²).
 
     What a law declares is checked against what the perturbation does by :func:`check`; the
@@ -643,7 +643,7 @@ class Round(Perturbation):
 
     def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
         """Exact.  Nearest: one point, fl(x).  Stochastic: the two neighbours lo, hi of x in the format
-        (:func:`fbsgd.laws.round_neighbours`), hi with probability (|x| − |lo|)/(|hi| − |lo|); inputs
+        (:func:`fbsgd.laws.round_neighbours`), hi with probability (abs(x) − abs(lo))/(abs(hi) − abs(lo)); inputs
         above the largest finite value are rounded to nearest (one point).  (The stream's draws lie on
         the grid k·2⁻⁵³, so the realised probability of hi exceeds this by less than 2⁻⁵³.)"""
         x = laws.as_input(x)
@@ -1357,13 +1357,13 @@ def check(p: Perturbation, x, *, draws: int = 2000, seed: int = 0, z: float = 6.
     * ``law.zero_mean``: E[δ | x] = 0 entry by entry; ``law.mean``, ``law.second_moment``,
       ``law.fourth_moment``: against E[δ | x], E[δ² | x], E[δ⁴ | x] averaged over the entries;
       ``law.additive``: the same E[δ | x] and E[δ² | x] for every entry; ``law.bound`` (with
-      ``relative_bound``): against the largest |δ| of the support or the draws; ``law.support``;
+      ``relative_bound``): against the largest abs(δ) of the support or the draws; ``law.support``;
     * ``schedule``: at a step where it says the kind does not act, ``apply`` leaves x unchanged;
     * ``compiled()``: against ``apply`` on x and on probe inputs of its operation, number for
       number (:func:`check_compiled`).
 
     Tolerances: ``z`` standard errors of the Monte Carlo estimates plus ``rtol`` times the scale
-    (|x| + the size of δ) for the rounding in exact numbers.
+    (abs(x) + the size of δ) for the rounding in exact numbers.
     """
     return laws.check(p, x, draws=draws, seed=seed, z=z, rtol=rtol, raise_on_disagreement=raise_on_disagreement)
 
