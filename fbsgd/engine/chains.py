@@ -64,6 +64,26 @@ _KINDS = {"uniform": (K.UNIFORM, ("low", "high")),
           "bitflip": (K.BITFLIP, ("rate", "lo_bit", "n_bits"))}
 
 
+def plain_fields(cfg) -> None:
+    """Put every field of a frozen configuration dataclass in plain Python form, in place: numpy
+    scalars become Python numbers, an integral number in a ``float`` field a float, an integral float
+    in an ``int`` field an int — so ``gamma=1`` and ``gamma=1.0`` are one configuration, with one key
+    and one stream, and ``T=200000.0`` from a float column is ``T=200000``."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, np.bool_):
+            v = bool(v)
+        elif isinstance(v, np.integer):
+            v = int(v)
+        elif isinstance(v, np.floating):
+            v = float(v)
+        if f.type == "float" and _is_int(v):
+            v = float(v)
+        elif f.type == "int" and isinstance(v, float) and v.is_integer():
+            v = int(v)
+        object.__setattr__(cfg, f.name, v)
+
+
 def _is_int(v) -> bool:
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
@@ -115,19 +135,7 @@ class ChainConfig:
     OBJECTS = ("net", "data", "forward", "backward")
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):  # plain Python numbers, so keys are stable and JSON-able
-            v = getattr(self, f.name)
-            if isinstance(v, np.bool_):
-                v = bool(v)
-            elif isinstance(v, np.integer):
-                v = int(v)
-            elif isinstance(v, np.floating):
-                v = float(v)
-            if f.type == "float" and _is_int(v):
-                v = float(v)
-            elif f.type == "int" and isinstance(v, float) and v.is_integer():
-                v = int(v)
-            object.__setattr__(self, f.name, v)
+        plain_fields(self)
 
         def need(ok, name, msg):
             if not ok:

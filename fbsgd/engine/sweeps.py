@@ -54,7 +54,7 @@ import pandas as pd
 
 from fbsgd import __version__, rng
 from fbsgd.engine.chains import ChainConfig, reference_chain_run, run_chain_chunk
-from fbsgd.engine.chains import COMPILED_OPERATORS, kind_name
+from fbsgd.engine.chains import COMPILED_OPERATORS, kind_name, plain_fields
 from fbsgd.engine.chains import not_compiled as chain_not_compiled
 from fbsgd.engine.lockstep import compile_plan, kernel, kernel_params, xi_key
 from fbsgd.engine.provenance import source_hash
@@ -135,19 +135,7 @@ class RunConfig:
     NOT_IN_STREAMS = ("T", "ewma", "metric_every", "precision", "metric")
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):  # plain Python values, so keys are stable and JSON-able
-            v = getattr(self, f.name)
-            if isinstance(v, np.bool_):
-                v = bool(v)
-            elif isinstance(v, np.integer):
-                v = int(v)
-            elif isinstance(v, np.floating):
-                v = float(v)
-            if f.type == "float" and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)  # gamma=1 and gamma=1.0 are one configuration, with one key and one stream
-            elif f.type == "int" and isinstance(v, float) and v.is_integer():
-                v = int(v)  # T=200000.0 from a float column is T=200000
-            object.__setattr__(self, f.name, v)
+        plain_fields(self)  # gamma=1 and gamma=1.0 are one configuration, with one key and one stream
 
         def need(ok, msg):
             if not ok:
