@@ -339,18 +339,253 @@ class Schedule:
         return Schedule.never()
 
 
-@dataclass(frozen=True)
-class CompiledOp:
-    """What the compiled engine computes for a perturbation when it acts.
+class _CompiledOpMeta(type):
+    """``CompiledOp(kind, params, per_sample)``, the positional form, builds the named form of ``kind``."""
 
-    ``kind`` is "uniform" (add U(a, b); params (a, b)), "round" (params (man_bits,
-    emin, max_finite, has_inf, stochastic)) or "bitflip" (params (rate, lo_bit, n_bits));
-    ``per_sample``: one draw per entry (False: one draw shared by the batch).
+    def __call__(cls, *args, **kwargs):
+        if cls is CompiledOp:
+            return CompiledOp.of(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
+
+class CompiledOp(metaclass=_CompiledOpMeta):
+    """What the compiled engine computes for a perturbation when it acts: one of the named forms
+
+    * :class:`UniformOp` ``(low, high, per_sample)``: add U(low, high);
+    * :class:`RoundOp` ``(man_bits, emin, max_finite, has_inf, stochastic)``: round to a format of
+      :data:`fbsgd.lowprec.FORMATS`, to nearest or stochastically;
+    * :class:`BitFlipOp` ``(rate, lo_bit, n_bits)``: flip bits of the entries' float32 patterns;
+    * :class:`ElementOp` ``(fn, numbers, per_sample)``: a researcher's own numba function applied to
+      every entry, ``y = fn(x, u, numbers)``.
+
+    Each checks its fields when it is built and refuses an invalid one with a ValueError naming the
+    field and what is allowed, so an invalid number never reaches a kernel.  A new kind describes
+    itself with one of them in its ``compiled()``; nothing else in the package changes.
+
+    Every form has ``kind`` ("uniform", "round", "bitflip", "element"), ``params`` (its numbers as a
+    tuple, in the order above) and ``per_sample`` (one draw per entry; False: one draw shared by the
+    batch).  ``CompiledOp(kind, params, per_sample)`` builds the named form from those (the
+    positional form of earlier versions), with the same checks.
     """
 
-    kind: str
-    params: tuple
+    kind = ""
+    FIELDS: tuple = ()  # the names of the numbers, in the order of ``params``
+    per_sample = True
+
+    @property
+    def params(self) -> tuple:
+        return tuple(getattr(self, n) for n in self.FIELDS)
+
+    @staticmethod
+    def of(kind: str, params=(), per_sample: bool = True) -> "CompiledOp":
+        """The named form of ``kind`` with the numbers ``params`` (in the order of its ``FIELDS``)."""
+        forms = {"uniform": UniformOp, "round": RoundOp, "bitflip": BitFlipOp}
+        if not isinstance(kind, str) or kind not in forms:
+            raise ValueError(f"CompiledOp: kind must be one of {list(forms)} (a researcher's own element operation: "
+                             f"ElementOp(fn, numbers)), got {kind!r}")
+        cls = forms[kind]
+        try:
+            params = tuple(params)
+        except TypeError:
+            raise ValueError(f"CompiledOp: params of a {kind!r} operation must be the numbers {cls.FIELDS}, "
+                             f"got {params!r}") from None
+        if kind == "round" and len(params) == len(cls.FIELDS) - 1:
+            params += (False,)  # (man_bits, emin, max_finite, has_inf): round to nearest
+        if len(params) != len(cls.FIELDS):
+            raise ValueError(f"CompiledOp: params of a {kind!r} operation must be the {len(cls.FIELDS)} numbers "
+                             f"{cls.FIELDS}, got {params!r}")
+        if cls is UniformOp:
+            return UniformOp(*params, per_sample=per_sample)
+        if per_sample is not True and per_sample != 1:
+            raise ValueError(f"CompiledOp: per_sample of a {kind!r} operation must be True (it acts on every entry "
+                             f"with its own draw), got {per_sample!r}")
+        return cls(*params)
+
+
+def _op_flag(owner: str, name: str, v) -> bool:
+    if isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer)) and v in (0, 1)):
+        return bool(v)
+    raise ValueError(f"{owner}: field {name} must be True or False, got {v!r}")
+
+
+def _op_number(owner: str, name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v):
+        raise ValueError(f"{owner}: field {name} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _op_int(owner: str, name: str, v, allowed: str) -> int:
+    integral = isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and math.isfinite(v)
+                                                     and float(v).is_integer())
+    if isinstance(v, (bool, np.bool_)) or not integral:
+        raise ValueError(f"{owner}: field {name} must be an integer ({allowed}), got {v!r}")
+    return int(v)
+
+
+@dataclass(frozen=True)
+class UniformOp(CompiledOp):
+    """Add U(low, high) to every entry: one draw per entry (``per_sample``) or one shared by the batch.
+    ``low`` and ``high``: finite, low <= high."""
+
+    low: float
+    high: float
     per_sample: bool = True
+    kind = "uniform"
+    FIELDS = ("low", "high")
+
+    def __post_init__(self):
+        lo, hi = _op_number("UniformOp", "low", self.low), _op_number("UniformOp", "high", self.high)
+        if lo > hi:
+            raise ValueError(f"UniformOp: field high must be >= low (finite numbers), got low={lo!r}, high={hi!r}")
+        object.__setattr__(self, "low", lo)
+        object.__setattr__(self, "high", hi)
+        object.__setattr__(self, "per_sample", _op_flag("UniformOp", "per_sample", self.per_sample))
+
+
+@dataclass(frozen=True)
+class RoundOp(CompiledOp):
+    """Round every entry to the format ``(man_bits, emin, max_finite, has_inf)`` — one of
+    :data:`fbsgd.lowprec.FORMATS` (:func:`fbsgd.lowprec.round_entries`) — to nearest, ties to even, or
+    ``stochastic``ally with the entry's own draw.  ``RoundOp.to("bfloat16", "stochastic")`` builds it
+    from a format's name."""
+
+    man_bits: int
+    emin: int
+    max_finite: float
+    has_inf: bool
+    stochastic: bool = False
+    kind = "round"
+    FIELDS = ("man_bits", "emin", "max_finite", "has_inf", "stochastic")
+
+    def __post_init__(self):
+        known = {f.args: name for name, f in lowprec.FORMATS.items()}
+        allowed = "; ".join(f"{name}: {f.args}" for name, f in lowprec.FORMATS.items())
+        man_bits = _op_int("RoundOp", "man_bits", self.man_bits, "the mantissa bits of a known format")
+        emin = _op_int("RoundOp", "emin", self.emin, "the smallest normal exponent of a known format")
+        max_finite = _op_number("RoundOp", "max_finite", self.max_finite)
+        has_inf = _op_flag("RoundOp", "has_inf", self.has_inf)
+        for name, value, values in (("man_bits", man_bits, {a[0] for a in known}), ("emin", emin, {a[1] for a in known}),
+                                    ("max_finite", max_finite, {a[2] for a in known})):
+            if value not in values:
+                raise ValueError(f"RoundOp: field {name} = {value!r} is not that of a known format; allowed "
+                                 f"(man_bits, emin, max_finite, has_inf) are those of fbsgd.lowprec.FORMATS: {allowed}")
+        if (man_bits, emin, max_finite, has_inf) not in known:
+            raise ValueError(f"RoundOp: fields (man_bits, emin, max_finite, has_inf) = {(man_bits, emin, max_finite, has_inf)} "
+                             f"are not those of one format; allowed: {allowed}")
+        object.__setattr__(self, "man_bits", man_bits)
+        object.__setattr__(self, "emin", emin)
+        object.__setattr__(self, "max_finite", max_finite)
+        object.__setattr__(self, "has_inf", has_inf)
+        object.__setattr__(self, "stochastic", _op_flag("RoundOp", "stochastic", self.stochastic))
+
+    @classmethod
+    def to(cls, format: str, mode: str = "nearest") -> "RoundOp":
+        """The rounding to the format called ``format`` (a name of :data:`fbsgd.lowprec.FORMATS`), ``mode``
+        "nearest" or "stochastic"."""
+        f = lowprec.format_of(format)
+        _choice("RoundOp", "mode", mode, _ROUND_MODES)
+        return cls(*f.args, stochastic=mode == "stochastic")
+
+    @property
+    def format(self) -> str:
+        """The name of the format."""
+        return next(name for name, f in lowprec.FORMATS.items()
+                    if f.args == (self.man_bits, self.emin, self.max_finite, self.has_inf))
+
+
+@dataclass(frozen=True)
+class BitFlipOp(CompiledOp):
+    """Flip each of the bits ``lo_bit .. lo_bit + n_bits − 1`` of every entry's float32 pattern independently
+    with probability ``rate`` (:func:`fbsgd.lowprec.flip_bits_inplace`).  ``rate`` in [0, 1];
+    0 <= lo_bit, 1 <= n_bits, lo_bit + n_bits <= 32.  The bits are those of the float32 pattern in a
+    float64 pass too (an entry hit by a flip becomes that float32 value), so the same limits apply."""
+
+    rate: float
+    lo_bit: int
+    n_bits: int
+    kind = "bitflip"
+    FIELDS = ("rate", "lo_bit", "n_bits")
+
+    def __post_init__(self):
+        rate = _op_number("BitFlipOp", "rate", self.rate)
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"BitFlipOp: field rate must be a probability in [0, 1], got {self.rate!r}")
+        lo = _op_int("BitFlipOp", "lo_bit", self.lo_bit, "0 <= lo_bit <= 31, a bit of the float32 pattern")
+        n = _op_int("BitFlipOp", "n_bits", self.n_bits, "1 <= n_bits <= 32 - lo_bit")
+        if not 0 <= lo <= 31:
+            raise ValueError(f"BitFlipOp: field lo_bit must be in 0..31 (the bits of the float32 pattern), got {lo}")
+        if not 1 <= n <= 32 - lo:
+            raise ValueError(f"BitFlipOp: field n_bits must be in 1..{32 - lo} so that the bits lo_bit..lo_bit+n_bits-1 "
+                             f"lie in 0..31 (the float32 pattern), got bits {lo}..{lo + n - 1}")
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "lo_bit", lo)
+        object.__setattr__(self, "n_bits", n)
+
+
+_ELEMENT_CHECKED: dict = {}  # fn -> None (it compiles for the engine's argument types) or the reason it does not
+
+
+@dataclass(frozen=True)
+class ElementOp(CompiledOp):
+    """A researcher's own element operation: every entry x of the message becomes ``fn(x, u, numbers)``.
+
+    ``fn``: a numba function (``@numba.njit``) of x (the entry, float64), u (a uniform draw in [0, 1)
+    from the perturbation's stream for this entry: :func:`fbsgd.rng.uniform01_scalar` at the step, with
+    the entry's index, or index 0 for every entry when ``per_sample`` is False) and ``numbers`` (a
+    float64 array of the kind's ``numbers``), returning the new value (float64; in a float32 pass it
+    is stored as float32).  The compiled engine inlines ``fn`` into its kernel; :meth:`apply` applies
+    it the same way in numpy code, so the kind's own ``apply`` can be ``self.compiled().apply(x, key,
+    step)`` and the reference path computes what the kernel computes.
+
+    A kind returning an ElementOp from ``compiled()`` runs in the compiled engine with no other
+    edit.  Its identity in the sweep cache is the kind's canonical form
+    (:func:`canonical`: its fields and the code of its class and of the module functions it calls
+    by name, ``fn`` among them), so editing ``fn`` gives new keys.
+    """
+
+    fn: object
+    numbers: tuple = ()
+    per_sample: bool = True
+    kind = "element"
+    FIELDS = ("numbers",)
+
+    def __post_init__(self):
+        fn = self.fn
+        if not (callable(fn) and hasattr(fn, "py_func") and type(fn).__module__.split(".")[0] == "numba"):
+            raise ValueError(f"ElementOp: field fn must be a numba function (decorated with @numba.njit) "
+                             f"fn(x, u, numbers) -> y, got {fn!r}")
+        try:
+            numbers = tuple(self.numbers)
+        except TypeError:
+            raise ValueError(f"ElementOp: field numbers must be a tuple of finite numbers, got {self.numbers!r}") from None
+        object.__setattr__(self, "numbers", tuple(_op_number("ElementOp", f"numbers[{i}]", v) for i, v in enumerate(numbers)))
+        object.__setattr__(self, "per_sample", _op_flag("ElementOp", "per_sample", self.per_sample))
+        if fn not in _ELEMENT_CHECKED:  # compile it once for the engine's argument types, and say why not
+            try:
+                y = fn(0.5, 0.5, np.zeros(max(1, len(numbers))))
+                _ELEMENT_CHECKED[fn] = None if isinstance(y, (float, np.floating, int, np.integer)) and not isinstance(
+                    y, bool) else f"it returns {type(y).__name__}, not a number"
+            except Exception as exc:  # noqa: BLE001 - numba's typing errors are many classes
+                _ELEMENT_CHECKED[fn] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        if _ELEMENT_CHECKED[fn] is not None:
+            raise ValueError(f"ElementOp: field fn ({getattr(fn, '__name__', fn)!r}) must compile as "
+                             f"fn(x: float64, u: float64, numbers: float64 array) -> float64; {_ELEMENT_CHECKED[fn]}")
+
+    @property
+    def params(self) -> tuple:
+        return self.numbers
+
+    def apply(self, x, key: int, step: int) -> np.ndarray:
+        """``fn`` applied to every entry of ``x`` (flattened in C order, entry i with draw i), as the
+        compiled engine applies it: a new array of x's shape and float32/float64 dtype."""
+        x = np.asarray(x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+        src = np.ascontiguousarray(x).reshape(-1)
+        out = np.empty_like(src)
+        numbers = np.array(self.numbers if self.numbers else (0.0,), dtype=np.float64)
+        lowprec.map_elements(self.fn, src, out, numbers, self.per_sample, np.uint64(int(key) % 2**64), int(step))
+        return out.reshape(x.shape)
 
 
 class PerturbationState(NamedTuple):
@@ -406,7 +641,9 @@ class Perturbation:
     def compiled(self) -> CompiledOp:
         raise NotImplementedError(
             f"the compiled engine cannot run {self!r}; it runs UniformNoise, Round and BitFlip, "
-            "optionally wrapped in Every, AtSteps or budget with evenly spaced steps"
+            "optionally wrapped in Every, AtSteps or budget with evenly spaced steps, and any kind whose compiled() "
+            "returns a compiled form (UniformOp, RoundOp, BitFlipOp, or ElementOp(fn, numbers) with a numba "
+            "function fn(x, u, numbers) of its own)"
         )
 
     def conditional_law(self, x, *, draws: int = laws.DEFAULT_DRAWS, seed: int = 0) -> laws.ConditionalLaw:
@@ -484,7 +721,7 @@ class UniformNoise(Perturbation):
                    bound=max(abs(a), abs(b)), support=(a, b))
 
     def compiled(self):
-        return CompiledOp("uniform", (self.low, self.high), self.per_sample)
+        return UniformOp(self.low, self.high, self.per_sample)
 
     def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
         """x + U(low, high): moments in closed form (:class:`fbsgd.laws.UniformLaw`)."""
@@ -635,8 +872,7 @@ class Round(Perturbation):
         return f"{self.format} {self.mode}"
 
     def compiled(self):
-        f = self._fmt
-        return CompiledOp("round", (*f.args, self.mode == "stochastic"))
+        return RoundOp.to(self.format, self.mode)
 
     def apply(self, x, key, step):
         return lowprec.round_array(np.asarray(x), self.format, self.mode, key, step)
@@ -687,7 +923,7 @@ class BitFlip(Perturbation):
 
     def compiled(self):
         lo, n = lowprec.FIELDS[self.field]
-        return CompiledOp("bitflip", (self.rate, lo, n), True)
+        return BitFlipOp(self.rate, lo, n)
 
     def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0, max_bits: int = 8):
         """Finite support.  A field of at most ``max_bits`` bits (sign, exponent): every one of its

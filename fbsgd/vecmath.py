@@ -13,7 +13,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["sigmoid_fast", "sigmoid_fast32", "f64_to_bits", "bits_to_f64", "f32_to_bits", "bits_to_f32"]
+__all__ = ["sigmoid_fast", "sigmoid_fast32", "f64_to_bits", "bits_to_f64", "f32_to_bits", "bits_to_f32", "add_i32",
+           "and_i32", "or_i32"]
 
 
 def _bitcast(from_type, to_type, ir_type):
@@ -35,6 +36,28 @@ bits_to_f64 = _bitcast(types.int64, types.float64, ir.DoubleType())
 f32_to_bits = _bitcast(types.float32, types.int32, ir.IntType(32))
 bits_to_f32 = _bitcast(types.int32, types.float32, ir.FloatType())
 _bits_to_double, _bits_to_float = bits_to_f64, bits_to_f32
+
+
+def _int32_op(name):
+    """An intrinsic for one 32-bit integer operation (LLVM ``add``, ``and``, ``or`` on i32, wrapping).
+
+    numba widens arithmetic on int32 values to int64 (numpy's scalar rules), and a loop over float32
+    bit patterns then runs in 64-bit lanes, half as many per vector instruction, with conversions
+    between the widths; written with these, it stays 32 bits wide (16 lanes on AVX-512)."""
+
+    @intrinsic
+    def op(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            return getattr(builder, name)(args[0], args[1])
+
+        return types.int32(types.int32, types.int32), codegen
+
+    return op
+
+
+add_i32 = _int32_op("add")
+and_i32 = _int32_op("and_")
+or_i32 = _int32_op("or_")
 
 
 _LOG2E = 1.4426950408889634

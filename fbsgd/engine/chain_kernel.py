@@ -33,8 +33,8 @@ the rounding loop first takes the format's normal range in a vectorized loop wit
 arithmetic as ``round_scalar``'s own fast path (:func:`round_message`), then hands every other
 entry to ``round_scalar``.
 
-Machine code: numba caches this file's functions in ``$FBSGD_KERNEL_DIR/chains`` (default
-``~/.cache/fbsgd/kernels/chains``), stamped with the hash of the source of every fbsgd module this
+Machine code: numba caches this file's functions in ``kernel_dir()/chains-<hash>``
+(``$FBSGD_KERNEL_DIR``, else ``~/.cache/fbsgd/kernels``; :func:`fbsgd.engine.provenance.cache_machine_code`), stamped with the hash of the source of every fbsgd module this
 file reaches (:func:`fbsgd.engine.provenance.source_hash`), so an edit to the random streams or the
 rounding can never run old machine code (numba's own stamp covers only the file that defines a
 function).
@@ -42,16 +42,13 @@ function).
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 from numba import njit, types
-from numba.core import caching as _caching
 from numba.extending import overload
 
 from fbsgd import rng
-from fbsgd.engine.provenance import source_hash
+from fbsgd.engine.provenance import cache_machine_code, kernel_dir
 from fbsgd.lowprec import flip_bits_inplace, round_scalar
 from fbsgd.optimizers import DIVERGENCE_THRESHOLD
 from fbsgd.vecmath import _exp, bits_to_f32, bits_to_f64, f32_to_bits, f64_to_bits
@@ -66,51 +63,7 @@ __all__ = ["run_chains", "final_metrics", "update", "engine_order", "tanh64", "t
 # ---------------------------------------------------------------------------
 
 
-def kernel_dir() -> Path:
-    """$FBSGD_KERNEL_DIR, else ~/.cache/fbsgd/kernels (where the compiled engines keep machine code)."""
-    env = os.environ.get("FBSGD_KERNEL_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "fbsgd" / "kernels"
-
-
-_THIS_FILE = os.path.abspath(__file__)
-
-
-class _ChainKernelLocator(_caching._CacheLocator):
-    """numba's cache locator for the functions of this file only: machine code in
-    ``kernel_dir()/chains``, valid only for the source hash of every fbsgd module this file reaches."""
-
-    def __init__(self, py_func, py_file):
-        self._py_file = py_file
-        self._lineno = py_func.__code__.co_firstlineno
-        self._cache_path = str(kernel_dir() / "chains")
-
-    def get_cache_path(self):
-        return self._cache_path
-
-    def get_source_stamp(self):
-        return source_hash(__name__)
-
-    def get_disambiguator(self):
-        return str(self._lineno)
-
-    @classmethod
-    def from_function(cls, py_func, py_file):
-        if os.path.abspath(py_file) != _THIS_FILE:
-            return None
-        self = cls(py_func, py_file)
-        try:
-            self.ensure_cache_path()
-        except OSError:
-            return None
-        return self
-
-
-try:  # numba's list of locators is not a public API: without it, numba's own (this file's hash) applies
-    _LOCATORS = _caching.CacheImpl._locator_classes
-    _LOCATORS[:] = [c for c in _LOCATORS if c.__name__ != _ChainKernelLocator.__name__]
-    _LOCATORS.insert(0, _ChainKernelLocator)
-except AttributeError:  # pragma: no cover
-    pass
+cache_machine_code(__name__, __file__, "chains")
 
 
 # ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ perturbation is read through its protocol (:meth:`compiled` and
 every random number is drawn from the same counter-based streams
 (:mod:`fbsgd.rng`) with the same keys as the core.  :func:`reference_run` runs
 the same configuration through the core (:func:`fbsgd.optimizers.train`);
-``tests/test_engine.py`` checks that the two agree, and
+``tests/engine/test_lockstep.py`` checks that the two agree, and
 ``benchmarks/engine_speed.py`` times one against the other.
 
 The metric is the exact, unperturbed gradient norm ‖∇f(w_t)‖ of the
@@ -33,52 +33,55 @@ nothing raises and nothing warns.
 """
 from __future__ import annotations
 
-import importlib.util
-import os
-import sys
-from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from fbsgd.engine import kernel as _kernel_module
 from fbsgd import rng
-from fbsgd.engine.kernel import NEVER, PARAMS, TILE
+from fbsgd.engine import kernel as K
+from fbsgd.engine.kernel import NEVER, PARAMS, PLACE, TILE, kernel_dir
+from fbsgd.optimizers import SGD, AddNoise, PassGradient, train
 from fbsgd.perturbations import Plan
 from fbsgd.vecmath import sigmoid_fast, sigmoid_fast32
-from fbsgd.engine.provenance import source_hash
-from fbsgd.engine.storage import atomic_write_bytes
-from fbsgd.optimizers import SGD, AddNoise, PassGradient, train
 
-__all__ = ["kernel_params", "compile_plan", "kernel", "sigmoid_fast", "sigmoid_fast32", "reference_run", "xi_key",
-           "KINDS", "PARAMS", "TILE"]
+__all__ = ["kernel_params", "compile_plan", "kernel", "KernelParams", "sigmoid_fast", "sigmoid_fast32", "reference_run",
+           "xi_key", "kernel_dir", "KINDS", "PARAMS", "PLACE", "TILE"]
 
-KINDS = {"none": 0, "uniform": 1, "round": 2, "bitflip": 3}
+# the compiled forms the kernel runs (their ``kind``) and the kernel's code for each
+KINDS = {"uniform": K.UNIFORM, "round": K.ROUND, "bitflip": K.BITFLIP, "element": K.ELEMENT}
 
 
 def _place_row(p, key: int) -> dict:
-    """Kernel numbers of one placed perturbation, read from its protocol (compiled op and schedule)."""
-    off = dict(kind=0, a=0.0, b=0.0, c=0.0, d=0.0, flag=0, ps=0, interval=1, first=0, until=0, key=0)
+    """Kernel numbers of one placed perturbation, read from its protocol: the named fields of its
+    compiled form (:class:`fbsgd.perturbations.CompiledOp`) and its schedule.  Besides the fields of
+    :data:`PLACE`: ``element`` (the numba function of an element operation, else None) and ``numbers``
+    (its numbers)."""
+    off = dict(kind=K.NONE, key=0, element=None, numbers=())
     if p is None:
         return off
     op, sched = p.compiled(), p.schedule
-    if op.kind not in KINDS:
-        raise NotImplementedError(f"the compiled engine has no kernel for operations of kind {op.kind!r} ({p!r})")
+    kind = getattr(op, "kind", None)
+    if kind not in KINDS:
+        raise NotImplementedError(f"the compiled engine has no kernel for operations of kind {kind!r} ({p!r}); it runs "
+                                  "the compiled forms of fbsgd.perturbations: UniformOp, RoundOp, BitFlipOp, ElementOp")
     if not sched.regular:
         raise NotImplementedError(
             f"the compiled engine needs a schedule with a first step, an interval and a last step; {p!r} acts at "
             "irregular steps. Use evenly spaced steps (every, budget) or fbsgd.passes.perturbed_passes")
     if sched.empty:
         return off
-    nums = [float(v) for v in op.params[:4]] + [0.0] * (4 - min(4, len(op.params)))
-    flag = int(op.params[4]) if len(op.params) > 4 else 0
-    until = NEVER if sched.last is None else sched.last + 1
-    return dict(kind=KINDS[op.kind], a=nums[0], b=nums[1], c=nums[2], d=nums[3], flag=flag, ps=int(op.per_sample),
-                interval=sched.interval, first=sched.first, until=until, key=key)
+    row = dict(kind=KINDS[kind], per_sample=int(bool(op.per_sample)), first=sched.first, interval=sched.interval,
+               until=NEVER if sched.last is None else sched.last + 1, key=key, element=None, numbers=())
+    if kind == "element":
+        row.update(element=op.fn, numbers=tuple(op.numbers))
+    else:
+        row.update({name: getattr(op, name) for name in op.FIELDS})
+    return row
 
 
 def compile_plan(plan: Plan, seed: int) -> dict:
-    """Kernel numbers (``f_*`` and ``b_*`` fields of :data:`PARAMS`) of a core Plan: δ at
-    operator 1 and ε at operator 2 of the logistic chain.
+    """Kernel numbers of a core Plan: δ at operator 1 (``f_*``) and ε at operator 2 (``b_*``) of the
+    logistic chain, each place's fields of :data:`PLACE` plus its ``element`` and ``numbers``.
 
     Reads each perturbation's protocol; anything the kernel cannot run raises
     ``NotImplementedError`` naming the perturbation and what the engine supports.
@@ -96,128 +99,90 @@ def compile_plan(plan: Plan, seed: int) -> dict:
     return row
 
 
-def kernel_params(rows: list[dict]) -> np.ndarray:
-    """The kernel's parameter records (one per configuration) from dicts with every field of :data:`PARAMS`."""
-    out = np.zeros(len(rows), dtype=PARAMS)
-    for i, r in enumerate(rows):
-        missing = set(PARAMS.names) - set(r)
+class KernelParams(NamedTuple):
+    """The kernel's inputs for C configurations: ``P`` the records of :data:`PARAMS`, ``U`` (C, 2, K) the
+    numbers of the element operations (forward, backward), ``elements`` the (forward, backward) element
+    functions of each configuration (:func:`fbsgd.engine.kernel.no_element` where a place has none)."""
+
+    P: np.ndarray
+    U: np.ndarray
+    elements: list
+
+
+_TOP = [n for n in PARAMS.names if n not in ("f", "b")]
+
+
+def kernel_params(rows: list[dict]) -> KernelParams:
+    """The kernel's inputs from one dict per configuration (as :func:`compile_plan` plus the update's
+    numbers ``gamma``, ``rho``, ``reg``, ``noise_std``, ``xi_key``, ``f_star``, ``metric64``); a place's
+    fields missing from a dict are 0 (a kind reads only its own)."""
+    C = len(rows)
+    K_numbers = max([1] + [len(r.get(f"{w}_numbers", ())) for r in rows for w in "fb"])
+    P = np.zeros(C, dtype=PARAMS)
+    U = np.zeros((C, 2, K_numbers))
+    elements = []
+    for c, r in enumerate(rows):
+        missing = {n for n in _TOP + ["f_kind", "b_kind"] if n not in r}
         if missing:
             raise ValueError(f"kernel parameters need the fields {sorted(missing)}")
-        for name in PARAMS.names:
-            out[i][name] = r[name]
-    return out
+        for name in _TOP:
+            P[c][name] = r[name]
+        for j, w in enumerate("fb"):
+            for name in PLACE.names:
+                if f"{w}_{name}" in r:
+                    P[c][w][name] = r[f"{w}_{name}"]
+            numbers = r.get(f"{w}_numbers", ())
+            U[c, j, : len(numbers)] = numbers
+        elements.append(tuple(r.get(f"{w}_element") or K.no_element for w in "fb"))
+    return KernelParams(P, U, elements)
+
+
+def kernel(d: int, precision: str = "float32"):
+    """The Section 7 kernel for d features and the given precision of the pass: a function
+    ``run(AT, AT64, W, t0, t1, metric_every, params, norms, gap_at, gaps, diverged_at)`` that advances
+    the configurations of ``params`` (:func:`kernel_params`) as :func:`fbsgd.engine.kernel.block_kernel`
+    documents.
+
+    Configurations whose places run a researcher's element operation go, grouped by their pair of
+    element functions, through :func:`fbsgd.engine.kernel.element_kernel`, the others through
+    ``block_kernel``; each configuration's arithmetic is its own, so the grouping changes no bit.
+    """
+    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"d must be an integer >= 1, got {d!r}")
+    if precision not in ("float32", "float64"):
+        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
+    d, dtype = int(d), np.dtype(precision)
+
+    def run(AT, AT64, W, t0, t1, metric_every, params, norms, gap_at, gaps, diverged_at):
+        if AT.dtype != dtype or AT.shape[0] != d or W.shape[1] != d:
+            raise ValueError(f"the kernel for d = {d} in {precision} needs AT of shape ({d}, M) and dtype {precision} "
+                             f"and W of shape (C, {d}); got AT {AT.shape} {AT.dtype}, W {W.shape}")
+        if not isinstance(params, KernelParams):
+            raise ValueError("params must be the KernelParams of fbsgd.engine.lockstep.kernel_params")
+        P, U, elements = params
+        plain = K.no_element, K.no_element
+        if all(e == plain for e in elements):
+            K.block_kernel(d)(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at)
+            return
+        groups: dict = {}
+        for c, e in enumerate(elements):
+            groups.setdefault(e, []).append(c)
+        for (f_element, b_element), idx in groups.items():
+            idx = np.array(idx)
+            Wg, ng, gg, dg = W[idx], norms[idx], gaps[idx], diverged_at[idx]
+            if (f_element, b_element) == plain:
+                K.block_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg)
+            else:
+                K.element_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg,
+                                    f_element, b_element)
+            W[idx], norms[idx], gaps[idx], diverged_at[idx] = Wg, ng, gg, dg
+
+    return run
 
 
 def xi_key(seed: int) -> int:
     """Key of the sampling-noise stream ξ of a run."""
     return rng.derive_key("fbsgd.engine.xi", int(seed))
-
-
-# ----------------------------------------------------------------------------
-# Loading the kernel: a copy named by the source hash, so numba's cache can never be stale
-# ----------------------------------------------------------------------------
-
-_KERNELS: dict = {}
-_PRECISION_LINES = {
-    "float32": ("FLOAT = np.float32", "SIGMOID = sigmoid_fast32", "UNIFORM = rng.uniform01_f32"),
-    "float64": ("FLOAT = np.float64", "SIGMOID = sigmoid_fast", "UNIFORM = rng.uniform01_scalar"),
-}
-
-
-def kernel_dir() -> Path:
-    """Where kernel copies live ($FBSGD_KERNEL_DIR, else ~/.cache/fbsgd/kernels); numba caches their machine code beside them."""
-    env = os.environ.get("FBSGD_KERNEL_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "fbsgd" / "kernels"
-
-
-def kernel_source(precision: str = "float32") -> str:
-    """The text of :mod:`fbsgd.engine.kernel` for the given precision of the pass."""
-    if precision not in _PRECISION_LINES:
-        raise ValueError(f"precision must be 'float32' or 'float64', got {precision!r}")
-    text = Path(_kernel_module.__file__).read_text()
-    for a, b in zip(_PRECISION_LINES["float32"], _PRECISION_LINES[precision]):
-        if a not in text:
-            raise RuntimeError(f"fbsgd/engine/kernel.py has lost its precision line {a!r}")
-        text = text.replace(a, b, 1)
-    return text
-
-
-_SPECIALISED = """
-
-# ---------------------------------------------------------------------------
-# Specialised to d = {d} by fbsgd.engine.lockstep.kernel(): the three dot products over
-# the features written out term by term, which LLVM vectorizes over the
-# samples (the loops above do not vectorize; benchmarks/engine_speed.py).
-# ---------------------------------------------------------------------------
-
-
-@njit(inline="always", cache=True)
-def scores(AT, l0, n, w, z):
-{rows}
-{ws}
-    for i in range(n):
-        z[i] = -({dot})
-
-
-@njit(inline="always", cache=True)
-def accumulate(AT, l0, n, v, G, c):
-{rows}
-{zero}
-    for i in range(n):
-        vi = v[i]
-{acc}
-{store}
-
-
-@njit(inline="always", cache=True)
-def accumulate64(AT, l0, n, s, G, c):
-{rows}
-{zero64}
-    for i in range(n):
-        vi = np.float64(s[i])
-{acc64}
-{store}
-"""
-
-
-def _specialised(d: int) -> str:
-    """Source of :func:`fbsgd.engine.kernel.scores`, ``accumulate`` and ``accumulate64`` unrolled over d features."""
-    lines = lambda fmt, sep="\n": sep.join(fmt.format(j=j) for j in range(d))
-    return _SPECIALISED.format(
-        d=d, rows=lines("    r{j} = AT[{j}, l0:l0 + n]"), ws=lines("    w{j} = w[{j}]"),
-        dot=lines("r{j}[i] * w{j}", " + "), zero=lines("    a{j} = FLOAT(0.0)"), zero64=lines("    a{j} = 0.0"),
-        acc=lines("        a{j} += r{j}[i] * vi"), acc64=lines("        a{j} += np.float64(r{j}[i]) * vi"),
-        store=lines("    G[c, {j}] += a{j}"))
-
-
-def kernel(d: int, precision: str = "float32", specialise: bool = True):
-    """The compiled :func:`fbsgd.engine.kernel.run_block` for d features and the given precision of the pass.
-
-    The kernel's source (with its dot products specialised to d,
-    :func:`_specialised`) is written to :func:`kernel_dir` under a name that
-    carries the hash of every fbsgd module the engine reaches
-    (:func:`fbsgd.engine.provenance.source_hash`) and imported from there, so numba's
-    on-disk cache makes every later process start without compiling, and an
-    edit anywhere the kernel reaches can never run old machine code.
-    ``specialise=False`` keeps the plain loops over the features (for the benchmark).
-    """
-    if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
-        raise ValueError(f"d must be an integer >= 1, got {d!r}")
-    key = (int(d), precision, bool(specialise))
-    if key in _KERNELS:
-        return _KERNELS[key]
-
-    source = kernel_source(precision) + (_specialised(int(d)) if specialise else "")
-    name = f"fbsgd_kernel_d{int(d) if specialise else 'any'}_{precision}_{source_hash('fbsgd.engine.lockstep')}"
-    path = kernel_dir() / f"{name}.py"
-    if not path.exists() or path.read_text() != source:
-        atomic_write_bytes(path, source.encode())
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    _KERNELS[key] = module.run_block
-    return module.run_block
 
 
 # ----------------------------------------------------------------------------

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["module_closure", "source_hash", "stack_versions"]
+__all__ = ["module_closure", "source_hash", "stack_versions", "kernel_dir", "machine_code_dir", "cache_machine_code"]
 
 _PACKAGE = "fbsgd"
 _ROOT = Path(__file__).resolve().parents[1]  # the package folder
@@ -84,3 +86,63 @@ def source_hash(module: str = "fbsgd.engine.sweeps") -> str:
         h.update(m.encode() + b"\0" + _path(m).read_bytes() + b"\0")
     h.update(stack_versions().encode())
     return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------
+# numba's machine-code cache, keyed by the source hash
+# ---------------------------------------------------------------------------
+
+
+def kernel_dir() -> Path:
+    """$FBSGD_KERNEL_DIR, else ~/.cache/fbsgd/kernels (where the compiled engines keep machine code)."""
+    env = os.environ.get("FBSGD_KERNEL_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "fbsgd" / "kernels"
+
+
+def machine_code_dir(module: str, prefix: str) -> Path:
+    """The folder of ``module``'s machine code: ``kernel_dir()/<prefix>-<source hash of module>``."""
+    return kernel_dir() / f"{prefix}-{source_hash(module)}"
+
+
+def cache_machine_code(module: str, py_file: str, prefix: str) -> None:
+    """Make numba keep the machine code of the ``@njit(cache=True)`` functions of the file ``py_file``
+    (the module ``module``) in :func:`machine_code_dir` and stamp it with the module's
+    :func:`source_hash`, so an edit to any fbsgd module the file reaches, or another numerics stack,
+    never runs old machine code.  A folder that cannot be written: a temporary one (the cache lasts one
+    process).  Called once, at the top of the file, before its first cached function."""
+    from numba.core import caching  # deferred: numba is imported only by the files that compile
+
+    this_file = os.path.abspath(py_file)
+
+    class Locator(caching._CacheLocator):
+        def __init__(self, py_func, path):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = path
+
+        def get_cache_path(self):
+            return self._cache_path
+
+        def get_source_stamp(self):
+            return source_hash(module)
+
+        def get_disambiguator(self):
+            return str(self._lineno)
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if os.path.abspath(py_file) != this_file:
+                return None
+            self = cls(py_func, str(machine_code_dir(module, prefix)))
+            try:
+                self.ensure_cache_path()
+            except OSError:
+                self = cls(py_func, tempfile.mkdtemp(prefix=f"fbsgd-{prefix}-"))
+            return self
+
+    Locator.__name__ = Locator.__qualname__ = f"FbsgdLocator_{prefix}"
+    # numba's list of locators is not a public API; without it numba's own locator (the file's own stamp)
+    # would apply, so its absence is an error rather than a silent loss of the source-hash guarantee
+    locators = caching.CacheImpl._locator_classes
+    locators[:] = [c for c in locators if c.__name__ != Locator.__name__]
+    locators.insert(0, Locator)

@@ -159,8 +159,8 @@ MECHANISMS = [
 ]
 
 
-def _kernel_vs_core(plan, precision, T=30, gamma=0.5, M=300, seed=7):
-    cfg = RunConfig(T=T, gamma=gamma, M=M, precision=precision)
+def _kernel_vs_core(plan, precision, T=30, gamma=0.5, M=300, seed=7, d=10):
+    cfg = RunConfig(T=T, gamma=gamma, M=M, precision=precision, d=d)
     prob = cfg.problem()
     AT64 = np.ascontiguousarray(prob.signed_features.T)
     AT = AT64.astype(np.float32) if precision == "float32" else AT64
@@ -186,6 +186,50 @@ def test_engine_runs_every_mechanism_as_the_core_does(plan):
     if div < 0 and div32 < 0:
         # float32 pass: the message itself is rounded to float32 before the mechanism acts
         np.testing.assert_allclose(trace32, norms_ref, rtol=2e-2, atol=1e-4)
+
+
+OTHER_D = [
+    dict(forward={1: P.zero_mean_uniform(1.0, 10)}, backward={2: P.UniformNoise(-0.2, 0.3, per_sample=False)}),
+    dict(forward={1: P.Round("bfloat16", "stochastic")}, backward={2: P.Round("float8_e4m3fn")}),
+    dict(forward={1: P.every(3, P.BitFlip(1e-3, "mantissa"))}, backward={2: P.Round("float16")}),
+]
+
+
+@pytest.mark.parametrize("d", [3, 17])
+def test_engine_runs_as_the_core_for_other_numbers_of_features(d):
+    """The kernel is specialised to d (one machine code per d, its dot products written out term by
+    term): d = 3 and 17 against the core passes, as d = 10 above, in float64 and float32; and the
+    paper's configurations through run_sweep."""
+    for plan in OTHER_D:
+        w, trace, div, w_ref, norms_ref, div_ref = _kernel_vs_core(plan, "float64", d=d, M=700)
+        assert div == div_ref == -1
+        np.testing.assert_allclose(w, w_ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(trace, norms_ref, rtol=1e-10)
+        w32, trace32, div32, *_ = _kernel_vs_core(plan, "float32", d=d, M=700)
+        assert div32 == -1
+        np.testing.assert_allclose(trace32, norms_ref, rtol=2e-2, atol=1e-4)
+    cfg = RunConfig(T=20, gamma=0.5, M=700, d=d, metric_every=1, precision="float64", perturbation="both", sigma_f=1.0,
+                    sigma_b=0.5, mode="shared")
+    res = run_sweep([cfg], cache_dir=False, progress=False, n_jobs=1, trace_points=10_000)
+    _, norms_ref, _ = E.reference_run(cfg.problem(), cfg.plan(), cfg.stream_seed(), cfg.gamma, cfg.T, cfg.noise_std,
+                                      E.xi_key(cfg.stream_seed()), metric_every=1)
+    np.testing.assert_allclose(res.traces.sort_values("t").grad_norm.to_numpy(), norms_ref, rtol=1e-11)
+
+
+def test_the_kernel_refuses_data_of_another_shape_or_precision():
+    cfg = RunConfig(T=20, M=300)
+    AT64 = np.ascontiguousarray(cfg.problem().signed_features.T)
+    params = E.kernel_params([cfg.kernel_row()])
+    args = (np.zeros((1, 10)), 0, 20, 10, params, np.full((1, 2), np.nan), np.zeros(0, np.int64), np.zeros((1, 0)),
+            np.full(1, -1, np.int64))
+    with pytest.raises(ValueError, match="dtype float32"):
+        E.kernel(10, "float32")(AT64, AT64, *args)
+    with pytest.raises(ValueError, match=r"d = 9 .* shape \(9, M\)"):
+        E.kernel(9, "float64")(AT64, AT64, *args)
+    with pytest.raises(ValueError, match="d must be an integer >= 1"):
+        E.kernel(0)
+    with pytest.raises(ValueError, match="precision must be"):
+        E.kernel(10, "float16")
 
 
 def test_perturbations_the_engine_cannot_run_are_refused_by_name():

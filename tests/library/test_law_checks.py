@@ -143,25 +143,36 @@ class BlockQuantizer(P.Perturbation):
         return P.Law("input_dependent", False, True, 0.0, 1e-6)
 
 
-E2M1 = lowprec.Format("float4_e2m1fn", 9, 2, 1, 1, 6.0, False)  # 1 sign, 2 exponent, 1 mantissa bits, max 6
+E4M3 = lowprec.format_of("float8_e4m3fn")  # no infinities: an entry past 448 becomes NaN
 
 
 @dataclass(frozen=True)
-class SaturatingE2M1(P.Perturbation):
-    """Rounds to e2m1 and saturates at ±6 (as ml_dtypes' float4_e2m1fn does), but its compiled form
-    says: round to e2m1, overflow to NaN."""
+class SaturatingE4M3(P.Perturbation):
+    """Rounds to e4m3 and saturates at ±448, but its compiled form says: round to e4m3, overflow to NaN
+    (what :func:`fbsgd.lowprec.round_entries` does for a format without infinities)."""
 
     def apply(self, x, key, step):
         x = np.asarray(x)
-        r = lowprec.round_array(x, E2M1, "nearest")
-        return np.where(np.abs(x) > 6.0, np.sign(x) * 6.0, r).astype(x.dtype)
+        r = lowprec.round_array(np.clip(x, -448.0, 448.0), E4M3, "nearest")
+        return r.astype(x.dtype)
 
     @property
     def law(self):
         return P.Law("input_dependent", False, False)
 
     def compiled(self):
-        return P.CompiledOp("round", (*E2M1.args, False))
+        return P.RoundOp.to("float8_e4m3fn")
+
+
+@dataclass(frozen=True)
+class DeclaresE2M1(P.Perturbation):
+    """Declares a rounding to e2m1 as its compiled form: a format the engine does not know."""
+
+    def apply(self, x, key, step):
+        return np.asarray(x)
+
+    def compiled(self):
+        return P.CompiledOp("round", (1, 0, 6.0, False, False))
 
 
 def _messages():
@@ -197,14 +208,21 @@ def test_a_biased_block_quantizer_declaring_zero_mean_is_reported_with_its_measu
 
 
 def test_a_compiled_form_that_overflows_to_nan_while_apply_saturates_is_refused():
-    # ml_dtypes' e2m1 saturates: apply is right, the compiled form is not
-    x = np.array([7.0, 6.5, -100.0])
-    np.testing.assert_array_equal(SaturatingE2M1().apply(x, 0, 0), x.astype(ml_dtypes.float4_e2m1fn).astype(float))
+    x = np.array([448.0, 500.0, -1e4])
+    np.testing.assert_array_equal(SaturatingE4M3().apply(x, 0, 0), [448.0, 448.0, -448.0])
     with pytest.raises(ValueError, match=r"max_finite / has_inf \(overflow\).*at x = .*compiled gives nan, apply gives"):
-        P.check_compiled(SaturatingE2M1())
-    report = P.check(SaturatingE2M1(), _messages() * 3, draws=50)
+        P.check_compiled(SaturatingE4M3())
+    report = P.check(SaturatingE4M3(), _messages() * 1000, draws=50)
     d = [d for d in report.disagreements if d.field.startswith("compiled()")]
-    assert len(d) == 1 and "nan" in d[0].declared and "6.0" in d[0].measured
+    assert len(d) == 1 and "nan" in d[0].declared and "448.0" in d[0].measured
+
+
+def test_a_compiled_rounding_to_a_format_the_engine_does_not_know_is_refused_naming_the_field():
+    # e2m1 (float4) is not one of fbsgd.lowprec.FORMATS: the compiled engine cannot round to it
+    with pytest.raises(ValueError, match=r"RoundOp: field man_bits = 1 is not that of a known format.*float8_e4m3fn"):
+        P.check_compiled(DeclaresE2M1())
+    with pytest.raises(ValueError, match=r"man_bits"):
+        P.check(DeclaresE2M1(), _messages(), draws=10)
 
 
 def test_compiled_forms_that_differ_from_apply_name_the_field():

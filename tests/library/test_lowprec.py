@@ -383,6 +383,31 @@ def test_njit_callers_get_the_same_bits(name):
         assert n == np.unpackbits(flipped_bits(X32, y).view(np.uint8)).sum()
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_round_entries_in_place_is_round_scalar_entry_by_entry(name):
+    """The vectorized in-place rounding of the kernels: entries 0..n-1 only, the draw of entry i at
+    first + i, every special value; nearest against ml_dtypes, stochastic against round_scalar."""
+    f = FORMATS[name]
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, f.max_finite, -f.max_finite, 2 * f.max_finite, f.smallest_subnormal,
+                -0.5 * f.smallest_subnormal, f.smallest_normal, 0.75 * f.smallest_normal, 1e-45, 3e38]
+    for dtype in (np.float32, np.float64):
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = np.concatenate([np.array(specials, dtype), RANDOM32[:20_000].astype(dtype),
+                                structured_inputs(name)[:20_000].astype(dtype)])
+        n, first, key, step = x.size - 7, 1000, 77, 3
+        for stochastic in (False, True):
+            got = x.copy()
+            with np.errstate(over="ignore", invalid="ignore"):
+                lowprec.round_entries(got, n, first, f.man_bits, f.emin, f.max_finite, f.has_inf, stochastic, key, step)
+            assert got[n:].tobytes() == x[n:].tobytes()  # entries from n on are left alone
+            if not stochastic:
+                assert_same(got[:n], ref_round(x[:n], name))
+            ref = np.array([round_scalar(np.float64(v), f.man_bits, f.emin, f.max_finite, f.has_inf,
+                                         rng.uniform01_scalar(np.uint64(key), step, first + i) if stochastic else -1.0)
+                            for i, v in enumerate(x[:n])], dtype)
+            assert_same(got[:n], ref)
+
+
 # ----------------------------------------------------------------------------
 # Errors
 # ----------------------------------------------------------------------------
