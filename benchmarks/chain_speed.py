@@ -5,7 +5,8 @@ logistic loss, batch 32 drawn from 512 generated samples, every layer's forward 
 float8 e5m2 (nearest), plain SGD, 16 configurations (seeds 0..15).  Peers, side by side:
 
   * engine f32 / f64: fbsgd.engine.chains.run_chain_chunk (the compiled kernel, one core);
-  * deep_chain: today's fbsgd.studies.real_mechanisms.deep_chain.train_group (numpy batched over the
+  * deep_chain: the deep chain's own loop of 2026-12-07, before the chapter moved onto the engine
+    (benchmarks/peers/deep_chain_2026_12_07.py, a frozen copy; numpy batched over the
     configurations, a compiled batched matmul, the mechanism through Perturbation.apply);
   * numpy: the same network written here with np.matmul over (C, B, D) arrays, rounding by
     fbsgd.lowprec.round_array;
@@ -48,7 +49,10 @@ from fbsgd import perturbations as P  # noqa: E402
 from fbsgd.engine import chains as CH  # noqa: E402
 from fbsgd.optimizers import minibatch_indices  # noqa: E402
 from fbsgd.problems import Dataset, mlp  # noqa: E402
-from fbsgd.studies.real_mechanisms import deep_chain as DC  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "peers"))
+import deep_chain_2026_12_07 as DC  # noqa: E402  (the deep chain's own loop before it moved onto the engine)
 
 N, WIDTH, BATCH, CONFIGS, N_DATA, LR = 8, 32, 32, 16, 512, 0.05
 FORMAT = "float8_e5m2"

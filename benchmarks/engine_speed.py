@@ -23,7 +23,12 @@ Peers measured in the same run:
     Round; JAX's native casts), one core;
   * a researcher's own compiled element kind (:class:`RoundToBits`, an
     ElementOp written here, outside fbsgd) against the built-in Round of the
-    same format, one core.
+    same format, one core;
+  * a researcher's own compiled block kind (:class:`UserMXFP8`, a BlockOp written
+    here: MXFP8 E4M3 blocks of 32 consecutive samples with a power-of-two shared
+    scale) at the forward message of the heavy workload against the built-in
+    Round("float8_e4m3fn") there, and the built-in fbsgd.formats.MX (axis=0) through
+    the engine, one core (``--parts block``).
 
 Run:  .venv/bin/python benchmarks/engine_speed.py [--sample 64] [--T 20000] [--naive-T 300] [--parts heavy,rounding]
       .venv/bin/python benchmarks/engine_speed.py --jax-site /tmp/jaxvenv/lib/python3.11/site-packages
@@ -31,7 +36,8 @@ Run:  .venv/bin/python benchmarks/engine_speed.py [--sample 64] [--T 20000] [--n
 (jax is not a dependency: ``python3.11 -m venv /tmp/jaxvenv && /tmp/jaxvenv/bin/pip install jax numpy``.)
 The last line is machine-readable, e.g.:
   speedup_vs_naive=<x> us_per_config_iteration=<z> full_grid_minutes=<y> heavy_us_per_config_iteration=<h>
-  fbsgd_over_fused=<r> fbsgd_over_jax=<r> bfloat16_forward_us=<b> clean_us=<c> element_over_round=<e> ...
+  fbsgd_over_fused=<r> fbsgd_over_jax=<r> bfloat16_forward_us=<b> clean_us=<c> element_over_round=<e>
+  block_over_round=<k> mx_over_round=<m> ...
 """
 from __future__ import annotations
 
@@ -48,6 +54,8 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from fbsgd import formats as F
+from fbsgd import lowprec
 from fbsgd import perturbations as P
 from fbsgd import rng
 from fbsgd.engine import kernel as K
@@ -403,6 +411,54 @@ def element_vs_builtin() -> dict:
                       "RoundToBits(7), an ElementOp": dict(forward=RoundToBits(7))})
 
 
+_E4M3 = lowprec.FORMATS["float8_e4m3fn"]
+
+
+@njit
+def mxfp8_block(x, u, numbers, out):
+    """A researcher's block operation: one MXFP8 E4M3 block, X = 2^(⌊log₂ amax⌋ − 8) (at least 2^-127), the
+    elements x / X clamped to ±448 and rounded to E4M3 (to nearest, ties to even), times X."""
+    amax = 0.0
+    for i in range(x.size):
+        amax = max(amax, abs(x[i]))
+    k = -127
+    if amax > 0.0:
+        k = max(math.frexp(amax)[1] - 9, -127)
+    X = math.ldexp(1.0, k)
+    for i in range(x.size):
+        y = min(max(x[i] / X, -448.0), 448.0)
+        out[i] = lowprec.round_scalar(y, 3, -6, 448.0, False, -1.0) * X
+
+
+@dataclass(frozen=True)
+class UserMXFP8(P.Perturbation):
+    """MXFP8 E4M3 in blocks of ``block`` consecutive samples, written outside fbsgd as a compiled block kind."""
+
+    block: int = 32
+
+    def compiled(self):
+        return P.BlockOp(mxfp8_block, self.block)
+
+    def apply(self, x, key, step):
+        return self.compiled().apply(x, key, step)
+
+    @property
+    def law(self):
+        return P.Law("input_dependent", False, False)
+
+
+def block_vs_builtin() -> dict:
+    """Single-core µs per configuration-iteration (:func:`kernel_us`) of the heavy workload (gradient norm at
+    every step, float32, the backward message with its per-sample noise) with the forward message rounded by
+    the built-in Round("float8_e4m3fn"), by the user's UserMXFP8(32) (a BlockOp) and by fbsgd.formats.MX
+    (MXFP8 E4M3, axis=0: a BlockOp), and with it clean, interleaved."""
+    heavy_b = dict(perturbation="backward", sigma_b=1.0, metric_every=1)
+    return kernel_us({"clean forward": heavy_b,
+                      "Round('float8_e4m3fn')": dict(heavy_b, forward=P.Round("float8_e4m3fn")),
+                      "UserMXFP8(32), a BlockOp": dict(heavy_b, forward=UserMXFP8(32)),
+                      "formats.MX e4m3 axis=0": dict(heavy_b, forward=F.MX("float8_e4m3fn", axis=0))})
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sample", type=int, default=64, help="configurations sampled from the full grid (default 64)")
@@ -415,14 +471,15 @@ def main():
     ap.add_argument("--jax-site", default=None,
                     help="a site-packages folder holding jax (not a dependency of fbsgd), appended to the path, "
                          "e.g. /tmp/jaxvenv/lib/python3.11/site-packages")
-    ap.add_argument("--parts", default="grid,heavy,rounding,element,breakdown",
-                    help="what to time, comma-separated (default: grid,heavy,rounding,element,breakdown)")
+    ap.add_argument("--parts", default="grid,heavy,rounding,element,block,breakdown",
+                    help="what to time, comma-separated (default: grid,heavy,rounding,element,block,breakdown)")
     args = ap.parse_args()
     parts = set(args.parts.split(","))
     if args.sample < 1 or args.T < 20 or args.naive_T < 1 or args.naive_configs < 1:
         ap.error("--sample, --naive-configs and --naive-T must be >= 1 and --T >= 20")
-    if parts - {"grid", "heavy", "rounding", "element", "breakdown"}:
-        ap.error(f"--parts: unknown {sorted(parts - {'grid', 'heavy', 'rounding', 'element', 'breakdown'})}")
+    known = {"grid", "heavy", "rounding", "element", "block", "breakdown"}
+    if parts - known:
+        ap.error(f"--parts: unknown {sorted(parts - known)}")
     has_jax = jax_available(args.jax_site)
     # the workers of the peers import this file as a module (joblib pickles its functions by reference)
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -488,6 +545,18 @@ def main():
         print(f"  a researcher's compiled element kind RoundToBits(7) (ElementOp): {user:.2f} "
               f"({user / bf16:.2f}× the built-in Round('bfloat16'); rounding {user - clean:+.2f} against {bf16 - clean:+.2f})")
         last.update(bfloat16_forward_us=f"{bf16:.3f}", clean_us=f"{clean:.3f}", element_over_round=f"{user / bf16:.2f}")
+
+    if "block" in parts:
+        bl = block_vs_builtin()
+        clean, e4m3 = bl["clean forward"], bl["Round('float8_e4m3fn')"]
+        user, mx = bl["UserMXFP8(32), a BlockOp"], bl["formats.MX e4m3 axis=0"]
+        print("\nforward message of the heavy workload (gradient norm every step, backward noise, float32) quantized to "
+              "E4M3 (one core, µs per configuration-iteration):")
+        print(f"  clean forward {clean:.2f}; built-in Round('float8_e4m3fn') {e4m3:.2f} (rounding {e4m3 - clean:+.2f})")
+        print(f"  a researcher's MXFP8 E4M3 block kind UserMXFP8(32) (BlockOp): {user:.2f} ({user / e4m3:.2f}× the built-in "
+              f"Round; goal <= 1.5×)")
+        print(f"  fbsgd.formats.MX('float8_e4m3fn', axis=0) (BlockOp): {mx:.2f} ({mx / e4m3:.2f}× the built-in Round)")
+        last.update(block_over_round=f"{user / e4m3:.2f}", mx_over_round=f"{mx / e4m3:.2f}")
 
     if "breakdown" in parts:
         spec, loops = unrolled_vs_loops()

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, logit
 
-from fbsgd.perturbations import CompressorWithMemory, Law, Perturbation
+from fbsgd.perturbations import CompressorWithMemory, DeltaOp, Law, Perturbation
 
 __all__ = ["DeltaCompression", "SecondOrderDebias", "UniformDebias", "sigmoid_second_derivative",
            "second_order_message", "uniform_debias_h", "TAIL_CUT"]
@@ -75,6 +75,9 @@ class DeltaCompression(CompressorWithMemory):
         x, r = self.prepare(x, memory)
         delta = self.compress_fn(key, step)(x - r)
         return delta, r + delta
+
+    def compiled(self):
+        return DeltaOp.around(self)
 
     def update(self, x, r, compress):
         copy = r + compress(x - r)

@@ -89,8 +89,12 @@ holds only where nothing is clipped: stochastic mode with ``amax="current"``, ``
 (``|δ| ≤ |x|``); stochastic mode has no bound of the form bound + c·abs(x) (the scale depends on the
 other entries).
 
-The compiled engine does not run these kinds (``compiled()`` says why); they run on the reference
-path (:mod:`fbsgd.passes`, :func:`fbsgd.optimizers.train`).
+Compiled: ``MX`` describes itself as a :class:`fbsgd.perturbations.BlockOp` whose function,
+:func:`mx_block`, gives the bits of its ``apply``, cut as ``apply`` cuts (``axis=0``: BlockOp axis 0,
+blocks down each feature over consecutive samples; ``axis=-1``: BlockOp axis -1, blocks along each
+sample's features).  ``TensorScaled`` and ``NVFP4`` do not compile (``compiled()`` says why) and run
+on the reference path (:mod:`fbsgd.passes`, :func:`fbsgd.optimizers.train`): their scale is one
+number for the whole message, which a BlockOp (blocks of one row or one column) cannot express.
 """
 from __future__ import annotations
 
@@ -98,6 +102,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from fbsgd import laws, lowprec, rng
 from fbsgd import perturbations as P
@@ -518,6 +523,48 @@ class TensorScaled(_Scaled):
         return f"{self.format} tensor-scaled{' pow2' if self.pow2 else ''}{amax} {self.mode}"
 
 
+@njit
+def mx_block(x, u, numbers, out):
+    """One block of :class:`MX` as a :class:`fbsgd.perturbations.BlockOp` function: ``numbers`` = (man_bits,
+    emin, max_finite, emax_elem of the element format, scale rule (0: "ocp", 1: "ceil"), stochastic (0/1));
+    the block's scale X = 2^k from its amax, the quotients x / X clamped to ±max_finite and rounded with
+    :func:`fbsgd.lowprec.round_scalar` (to nearest, or stochastically with u), times X; NaN for a block
+    with a NaN or ±inf or with k > 127.  Gives the bits of :class:`MX`'s ``apply`` on the block."""
+    man_bits, emin, max_finite = np.int64(numbers[0]), np.int64(numbers[1]), numbers[2]
+    emax, ceil, stochastic = np.int64(numbers[3]), numbers[4] != 0.0, numbers[5] != 0.0
+    n = x.size
+    amax = 0.0
+    finite = True
+    for i in range(n):
+        a = abs(x[i])
+        if not (a <= 1.7976931348623157e308):
+            finite = False
+        elif a > amax:
+            amax = a
+    if not finite:
+        for i in range(n):
+            out[i] = np.nan
+        return
+    if amax == 0.0:
+        k = np.int64(_E8M0_MIN)
+    else:
+        fa, ea = math.frexp(amax)
+        if ceil:
+            fm, em = math.frexp(max_finite)
+            k = np.int64(ea) - np.int64(em) + (1 if fa > fm else 0)
+        else:
+            k = np.int64(ea) - 1 - emax
+        k = max(k, np.int64(_E8M0_MIN))
+    if k > _E8M0_MAX:
+        for i in range(n):
+            out[i] = np.nan
+        return
+    X = math.ldexp(1.0, k)
+    for i in range(n):
+        y = min(max(x[i] / X, -max_finite), max_finite)
+        out[i] = lowprec.round_scalar(y, man_bits, emin, max_finite, False, u[i] if stochastic else -1.0) * X
+
+
 @dataclass(frozen=True)
 class MX(_Scaled):
     """An OCP Microscaling format: blocks of ``block`` values along ``axis`` share one power-of-two
@@ -541,6 +588,20 @@ class MX(_Scaled):
         object.__setattr__(self, "block", int(self.block))
         _mode("MX", self.mode)
         object.__setattr__(self, "axis", _axis_field("MX", self.axis))
+
+    def compiled(self):
+        """A :class:`fbsgd.perturbations.BlockOp` with :func:`mx_block` cutting the message as :meth:`apply`
+        does: ``axis=0``, blocks of ``block`` consecutive samples down each feature (BlockOp axis 0);
+        ``axis=-1`` (or 1), blocks along each sample's features (BlockOp axis -1; on the Section 7 chain's
+        one-value-per-sample messages these are single entries).  Other axes (messages of more than two
+        dimensions) do not compile."""
+        if self.axis not in (0, -1, 1):
+            raise NotImplementedError(f"the compiled engine cannot run {self!r}: its messages have two dimensions "
+                                      "(samples, features); axis must be 0 or -1")
+        f = ELEMENT_FORMATS[self.element]
+        numbers = (f.man_bits, f.emin, f.max_finite, _emax(f), float(self.scale_rule == "ceil"),
+                   float(self.mode == "stochastic"))
+        return P.BlockOp(mx_block, self.block, numbers, axis=0 if self.axis == 0 else -1)
 
     def _plan(self, x64):
         ax = _check_axis("MX", self.axis, x64.ndim)

@@ -475,7 +475,12 @@ def evaluate_compiled(op, x, key: int, step: int) -> np.ndarray:
     * "round" (params (man_bits, emin, max_finite, has_inf[, stochastic])): :func:`fbsgd.lowprec.round_scalar`
       of each entry with the draw of entry i (stochastic) — in float32 the input and the result are float32;
     * "bitflip" (params (rate, lo_bit, n_bits)): the flips :func:`fbsgd.lowprec.flip_bits_inplace` finds
-      in the float32 patterns; in float64 an entry hit by a flip becomes that float32 value, the others stay.
+      in the float32 patterns; in float64 an entry hit by a flip becomes that float32 value, the others stay;
+    * "element" (a researcher's :class:`fbsgd.perturbations.ElementOp`): its function on every entry,
+      :func:`fbsgd.lowprec.map_elements`;
+    * "block" (a researcher's :class:`fbsgd.perturbations.BlockOp`): its function on the blocks of the
+      message, :func:`fbsgd.lowprec.map_blocks` (rows: x's last dimension; one column: blocks over
+      consecutive samples).
     """
     a = np.asarray(x)
     if a.dtype not in (np.float32, np.float64):
@@ -484,6 +489,8 @@ def evaluate_compiled(op, x, key: int, step: int) -> np.ndarray:
     out = np.empty_like(src)
     k, s = np.uint64(int(key) % 2**64), int(step)
     kind, params = op.kind, tuple(op.params)
+    if kind in ("element", "block"):
+        return op.apply(a, key, step)
     if kind == "uniform":
         lo, hi = float(params[0]), float(params[1])
         if lo == 0.0 and hi == 0.0:  # the engine skips it
@@ -507,8 +514,8 @@ def evaluate_compiled(op, x, key: int, step: int) -> np.ndarray:
             out = src.copy()
             out[hit] = x32[hit]
     else:
-        raise ValueError(f"evaluate_compiled: the compiled engine runs operations of kind 'uniform', 'round' and "
-                         f"'bitflip', got {kind!r}")
+        raise ValueError(f"evaluate_compiled: the compiled engine runs operations of kind 'uniform', 'round', "
+                         f"'bitflip', 'element' and 'block', got {kind!r}")
     return out.reshape(a.shape)
 
 
@@ -646,6 +653,10 @@ def _compiled_field(op, x, c, a, n_diff, stoch_apply) -> str:
         if d.size > 1 and shared == bool(op.per_sample):
             return "compiled().per_sample"
         return "compiled().params: (low, high)"
+    if op.kind == "element":
+        return "compiled(): fn / numbers"
+    if op.kind == "block":
+        return "compiled(): fn / block / numbers"
     return "compiled().params: (rate, lo_bit, n_bits)"
 
 
@@ -656,9 +667,12 @@ def _compare_compiled(p, x, seed: int = 0):
         op = p.compiled()
     except NotImplementedError:
         return None
-    if op.kind not in ("uniform", "round", "bitflip"):
+    if op.kind not in ("uniform", "round", "bitflip", "element", "block"):
+        if isinstance(getattr(type(op), "FIELDS", None), tuple) and op.kind:
+            return None  # a named compiled form evaluated by its own engine (Top-K, Rand-K, the correctors), not here
         return dict(field="compiled().kind", message=f"{p!r}: compiled() gives an operation of kind {op.kind!r}, which "
-                                                     "the compiled engine does not run (it runs 'uniform', 'round' and 'bitflip')")
+                                                     "the compiled engine does not run (it runs 'uniform', 'round', "
+                                                     "'bitflip', 'element' and 'block')")
     steps = _active_steps(p.schedule)
     if not steps:
         return None
@@ -698,8 +712,8 @@ def check_compiled(p, x=None, seed: int = 0) -> None:
     The compiled form is evaluated with the engine's element functions (:func:`evaluate_compiled`)
     and compared, number for number (NaN equal to NaN), with ``p.transform`` on the same message,
     stream key and step, at the first active steps of its schedule, on ``x`` (default: the inputs
-    of :func:`probe_inputs` for its operation) in float64 and, for rounding and bit flips, in
-    float32.  The message names the field that disagrees (as well as the inputs tell), one input,
+    of :func:`probe_inputs` for its operation) in float64 and, for rounding, bit flips and a
+    researcher's element and block operations, in float32.  The message names the field that disagrees (as well as the inputs tell), one input,
     both results and the count of differing inputs.  A kind without a compiled form
     (``compiled()`` raises NotImplementedError) passes: the engine refuses it by itself.
     """

@@ -58,6 +58,12 @@ __all__ = [
     "round_array",
     "round_entries",
     "map_elements",
+    "map_blocks",
+    "block_starts",
+    "block_entry",
+    "BLOCK_AUTO",
+    "BLOCK_ROWS",
+    "BLOCK_COLUMNS",
     "FIELDS",
     "flip_bits_inplace",
     "flip_bits",
@@ -387,6 +393,65 @@ def map_elements(fn, src, out, numbers, per_sample, key, step):
     compiled engine applies it.  ``fn`` is a numba function; one machine code per ``fn``, per process."""
     for i in range(src.size):
         out[i] = fn(np.float64(src[i]), rng.uniform01_scalar(key, step, i if per_sample else 0), numbers)
+
+
+BLOCK_AUTO, BLOCK_ROWS, BLOCK_COLUMNS = 0, 1, 2  # how map_blocks cuts a message (BlockOp.axis None, -1, 0)
+
+
+@njit
+def block_entry(b0, i, width, mode):
+    """The flat index of entry i of the block that starts at flat index b0 (down a column when mode is
+    BLOCK_COLUMNS: consecutive rows, ``width`` apart; else consecutive entries of a row)."""
+    return b0 + i * width if mode == BLOCK_COLUMNS else b0 + i
+
+
+@njit
+def block_starts(rows, width, block, mode):
+    """The flat index of the first entry and the length of every block of a (rows, width) message, in the
+    order the blocks are applied: ``mode`` BLOCK_ROWS cuts each row into blocks of ``block`` entries,
+    BLOCK_COLUMNS each column, BLOCK_AUTO the rows, except for a one-column message (its column)."""
+    if mode == BLOCK_AUTO:
+        mode = BLOCK_COLUMNS if width == 1 else BLOCK_ROWS
+    if mode == BLOCK_COLUMNS:
+        per, outer, step_in, step_out = rows, width, width, 1
+    else:
+        per, outer, step_in, step_out = width, rows, 1, width
+    nb = (per + block - 1) // block
+    starts = np.empty(outer * nb, np.int64)
+    lengths = np.empty(outer * nb, np.int64)
+    k = 0
+    for o in range(outer):
+        for b in range(nb):
+            starts[k] = o * step_out + b * block * step_in
+            lengths[k] = min(block, per - b * block)
+            k += 1
+    return starts, lengths, mode
+
+
+@njit
+def map_blocks(fn, src, out, numbers, block, rows, width, mode, per_sample, key, step):
+    """A researcher's block operation (:class:`fbsgd.perturbations.BlockOp`) on a message, as the
+    compiled engines apply it: the flat arrays ``src`` and ``out`` (float32 or float64, a (rows, width)
+    message in C order) are cut into blocks of at most ``block`` entries (:func:`block_starts`: along
+    each row, ``mode`` BLOCK_ROWS; down each column, BLOCK_COLUMNS; BLOCK_AUTO: along the rows, down
+    the column of a one-column message); for each block of n entries ``fn(x, u, numbers, y)`` gets
+    the float64 copies x of its entries, u the draws ``rng.uniform01_scalar(key, step, i)`` at each
+    entry's flat index i (per sample) or the draw 0 (shared), and writes y (n float64 numbers), stored
+    into ``out`` in out's dtype.  ``fn`` is a numba function; one machine code per ``fn``, per process."""
+    starts, lengths, mode = block_starts(rows, width, block, mode)
+    cap = max(1, min(block, max(rows, width)))
+    x = np.empty(cap)
+    u = np.empty(cap)
+    y = np.empty(cap)
+    for k in range(starts.size):
+        b0, n = starts[k], lengths[k]
+        for i in range(n):
+            e = block_entry(b0, i, width, mode)
+            x[i] = np.float64(src[e])
+            u[i] = rng.uniform01_scalar(key, step, e if per_sample else 0)
+        fn(x[:n], u[:n], numbers, y[:n])
+        for i in range(n):
+            out[block_entry(b0, i, width, mode)] = y[i]
 
 
 @njit(cache=True)

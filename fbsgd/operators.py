@@ -95,15 +95,52 @@ class Operator:
         return f"{type(self).__name__}({self.in_dim}->{self.out_dim})"
 
 
+INITS = ("gaussian", "unit_norm", "zeros")  # the initial matrices of Linear and Affine (their ``init`` field)
+
+
+def _check_init(owner, gain, init) -> None:
+    """Refuse a ``gain`` that is not a finite number > 0 or an ``init`` not in :data:`INITS`, naming the field."""
+    name = type(owner).__name__
+    if isinstance(gain, bool) or not isinstance(gain, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(gain) or gain <= 0:
+        raise ValueError(f"{name} needs a finite number gain > 0 (the scale of the initial matrix), got {gain!r}")
+    if init not in INITS:
+        raise ValueError(f"{name} needs init one of {INITS} (the initial matrix: gaussian entries "
+                         f"gain·N(0, 1)/√in_dim, or a gaussian matrix scaled to Frobenius norm gain), got {init!r}")
+
+
+def _init_matrix(rng, size: int, in_dim: int, gain: float, init: str) -> np.ndarray:
+    """``size`` standard normal draws G, then gain·G/√in_dim ("gaussian") or gain·G/‖G‖ ("unit_norm").
+    The default gain 1.0 gives the bits of G/√in_dim (1.0·G is G, exactly).  "zeros": a zero matrix
+    (gain ignored, nothing drawn; Section 7's w₀ = 0)."""
+    if init == "zeros":
+        return np.zeros(size)
+    G = rng.standard_normal(size)
+    return gain * G / (np.linalg.norm(G) if init == "unit_norm" else np.sqrt(in_dim))
+
+
+def _init_repr(op) -> str:
+    """", gain=…, init=…" for the fields that differ from their defaults (none: the repr as before)."""
+    return (f", gain={op.gain:g}" if op.gain != 1.0 else "") + (f", init={op.init!r}" if op.init != "gaussian" else "")
+
+
 @dataclass(repr=False)
 class Linear(Operator):
-    """f(y, W) = W y with W of shape (out_dim, in_dim), stored row-major in w."""
+    """f(y, W) = W y with W of shape (out_dim, in_dim), stored row-major in w.
+
+    ``init_weight``: W = gain·G/√in_dim with G standard normal (``init="gaussian"``, the default:
+    entries N(0, gain²/in_dim)), or W = gain·G/‖G‖_F (``init="unit_norm"``: Frobenius norm gain).
+    """
 
     in_dim: int
     out_dim: int
+    gain: float = 1.0
+    init: str = "gaussian"
 
     def __post_init__(self):
         _sizes(self, in_dim=self.in_dim, out_dim=self.out_dim)
+        _check_init(self, self.gain, self.init)
+        self.gain = float(self.gain)
         self.weight_size = self.in_dim * self.out_dim
 
     def _W(self, w):
@@ -122,7 +159,10 @@ class Linear(Operator):
         return dy @ self._W(w).T + y @ self._W(dw).T
 
     def init_weight(self, rng):
-        return rng.standard_normal(self.weight_size) / np.sqrt(self.in_dim)
+        return _init_matrix(rng, self.weight_size, self.in_dim, self.gain, self.init)
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_dim}->{self.out_dim}{_init_repr(self)})"
 
 
 @dataclass(repr=False)
@@ -131,18 +171,23 @@ class Affine(Operator):
 
     The weight vector is W (row-major, ``out_dim * in_dim`` entries) followed by b (``out_dim``
     entries; absent when ``bias=False``, and then this is :class:`Linear`).
-    ``init_weight``: entries of W ~ N(0, 1/in_dim), b = 0.
+    ``init_weight``: entries of W ~ N(0, gain²/in_dim) (``init="gaussian"``, gain 1 by default) or a
+    gaussian W scaled to Frobenius norm gain (``init="unit_norm"``), as :class:`Linear`; b = 0.
     """
 
     in_dim: int
     out_dim: int
     bias: bool = True
+    gain: float = 1.0
+    init: str = "gaussian"
 
     def __post_init__(self):
         _sizes(self, in_dim=self.in_dim, out_dim=self.out_dim)
         if not isinstance(self.bias, (bool, np.bool_)):
             raise ValueError(f"Affine needs bias True or False, got {self.bias!r}")
         self.bias = bool(self.bias)
+        _check_init(self, self.gain, self.init)
+        self.gain = float(self.gain)
         self._nW = self.in_dim * self.out_dim
         self.weight_size = self._nW + (self.out_dim if self.bias else 0)
 
@@ -165,11 +210,11 @@ class Affine(Operator):
         return out + dw[self._nW:] if self.bias else out
 
     def init_weight(self, rng):
-        W = rng.standard_normal(self._nW) / np.sqrt(self.in_dim)
+        W = _init_matrix(rng, self._nW, self.in_dim, self.gain, self.init)
         return np.concatenate([W, np.zeros(self.out_dim)]) if self.bias else W
 
     def __repr__(self) -> str:
-        return f"Affine({self.in_dim}->{self.out_dim}{'' if self.bias else ', bias=False'})"
+        return f"Affine({self.in_dim}->{self.out_dim}{'' if self.bias else ', bias=False'}{_init_repr(self)})"
 
 
 @dataclass(repr=False)

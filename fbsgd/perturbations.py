@@ -356,13 +356,15 @@ class CompiledOp(metaclass=_CompiledOpMeta):
       :data:`fbsgd.lowprec.FORMATS`, to nearest or stochastically;
     * :class:`BitFlipOp` ``(rate, lo_bit, n_bits)``: flip bits of the entries' float32 patterns;
     * :class:`ElementOp` ``(fn, numbers, per_sample)``: a researcher's own numba function applied to
-      every entry, ``y = fn(x, u, numbers)``.
+      every entry, ``y = fn(x, u, numbers)``;
+    * :class:`BlockOp` ``(fn, block, numbers, per_sample)``: a researcher's own numba function applied
+      to every block of ``block`` consecutive entries, ``fn(x, u, numbers, out)``.
 
     Each checks its fields when it is built and refuses an invalid one with a ValueError naming the
     field and what is allowed, so an invalid number never reaches a kernel.  A new kind describes
     itself with one of them in its ``compiled()``; nothing else in the package changes.
 
-    Every form has ``kind`` ("uniform", "round", "bitflip", "element"), ``params`` (its numbers as a
+    Every form has ``kind`` ("uniform", "round", "bitflip", "element", "block"), ``params`` (its numbers as a
     tuple, in the order above) and ``per_sample`` (one draw per entry; False: one draw shared by the
     batch).  ``CompiledOp(kind, params, per_sample)`` builds the named form from those (the
     positional form of earlier versions), with the same checks.
@@ -522,6 +524,109 @@ class BitFlipOp(CompiledOp):
         object.__setattr__(self, "n_bits", n)
 
 
+def _check_keep_k(op) -> None:
+    """The fields of TopKOp / RandKOp: k an integer >= 1, scope one of the scopes."""
+    name = type(op).__name__
+    k = _op_int(name, "k", op.k, ">= 1, the entries kept per row")
+    if k < 1:
+        raise ValueError(f"{name}: field k must be an integer >= 1 (the entries kept per row), got {op.k!r}")
+    object.__setattr__(op, "k", k)
+    if op.scope not in _SCOPES:
+        raise ValueError(f"{name}: field scope must be one of {list(_SCOPES)}, got {op.scope!r}")
+
+
+@dataclass(frozen=True)
+class TopKOp(CompiledOp):
+    """Keep the ``k`` entries of largest magnitude of every row (``scope`` "per_sample": each sample's
+    features; "batch": each feature over the batch), zero the rest; ties to the lower index, NaN
+    last (:class:`TopK`).  ``k``: an integer >= 1; a row of at most k entries is kept whole."""
+
+    k: int
+    scope: str = "per_sample"
+    kind = "topk"
+    FIELDS = ("k",)
+
+    def __post_init__(self):
+        _check_keep_k(self)
+
+
+@dataclass(frozen=True)
+class RandKOp(CompiledOp):
+    """Keep ``k`` entries of every row (``scope`` as :class:`TopKOp`), those with the k smallest draws of
+    the stream (``rng.uniform(key, step, rows.shape)``, ties to the lower index), scaled by n/k, n the
+    row's length; zero the rest (:class:`RandK`).  ``k``: an integer >= 1; a row of at most k entries
+    is kept whole, unscaled."""
+
+    k: int
+    scope: str = "per_sample"
+    kind = "randk"
+    FIELDS = ("k",)
+
+    def __post_init__(self):
+        _check_keep_k(self)
+
+
+def _memoryless(owner: str, inner) -> None:
+    if not isinstance(inner, CompiledOp) or isinstance(inner, (ErrorFeedbackOp, DeltaOp)):
+        raise ValueError(f"{owner}: field inner must be the compiled form of a memoryless compressor (UniformOp, "
+                         f"RoundOp, BitFlipOp, TopKOp, RandKOp, ElementOp, BlockOp), got {inner!r}")
+
+
+def _memory_form(cls, corrector) -> "CompiledOp":
+    """``cls(compressor.compiled())`` for a corrector with memory, or NotImplementedError (the reference
+    path) when its compressor has no memoryless compiled form or a schedule of its own."""
+    c = corrector.compressor
+    if c.schedule != Schedule.always():
+        raise NotImplementedError(
+            f"the compiled engine runs {type(corrector).__name__} around a compressor that acts at every step; "
+            f"{c!r} has a schedule of its own (put the schedule outside instead: every(k, "
+            f"{type(corrector).__name__}(C)))")
+    inner = c.compiled()
+    if isinstance(inner, (ErrorFeedbackOp, DeltaOp)):
+        raise NotImplementedError(f"the compiled engine runs {type(corrector).__name__} around a memoryless "
+                                  f"compressor; {c!r} keeps a memory of its own")
+    return cls(inner)
+
+
+@dataclass(frozen=True)
+class ErrorFeedbackOp(CompiledOp):
+    """Error feedback around the memoryless compiled form ``inner`` (:class:`ErrorFeedback`): send
+    s = C(x + e), keep e ← x + e − s; e (float64, the message's shape) is zero at the start and kept
+    between the steps where it acts; C draws from ``rng.fold_key(key, 0)``."""
+
+    inner: CompiledOp
+    kind = "feedback"
+    FIELDS = ()
+
+    def __post_init__(self):
+        _memoryless("ErrorFeedbackOp", self.inner)
+
+    @classmethod
+    def around(cls, corrector) -> "ErrorFeedbackOp":
+        """The form of an :class:`ErrorFeedback`, or NotImplementedError (its compressor cannot be compiled)."""
+        return _memory_form(cls, corrector)
+
+
+@dataclass(frozen=True)
+class DeltaOp(CompiledOp):
+    """Delta compression around the memoryless compiled form ``inner``
+    (:class:`fbsgd.correctors.DeltaCompression`): r ← r + C(x − r), output r; r (float64, the
+    message's shape) is zero at the start and kept between the steps where it acts; C draws from
+    ``rng.fold_key(key, 0)``."""
+
+    inner: CompiledOp
+    kind = "delta"
+    FIELDS = ()
+
+    def __post_init__(self):
+        _memoryless("DeltaOp", self.inner)
+
+    @classmethod
+    def around(cls, corrector) -> "DeltaOp":
+        """The form of a :class:`fbsgd.correctors.DeltaCompression`, or NotImplementedError."""
+        return _memory_form(cls, corrector)
+
+
 _ELEMENT_CHECKED: dict = {}  # fn -> None (it compiles for the engine's argument types) or the reason it does not
 
 
@@ -585,6 +690,98 @@ class ElementOp(CompiledOp):
         out = np.empty_like(src)
         numbers = np.array(self.numbers if self.numbers else (0.0,), dtype=np.float64)
         lowprec.map_elements(self.fn, src, out, numbers, self.per_sample, np.uint64(int(key) % 2**64), int(step))
+        return out.reshape(x.shape)
+
+
+_BLOCK_CHECKED: dict = {}  # fn -> None (it compiles for the engine's argument types) or the reason it does not
+
+
+@dataclass(frozen=True)
+class BlockOp(CompiledOp):
+    """A researcher's own block operation: the message, a (rows, width) array (samples × features; a
+    one-dimensional message is one row), is cut into blocks of ``block`` entries, and each block
+    becomes ``fn``'s output.  ``axis``: -1 cuts each row (a block never spans two samples; the last
+    block of a row may be shorter), 0 each column (a block runs over consecutive samples of one
+    feature), None (the default) the rows, except for a one-column message (the Section 7 chain),
+    whose column is cut: its blocks run over consecutive samples.
+
+    ``fn``: a numba function (``@numba.njit``) ``fn(x, u, numbers, out) -> None`` of one block: x
+    (float64 array of its n <= block entries), u (float64 array of n uniform draws in [0, 1) from the
+    perturbation's stream: :func:`fbsgd.rng.uniform01_scalar` at the step with the entry's flat index
+    in the message, or index 0 for every entry when ``per_sample`` is False), ``numbers`` (a float64
+    array of the kind's ``numbers``, [0.0] when there are none); it writes the block's new values into
+    ``out`` (float64, length n; in a float32 pass they are stored as float32).  ``block``: an integer
+    >= 1.  The compiled engines call ``fn`` on the blocks as :func:`fbsgd.lowprec.map_blocks` does, and
+    :meth:`apply` is that function, so the kind's own ``apply`` can be ``self.compiled().apply(x, key,
+    step)`` and the reference path computes what the kernels compute.
+
+    A kind returning a BlockOp from ``compiled()`` runs in the compiled engine with no other edit; its
+    identity in the sweep cache is its canonical form (:func:`canonical`), ``fn``'s code among it.
+    """
+
+    fn: object
+    block: int
+    numbers: tuple = ()
+    per_sample: bool = True
+    axis: int | None = None
+    kind = "block"
+    FIELDS = ("block", "numbers")
+    MODES = {None: lowprec.BLOCK_AUTO, -1: lowprec.BLOCK_ROWS, 0: lowprec.BLOCK_COLUMNS}
+
+    def __post_init__(self):
+        fn = self.fn
+        if not (callable(fn) and hasattr(fn, "py_func") and type(fn).__module__.split(".")[0] == "numba"):
+            raise ValueError(f"BlockOp: field fn must be a numba function (decorated with @numba.njit) "
+                             f"fn(x, u, numbers, out) -> None, got {fn!r}")
+        block = _op_int("BlockOp", "block", self.block, ">= 1, the entries per block")
+        if block < 1:
+            raise ValueError(f"BlockOp: field block must be an integer >= 1 (the entries per block), got {self.block!r}")
+        object.__setattr__(self, "block", block)
+        try:
+            numbers = tuple(self.numbers)
+        except TypeError:
+            raise ValueError(f"BlockOp: field numbers must be a tuple of finite numbers, got {self.numbers!r}") from None
+        object.__setattr__(self, "numbers", tuple(_op_number("BlockOp", f"numbers[{i}]", v) for i, v in enumerate(numbers)))
+        object.__setattr__(self, "per_sample", _op_flag("BlockOp", "per_sample", self.per_sample))
+        if isinstance(self.axis, bool) or self.axis not in self.MODES:
+            raise ValueError(f"BlockOp: field axis must be -1 (blocks along each row), 0 (down each column) or None "
+                             f"(the rows; a one-column message: its column), got {self.axis!r}")
+        if fn not in _BLOCK_CHECKED:  # compile it once for the engine's argument types, and say why not
+            try:
+                x = np.linspace(-1.0, 1.0, 3)
+                y = fn(x, np.full(3, 0.5), np.zeros(max(1, len(numbers))), np.empty(3))
+                _BLOCK_CHECKED[fn] = None if y is None else f"it returns {type(y).__name__}; it must write into out " \
+                                                             "and return nothing"
+            except Exception as exc:  # noqa: BLE001 - numba's typing errors are many classes
+                _BLOCK_CHECKED[fn] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        if _BLOCK_CHECKED[fn] is not None:
+            raise ValueError(f"BlockOp: field fn ({getattr(fn, '__name__', fn)!r}) must compile as fn(x: float64 array, "
+                             f"u: float64 array, numbers: float64 array, out: float64 array) -> None; {_BLOCK_CHECKED[fn]}")
+
+    @property
+    def params(self) -> tuple:
+        return (self.block, *self.numbers)
+
+    @property
+    def mode(self) -> int:
+        """How :func:`fbsgd.lowprec.map_blocks` cuts the message (``lowprec.BLOCK_AUTO``, ``BLOCK_ROWS``
+        or ``BLOCK_COLUMNS``, from ``axis``)."""
+        return self.MODES[self.axis]
+
+    def apply(self, x, key: int, step: int) -> np.ndarray:
+        """``fn`` applied to the blocks of ``x`` (a (rows, width) message: its last dimension is the width;
+        one dimension: one row) as the compiled engines apply it: a new array of x's shape and
+        float32/float64 dtype."""
+        x = np.asarray(x)
+        if x.dtype not in (np.float32, np.float64):
+            x = x.astype(np.float64)
+        src = np.ascontiguousarray(x).reshape(-1)
+        out = np.empty_like(src)
+        numbers = np.array(self.numbers if self.numbers else (0.0,), dtype=np.float64)
+        width = x.shape[-1] if x.ndim >= 1 else 1
+        rows = src.size // width if width else 0
+        lowprec.map_blocks(self.fn, src, out, numbers, self.block, rows, width, self.mode, self.per_sample,
+                           np.uint64(int(key) % 2**64), int(step))
         return out.reshape(x.shape)
 
 
@@ -1010,6 +1207,9 @@ class TopK(Perturbation):
     def label(self):
         return f"Top-K k={self.k}"
 
+    def compiled(self):
+        return TopKOp(self.k, self.scope)
+
     def apply(self, x, key, step):
         m = _along(x, self.scope)
         if self.k >= m.shape[1]:
@@ -1050,6 +1250,9 @@ class RandK(Perturbation):
     @property
     def label(self):
         return f"Rand-K k={self.k}"
+
+    def compiled(self):
+        return RandKOp(self.k, self.scope)
 
     def apply(self, x, key, step):
         m = _along(x, self.scope)
@@ -1121,6 +1324,9 @@ class ErrorFeedback(CompressorWithMemory):
     start), so Σ_t s_t + e_T = Σ_t x_t exactly."""
 
     compressor: Perturbation
+
+    def compiled(self):
+        return ErrorFeedbackOp.around(self)
 
     def update(self, x, e, compress):
         target = x + e

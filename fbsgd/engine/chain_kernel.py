@@ -49,13 +49,15 @@ from numba.extending import overload
 
 from fbsgd import rng
 from fbsgd.engine.provenance import cache_machine_code, kernel_dir
-from fbsgd.lowprec import flip_bits_inplace, round_scalar
+from fbsgd.lowprec import flip_bits_inplace, map_blocks, round_scalar
 from fbsgd.optimizers import DIVERGENCE_THRESHOLD
 from fbsgd.vecmath import _exp, bits_to_f32, bits_to_f64, f32_to_bits, f64_to_bits
 
-__all__ = ["run_chains", "final_metrics", "update", "engine_order", "tanh64", "tanh32", "round_message", "kernel_dir",
+__all__ = ["run_chains", "run_chains_fns", "final_metrics", "perturb_site", "perturb_plain", "keep_k", "update",
+           "engine_order", "tanh64", "tanh32", "round_message", "kernel_dir",
            "AFFINE", "TANH", "SIGMOID", "RELU", "IDENTITY", "SOFTPLUS", "LOGISTIC", "SOFTMAX",
-           "UNIFORM", "ROUND", "BITFLIP", "SGD", "HEAVYBALL", "ADAM", "OP_COLUMNS", "SITE_INTS"]
+           "UNIFORM", "ROUND", "BITFLIP", "TOPK", "RANDK", "ELEMENT", "BLOCK", "PLAIN", "FEEDBACK", "DELTA",
+           "SGD", "HEAVYBALL", "ADAM", "OP_COLUMNS", "SITE_INTS"]
 
 
 # ---------------------------------------------------------------------------
@@ -75,9 +77,13 @@ ELEMENTWISE = (TANH, SIGMOID, RELU, IDENTITY, SOFTPLUS)
 # one row per operator: code, input width, output width, weight offset, bias (0/1), offset of the
 # output in the activation buffer (per sample), offset of the derivative buffer (per sample)
 OP_COLUMNS = ("code", "din", "dout", "woff", "bias", "yoff", "doff")
-UNIFORM, ROUND, BITFLIP = 1, 2, 3
-# per site: kind, per_sample, first, interval, until (the last step + 1)
-SITE_INTS = ("kind", "per_sample", "first", "interval", "until")
+UNIFORM, ROUND, BITFLIP, TOPK, RANDK, ELEMENT, BLOCK = 1, 2, 3, 4, 5, 6, 7
+PLAIN, FEEDBACK, DELTA = 0, 1, 2  # the memory around a site's operation: none, error feedback, delta compression
+# per site: kind, per_sample, first, interval, until (the last step + 1), the memory around it (wrap), k (Top-K,
+# Rand-K; the block of a block kind), scope (0 rows per sample, 1 columns over the batch; a block kind: how its
+# message is cut, fbsgd.lowprec.BLOCK_AUTO / BLOCK_ROWS / BLOCK_COLUMNS), the offset of its memory
+# in the configuration's memory, how many numbers its element/block function reads, the slot of that function
+SITE_INTS = ("kind", "per_sample", "first", "interval", "until", "wrap", "k", "scope", "mem", "numbers", "slot")
 SGD, HEAVYBALL, ADAM = 0, 1, 2
 
 _F32_ONE = np.float32(1.0)
@@ -277,13 +283,169 @@ def perturb(m, d, t, si, sf, key, scratch):
         _flip_message(m, key, t, sf[0], np.int64(sf[1]), np.int64(sf[2]), scratch)
 
 
+def _like(m, v):  # pragma: no cover - typed by the overload below
+    raise NotImplementedError
+
+
+@overload(_like, inline="always")
+def _like_typed(m, v):
+    """v in the precision of the message m (numpy's float32 array × Python float is a float32 product)."""
+    if m.dtype == types.float32:
+        return lambda m, v: np.float32(v)
+    return lambda m, v: v
+
+
+@njit(cache=True, error_model="numpy")
+def keep_k(m, d, k, scope, t, key, random, keys):
+    """Top-K (``random`` False) or Rand-K (True) on the flat message ``m`` of rows of ``d`` entries, in place,
+    as :class:`fbsgd.perturbations.TopK` / ``RandK`` apply them: each group (scope 0: a row; 1: a column,
+    the batch of one feature) of n > k entries keeps the k first of the stable order of −|x| (NaN last) or
+    of the draws ``uniform01_scalar(key, t, group · n + i)`` (scaled by n/k), and zeroes the rest.
+    ``keys``: a float64 buffer of at least n entries."""
+    rows = m.size // d
+    if scope == 0:
+        G, n, gstride, estride = rows, d, d, 1
+    else:
+        G, n, gstride, estride = d, rows, 1, d
+    if k >= n:
+        return
+    kv = keys[:n]
+    scale = _like(m, n / k)
+    for g in range(G):
+        base = g * gstride
+        for i in range(n):
+            if random:
+                kv[i] = rng.uniform01_scalar(key, t, g * n + i)
+            else:
+                kv[i] = -abs(np.float64(m[base + i * estride]))
+        order = np.argsort(kv, kind="mergesort")  # stable, NaN last: numpy's order
+        for j in range(k, n):
+            m[base + order[j] * estride] = 0.0
+        if random:
+            for j in range(k):
+                q = base + order[j] * estride
+                m[q] = m[q] * scale
+
+
+def _elements(fn, m, numbers, per_sample, key, t):  # pragma: no cover - typed by the overload below
+    raise NotImplementedError
+
+
+@overload(_elements, inline="always")
+def _elements_typed(fn, m, numbers, per_sample, key, t):
+    """``m[i] = fn(float64(m[i]), u_i, numbers)``: :func:`fbsgd.lowprec.map_elements` in place; nothing for
+    a slot without a function (None: the cached kernel holds no function object, so numba can cache it)."""
+    if isinstance(fn, types.NoneType):
+        return lambda fn, m, numbers, per_sample, key, t: None
+    return lambda fn, m, numbers, per_sample, key, t: _map_elements(fn, m, numbers, per_sample, key, t)
+
+
+@njit(inline="always")
+def _map_elements(fn, m, numbers, per_sample, key, t):
+    for i in range(m.size):
+        m[i] = fn(np.float64(m[i]), rng.uniform01_scalar(key, t, i if per_sample else 0), numbers)
+
+
+def _blocks(fn, m, numbers, block, width, mode, per_sample, key, t, keys):  # pragma: no cover - typed below
+    raise NotImplementedError
+
+
+@overload(_blocks, inline="always")
+def _blocks_typed(fn, m, numbers, block, width, mode, per_sample, key, t, keys):
+    """:func:`fbsgd.lowprec.map_blocks` in place on the flat message ``m`` (rows of ``width``), cut as
+    ``mode`` says (each block is copied out before ``fn`` writes it back); nothing for a slot without a
+    function (None)."""
+    if isinstance(fn, types.NoneType):
+        return lambda fn, m, numbers, block, width, mode, per_sample, key, t, keys: None
+    return lambda fn, m, numbers, block, width, mode, per_sample, key, t, keys: map_blocks(
+        fn, m, m, numbers, block, m.size // width, width, mode, per_sample, key, t)
+
+
+@njit(inline="always")
+def _operate(m, d, t, si, sf, key, scratch, keys, e0, e1, b0, b1):
+    """The memoryless operation of a site on the flat message ``m`` (rows of ``d``), in place."""
+    kind = si[0]
+    if kind <= BITFLIP:
+        perturb(m, d, t, si, sf, key, scratch)
+    elif kind == TOPK or kind == RANDK:
+        keep_k(m, d, si[6], si[7], t, key, kind == RANDK, keys[0])
+    elif kind == ELEMENT:
+        nums = sf[: si[9]]
+        if si[10] == 0:
+            _elements(e0, m, nums, si[1] != 0, key, t)
+        else:
+            _elements(e1, m, nums, si[1] != 0, key, t)
+    elif kind == BLOCK:
+        nums = sf[: si[9]]
+        if si[10] == 0:
+            _blocks(b0, m, nums, si[6], d, si[7], si[1] != 0, key, t, keys)
+        else:
+            _blocks(b1, m, nums, si[6], d, si[7], si[1] != 0, key, t, keys)
+
+
+@njit(inline="always")
+def perturb_site(m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1):
+    """One site's perturbation on the flat message ``m`` (rows of ``d`` entries), in place: its operation
+    alone, or inside error feedback (s = C(x + e), e ← x + e − s) or delta compression (r ← r + C(x − r),
+    output r) with the memory ``mem[si[8]:][:m.size]`` (float64, kept between calls), as
+    :class:`fbsgd.perturbations.ErrorFeedback` and :class:`fbsgd.correctors.DeltaCompression` compute
+    them in float64.  ``work`` (2, ≥ m.size), ``keys`` (3, ≥ the longest row, column or block) float64 buffers; e0, e1 / b0, b1 the
+    element / block functions of the slots."""
+    wrap = si[5]
+    if wrap == PLAIN:
+        _operate(m, d, t, si, sf, key, scratch, keys, e0, e1, b0, b1)
+        return
+    n = m.size
+    e = mem[si[8]: si[8] + n]
+    wb = work[0, :n]
+    tg = work[1, :n]
+    for i in range(n):
+        v = np.float64(m[i]) + e[i] if wrap == FEEDBACK else np.float64(m[i]) - e[i]  # x + e, or the change x − r
+        tg[i] = v
+        wb[i] = v
+    _operate(wb, d, t, si, sf, key, scratch, keys, e0, e1, b0, b1)
+    for i in range(n):
+        if wrap == FEEDBACK:
+            e[i] = tg[i] - wb[i]
+            m[i] = wb[i]
+        else:
+            r = e[i] + wb[i]
+            e[i] = r
+            m[i] = r
+
+
+@njit(cache=True, error_model="numpy")
+def perturb_plain(m, d, t, si, sf, key, scratch, mem, work, keys):
+    """:func:`perturb_site` without element or block functions (one machine code per message type, cached)."""
+    perturb_site(m, d, t, si, sf, key, scratch, mem, work, keys, None, None, None, None)
+
+
+def _site_with(m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1):  # pragma: no cover - typed below
+    raise NotImplementedError
+
+
+def _no_functions(fns) -> bool:
+    return all(isinstance(f, types.NoneType) for f in fns)
+
+
+@overload(_site_with, inline="always")
+def _site_with_typed(m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1):
+    """:func:`perturb_plain` when there are no functions (None), else :func:`perturb_site` with them."""
+    if _no_functions((e0, e1, b0, b1)):
+        return lambda m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1: perturb_plain(
+            m, d, t, si, sf, key, scratch, mem, work, keys)
+    return lambda m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1: perturb_site(
+        m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1)
+
+
 # ---------------------------------------------------------------------------
 # one pass through the chain
 # ---------------------------------------------------------------------------
 
 
 @njit(cache=True, error_model="numpy")
-def chain_pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, skey, scratch, loss):
+def chain_pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, skey, scratch, loss, mem, work,
+               keys):
     """The (perturbed) passes of eq. (5) for the B rows of ``y0``; G receives the batch *sum* of the
     weight gradient (the caller divides by B).  ``loss`` (B,) receives the per-sample loss when it has
     B entries (metrics).  ``w`` and ``G`` are in the engine's layout (:func:`engine_order`: each affine
@@ -291,7 +453,36 @@ def chain_pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf
 
     ``ops`` rows as :data:`OP_COLUMNS`; ``Y`` and ``DG`` hold each operator's output and the
     derivative of an elementwise operator at its input (or the loss's gradient in its scores);
-    ``si``/``sf``/``skey`` (2, N+1, ...) the sites' integers, numbers and keys (0 forward, 1 backward)."""
+    ``si``/``sf``/``skey`` (2, N+1, ...) the sites' integers, numbers and keys (0 forward, 1 backward);
+    ``mem``, ``work``, ``keys``: as :func:`perturb_site` takes them (no element or block functions:
+    :func:`_pass_with` compiles them in)."""
+    _pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, skey, scratch, loss, mem, work, keys,
+          None, None, None, None)
+
+
+def _pass_with(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, skey, scratch, loss, mem, work, keys,
+               e0, e1, b0, b1):  # pragma: no cover - typed by the overload below
+    raise NotImplementedError
+
+
+@overload(_pass_with, inline="always")
+def _pass_with_typed(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, skey, scratch, loss, mem, work,
+                     keys, e0, e1, b0, b1):
+    """The pass with the element/block functions e0, e1, b0, b1: :func:`chain_pass` (one machine code, cached)
+    when there are none (None), else :func:`_pass` with them compiled in."""
+    if _no_functions((e0, e1, b0, b1)):
+        return lambda ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, skey, scratch, loss, mem, \
+            work, keys, e0, e1, b0, b1: chain_pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf,
+                                                    skey, scratch, loss, mem, work, keys)
+    return lambda ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, skey, scratch, loss, mem, work, \
+        keys, e0, e1, b0, b1: _pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, skey, scratch,
+                                    loss, mem, work, keys, e0, e1, b0, b1)
+
+
+@njit(inline="always")
+def _pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, skey, scratch, loss, mem, work, keys,
+          e0, e1, b0, b1):
+    """:func:`chain_pass` with the element / block functions of the slots."""
     N = ops.shape[0]
     B = y0.shape[0]
     prev = y0
@@ -367,7 +558,7 @@ def chain_pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf
                     o1[k] = _softplus(v)
                     g1[k] = _sigmoid(v)
         if perturbing and i < N and _acts(t, si[0, i]):  # δ_i (eq. 5a); at i = N it would change nothing
-            perturb(out.ravel(), dout, t, si[0, i], sf[0, i], skey[0, i], scratch)
+            _site_with(out.ravel(), dout, t, si[0, i], sf[0, i], skey[0, i], scratch, mem, work, keys, e0, e1, b0, b1)
         prev = out
 
     v = VA[:B].reshape((B, 1))  # v_N = 1
@@ -406,7 +597,8 @@ def chain_pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf
                     n1[k] = v1[k] * g1[k]
         if i >= 2:
             if perturbing and _acts(t, si[1, i]):  # ε_i (eq. 5b)
-                perturb(nxt.ravel(), din, t, si[1, i], sf[1, i], skey[1, i], scratch)
+                _site_with(nxt.ravel(), din, t, si[1, i], sf[1, i], skey[1, i], scratch, mem, work, keys, e0, e1, b0,
+                           b1)
             in_a = not in_a
             v = nxt
 
@@ -514,41 +706,77 @@ def _buffers(ops, B, dtype):
             np.empty(maxd * B, dtype), np.empty(maxd * B, np.float32))
 
 
+@njit(inline="always")
+def reg_grad(w, code):
+    """∂R/∂w_j of the regularizer ``code`` (1: Σ w²/(1 + w²), 2: ‖w‖²; :mod:`fbsgd.regularizers`, its formulas)."""
+    if code == 1:
+        return 2.0 * w / ((1.0 + w * w) * (1.0 + w * w))
+    return 2.0 * w
+
+
+@njit(inline="always")
+def reg_value(w, code):
+    """The j-th term of R(w)."""
+    if code == 1:
+        return w * w / (1.0 + w * w)
+    return w * w
+
+
 @njit(cache=True, error_model="numpy")
-def _clean(ops, W, X64, yb, yc, bufs, G, loss, rows, si, sf, skey):
-    """The clean full-data pass at W (float64): G the gradient; returns (‖G‖, mean loss)."""
+def regularize(w, g, reg, xi_key, lib_index, t):
+    """g ← g + ρ∇R(w), then g ← g + ξ_t (ξ_t entry j: noise_std · the normal draw ``lib_index[j]`` of the
+    stream ``xi_key`` at t, as :class:`fbsgd.optimizers.AddNoise` draws it in the library's order of w);
+    ``reg`` = (code, ρ, noise_std), code 0 none."""
+    code, rho, std = np.int64(reg[0]), reg[1], reg[2]
+    if code != 0:
+        for j in range(g.size):
+            g[j] = g[j] + rho * reg_grad(w[j], code)
+    if std != 0.0:
+        for j in range(g.size):
+            g[j] = g[j] + rng.normal_scalar(xi_key, t, lib_index[j]) * std
+
+
+@njit(cache=True, error_model="numpy")
+def _clean(ops, W, X64, yb, yc, bufs, G, loss, rows, si, sf, skey, reg):
+    """The clean full-data pass at W (float64): G the gradient (+ ρ∇R); returns (‖G‖, mean loss + ρR)."""
     Y, DG, VA, VB, sc = bufs
-    chain_pass(ops, W, X64, yb, yc, rows, Y, DG, VA, VB, G, 0, False, si, sf, skey, sc, loss)
+    chain_pass(ops, W, X64, yb, yc, rows, Y, DG, VA, VB, G, 0, False, si, sf, skey, sc, loss, G, np.empty((2, 0)),
+               np.empty((3, 0)))
     n = X64.shape[0]
+    code, rho = np.int64(reg[0]), reg[1]
     total = 0.0
+    R = 0.0
     for j in range(G.size):
         G[j] = G[j] / n
+        if code != 0:
+            G[j] = G[j] + rho * reg_grad(W[j], code)
+            R += reg_value(W[j], code)
         total += G[j] * G[j]
     mean = 0.0
     for r in range(loss.size):
         mean += loss[r]
-    return math.sqrt(total), mean / loss.size
+    return math.sqrt(total), mean / loss.size + (rho * R if code != 0 else 0.0)
 
 
 @njit(cache=True, error_model="numpy")
-def final_metrics(ops, X64, yb, yc, W, diverged_at, out):
+def final_metrics(ops, X64, yb, yc, W, reg, diverged_at, out):
     """For every configuration that has not diverged: out[c] = (‖∇F(w)‖, F(w), training accuracy)
     on the full data in float64 (accuracy: the sign of the score for ±1 labels, 0 counted as +1;
-    the first largest score for classes)."""
+    the first largest score for classes); F and ∇F include ρR of ``reg[c]`` (code, ρ, noise_std)."""
     n = X64.shape[0]
     N = ops.shape[0]
     bufs = _buffers(ops, n, np.float64)
     G = np.empty(W.shape[1])
     loss = np.empty(n)
     rows = np.arange(n)
-    si = np.zeros((2, N + 1, 5), np.int64)
+    si = np.zeros((2, N + 1, len(SITE_INTS)), np.int64)
     sf = np.zeros((2, N + 1, 5))
     skey = np.zeros((2, N + 1), np.uint64)
     code, din = ops[N - 1, 0], ops[N - 1, 1]
     for c in range(W.shape[0]):
         if diverged_at[c] >= 0:
             continue
-        norm, mean = _clean(ops, W[c], X64, yb, yc, bufs, G, loss, rows, si, sf, skey)
+        norm, mean = _clean(ops, W[c], X64, yb, yc, bufs, G, loss, rows, si, sf, skey, reg[c])
         right = 0
         if N >= 2:
             Y = bufs[0]
@@ -569,22 +797,53 @@ def final_metrics(ops, X64, yb, yc, W, diverged_at, out):
 
 
 @njit(cache=True, error_model="numpy")
-def run_chains(ops, X, X64, yb, yc, batch, t0, t1, metric_every, W, opt, hyper, m1, m2, count, batch_key,
-               si, sf, skey, norms, losses, diverged_at):
+def run_chains(ops, X, X64, yb, yc, batch, t0, t1, metric_every, W, opt, hyper, reg, xi_key, lib_index, m1, m2, count,
+               batch_key, si, sf, skey, mem, norms, losses, diverged_at):
     """Advance the C configurations from iteration t0 to t1 (see the module's docstring).
 
     ``X`` the features in the pass precision (float32 or float64), ``X64`` in float64 (the metrics);
     ``yb``/``yc`` the labels (±1 floats / class indices); ``batch`` rows per step (0: all);
     ``W`` (C, P) float64 weights, updated in place; ``opt`` (C,) optimizer codes, ``hyper`` (C, 4),
+    ``reg`` (C, 3) the regularizer's code, ρ and noise_std, ``xi_key`` (C,) the streams of ξ_t,
+    ``lib_index`` (P,) the library's index of each engine weight (:func:`engine_order`);
     ``m1``, ``m2`` (C, P) and ``count`` (C,) the optimizers' state; ``batch_key`` (C,) the minibatch
-    streams; ``si``, ``sf``, ``skey`` (C, 2, N+1, ...) the sites; ``norms``/``losses`` (C, ⌈T/k⌉)
+    streams;
+    ``si``, ``sf``, ``skey`` (C, 2, N+1, ...) the sites, ``mem`` (C, ·) float64 their memories (zero at the
+    start; :func:`perturb_site`); ``norms``/``losses`` (C, ⌈T/k⌉)
     receive the clean full-data gradient norm and loss at t = 0, k, 2k, ...; ``diverged_at`` (C,)
-    the step whose update diverged (−1: none), after which a configuration is frozen."""
+    the step whose update diverged (−1: none), after which a configuration is frozen.  Sites of element
+    or block kinds run in :func:`run_chains_fns`."""
+    _run(ops, X, X64, yb, yc, batch, t0, t1, metric_every, W, opt, hyper, reg, xi_key, lib_index, m1, m2, count,
+         batch_key, si, sf, skey, mem, norms, losses, diverged_at, None, None, None, None)
+
+
+@njit(error_model="numpy")
+def run_chains_fns(ops, X, X64, yb, yc, batch, t0, t1, metric_every, W, opt, hyper, reg, xi_key, lib_index, m1, m2,
+                   count, batch_key, si, sf, skey, mem, norms, losses, diverged_at, e0, e1, b0, b1):
+    """:func:`run_chains` with a researcher's element functions ``e0``, ``e1`` (``y = fn(x, u, numbers)``)
+    and block functions ``b0``, ``b1`` (``fn(x, u, numbers, out)``) compiled in: a site of the element
+    (block) kind calls the one of its slot (:data:`SITE_INTS` "slot"; None: a slot no site uses).  One machine code per tuple of
+    functions, in this process (numba cannot key a cache entry by a function argument)."""
+    _run(ops, X, X64, yb, yc, batch, t0, t1, metric_every, W, opt, hyper, reg, xi_key, lib_index, m1, m2, count,
+         batch_key, si, sf, skey, mem, norms, losses, diverged_at, e0, e1, b0, b1)
+
+
+@njit(inline="always")
+def _run(ops, X, X64, yb, yc, batch, t0, t1, metric_every, W, opt, hyper, reg, xi_key, lib_index, m1, m2, count,
+         batch_key, si, sf, skey, mem, norms, losses, diverged_at, e0, e1, b0, b1):
     C, P = W.shape
     n = X.shape[0]
     B = batch if batch > 0 else n
     dt = X.dtype
     Y, DG, VA, VB, sc = _buffers(ops, B, dt)
+    work = np.empty((2, VA.size))
+    kmax = max(VA.size // B, B)
+    for c in range(C):  # the blocks of block kinds
+        for w in range(2):
+            for i in range(si.shape[2]):
+                if si[c, w, i, 0] == BLOCK:
+                    kmax = max(kmax, si[c, w, i, 6])
+    keys = np.empty((3, kmax))
     Wp = np.empty(P, dt)
     G = np.empty(P, dt)
     g64 = np.empty(P)
@@ -601,7 +860,7 @@ def run_chains(ops, X, X64, yb, yc, batch, t0, t1, metric_every, W, opt, hyper, 
             if diverged_at[c] >= 0:
                 continue
             if metric:
-                norm, mean = _clean(ops, W[c], X64, yb, yc, mbufs, Gm, mloss, mrows, si[c], sf[c], skey[c])
+                norm, mean = _clean(ops, W[c], X64, yb, yc, mbufs, Gm, mloss, mrows, si[c], sf[c], skey[c], reg[c])
                 norms[c, t // metric_every] = norm
                 losses[c, t // metric_every] = mean
             if batch > 0:
@@ -610,8 +869,10 @@ def run_chains(ops, X, X64, yb, yc, batch, t0, t1, metric_every, W, opt, hyper, 
                     rows[b] = min(r, n - 1)
                     y0[b, :] = X[rows[b], :]
             w = _pass_weights(W[c], Wp)
-            chain_pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, True, si[c], sf[c], skey[c], sc, no_loss)
+            _pass_with(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, True, si[c], sf[c], skey[c], sc, no_loss, mem[c],
+                       work, keys, e0, e1, b0, b1)
             _mean(G, B, g64)  # the batch mean
+            regularize(W[c], g64, reg[c], xi_key[c], lib_index, t)  # + ρ∇R(w) + ξ_t (eq. 5d)
             if update(W[c], g64, opt[c], hyper[c], m1[c], m2[c], count[c]):
                 diverged_at[c] = t
             count[c] += 1

@@ -42,16 +42,20 @@ from fbsgd import operators as O
 from fbsgd import rng
 from fbsgd.engine import chain_kernel as K
 from fbsgd.engine.provenance import source_hash
-from fbsgd.optimizers import SGD, Adam, HeavyBall, PassGradient, train
+from fbsgd.optimizers import SGD, AddNoise, Adam, HeavyBall, PassGradient, train
 from fbsgd.passes import Composite, passes
 from fbsgd.perturbations import Perturbation, Plan, canonical
 from fbsgd.problems import Dataset
+from fbsgd.regularizers import _REGULARIZERS, get_regularizer
 
-__all__ = ["ChainConfig", "compile_ops", "compile_sites", "not_compiled", "kind_name", "run_chain_chunk",
-           "reference_chain_run", "clean_metrics", "OPTIMIZERS", "PRECISIONS", "COMPILED_OPERATORS"]
+__all__ = ["ChainConfig", "compile_ops", "compile_sites", "memory_size", "site_functions", "not_compiled", "kind_name",
+           "run_chain_chunk", "SLOTS",
+           "reference_chain_run", "clean_metrics", "OPTIMIZERS", "PRECISIONS", "REGULARIZERS", "COMPILED_OPERATORS"]
 
 OPTIMIZERS = ("sgd", "heavyball", "adam")
 PRECISIONS = ("float64", "float32")
+REGULARIZERS = ("none",) + tuple(_REGULARIZERS)
+_REG_CODES = {"none": 0, "nonconvex": 1, "l2": 2}  # the kernel's codes (chain_kernel.reg_grad)
 NEVER = 2**62  # "no last step"
 
 # the operators the kernel runs, by exact class (a subclass may change the formula: it runs on the reference path)
@@ -61,7 +65,11 @@ COMPILED_OPERATORS = {O.Affine: K.AFFINE, O.Linear: K.AFFINE, O.Tanh: K.TANH, O.
 # the compiled operations and the names of their numbers, in the kernel's order
 _KINDS = {"uniform": (K.UNIFORM, ("low", "high")),
           "round": (K.ROUND, ("man_bits", "emin", "max_finite", "has_inf", "stochastic")),
-          "bitflip": (K.BITFLIP, ("rate", "lo_bit", "n_bits"))}
+          "bitflip": (K.BITFLIP, ("rate", "lo_bit", "n_bits")),
+          "topk": (K.TOPK, ()), "randk": (K.RANDK, ()), "element": (K.ELEMENT, ()), "block": (K.BLOCK, ())}
+_WRAPS = {"feedback": K.FEEDBACK, "delta": K.DELTA}  # compiled forms with memory around a memoryless one
+_SCOPE_CODES = {"per_sample": 0, "batch": 1}
+SLOTS = 2  # distinct element functions, and block functions, one configuration may use
 
 
 def plain_fields(cfg) -> None:
@@ -107,7 +115,13 @@ class ChainConfig:
       i − 1, 2 ≤ i ≤ N);
     * ``precision`` of the pass, "float64" or "float32" (the update is float64 either way);
       ``metric_every``: the clean full-data gradient norm and loss every so many steps; ``ewma``:
-      the smoothing of the stable gradient norm; ``figure``, ``panel``: labels for tables.
+      the smoothing of the stable gradient norm; ``figure``, ``panel``: labels for tables;
+    * ``regularizer`` ("none", or a name of :mod:`fbsgd.regularizers`: "nonconvex", "l2") with weight
+      ``rho`` >= 0, added exactly to the minibatch gradient (g + ρ∇R(w), as ``train``'s
+      ``regularizer_grad``), and ``noise_std`` >= 0: the sampling noise ξ_t ~ N(0, noise_std² I) of
+      :class:`fbsgd.optimizers.AddNoise` (stream ``rng.derive_key("fbsgd.chain.xi", seed)``) added after
+      it — the Section 7 set-up (eq. 5d) as an instance.  The reported clean gradient norm and loss
+      include ρR.
 
     Every field is checked when the configuration is made (a ValueError naming the field).
     """
@@ -128,6 +142,9 @@ class ChainConfig:
     precision: str = "float64"
     metric_every: int = 10
     ewma: float = 0.99
+    regularizer: str = "none"
+    rho: float = 0.0
+    noise_std: float = 0.0
     figure: str = ""
     panel: str = ""
 
@@ -172,6 +189,13 @@ class ChainConfig:
              f"metric_every={self.metric_every}")
         need(self.precision in PRECISIONS, "precision", f"must be one of {PRECISIONS}, got {self.precision!r}")
         need(_is_real(self.ewma) and 0 < self.ewma < 1, "ewma", f"must be in (0, 1), got {self.ewma!r}")
+        need(isinstance(self.regularizer, str) and self.regularizer in REGULARIZERS, "regularizer",
+             f"must be one of {REGULARIZERS}, got {self.regularizer!r}")
+        for name in ("rho", "noise_std"):
+            v = getattr(self, name)
+            need(_is_real(v) and math.isfinite(v) and v >= 0, name, f"must be a finite number >= 0, got {v!r}")
+        need(self.rho == 0 or self.regularizer != "none", "rho",
+             f"must be 0 when regularizer is 'none' (name one of {REGULARIZERS[1:]}), got {self.rho!r}")
         for name in self.LABELS:
             need(isinstance(getattr(self, name), str), name, f"must be a string, got {getattr(self, name)!r}")
         for where in ("forward", "backward"):
@@ -193,12 +217,28 @@ class ChainConfig:
         return Plan(forward=self.forward, backward=self.backward)
 
     def optimizer_rule(self):
-        """The update rule of :mod:`fbsgd.optimizers` this configuration names."""
+        """The update rule of :mod:`fbsgd.optimizers` this configuration names (wrapped in
+        :class:`fbsgd.optimizers.AddNoise` when ``noise_std`` > 0)."""
         if self.optimizer == "sgd":
-            return SGD(self.lr)
-        if self.optimizer == "heavyball":
-            return HeavyBall(self.lr, self.beta)
-        return Adam(self.lr, self.beta, self.beta2, self.eps)
+            rule = SGD(self.lr)
+        elif self.optimizer == "heavyball":
+            rule = HeavyBall(self.lr, self.beta)
+        else:
+            rule = Adam(self.lr, self.beta, self.beta2, self.eps)
+        if self.noise_std > 0:
+            rule = AddNoise(rule, self.noise_std, self.xi_key())
+        return rule
+
+    def xi_key(self) -> int:
+        """The stream key of the sampling noise ξ_t."""
+        return rng.derive_key("fbsgd.chain.xi", int(self.seed))
+
+    def regularizer_grad(self):
+        """w ↦ ρ∇R(w) for ``train``'s ``regularizer_grad`` (None without a regularizer)."""
+        if self.regularizer == "none":
+            return None
+        reg, rho = get_regularizer(self.regularizer), self.rho
+        return lambda w: rho * reg.gradient(w)
 
     def initial_weights(self) -> np.ndarray:
         """w₀ = net.init_weight(numpy.random.default_rng(init_seed))."""
@@ -217,6 +257,10 @@ class ChainConfig:
                    forward={str(i): canonical(p) for i, p in sorted(self.forward.items())},
                    backward={str(i): canonical(p) for i, p in sorted(self.backward.items())},
                    precision=self.precision, metric_every=self.metric_every, ewma=self.ewma)
+        if self.regularizer != "none":  # only when set: the keys of earlier configurations stay
+            out.update(regularizer=self.regularizer, rho=self.rho)
+        if self.noise_std != 0:
+            out["noise_std"] = self.noise_std
         return out
 
     def key(self) -> str:
@@ -272,32 +316,67 @@ def compile_ops(net: Composite) -> np.ndarray:
 
 
 def _numbers(p: Perturbation) -> tuple[int, list]:
-    """(kernel kind, its numbers) of a perturbation's compiled form, or NotImplementedError."""
-    op = p.compiled()
+    """(kernel kind, its numbers) of a perturbation's memoryless compiled form, or NotImplementedError."""
+    return _form(p.compiled(), p)[:2]
+
+
+def _form(op, p) -> tuple[int, list, int, object]:
+    """(kernel kind, numbers, wrap code, the memoryless form) of a compiled form, or NotImplementedError."""
     kind = getattr(op, "kind", None)
+    wrap = K.PLAIN
+    if kind in _WRAPS:
+        wrap, op = _WRAPS[kind], op.inner
+        kind = getattr(op, "kind", None)
     if kind not in _KINDS:
         raise NotImplementedError(f"the compiled engine has no kernel for compiled operations of kind {kind!r} ({p!r})")
     code, names = _KINDS[kind]
-    if all(hasattr(op, n) for n in names):  # named fields
+    if kind in ("element", "block"):
+        vals = list(op.numbers) or [0.0]  # the function's numbers array ([0.0] when it has none)
+    elif kind in ("topk", "randk"):
+        vals = []
+    elif all(hasattr(op, n) for n in names):  # named fields
         vals = [getattr(op, n) for n in names]
     else:
         vals = list(op.params)[: len(names)]
-    if len(vals) != len(names):
+    if len(vals) != len(names) and names:
         raise ValueError(f"{p!r}: a compiled {kind!r} operation needs the numbers {names}, got {op.params!r}")
-    return code, [float(v) for v in vals]
+    return code, [float(v) for v in vals], wrap, op
 
 
-def compile_sites(cfg: ChainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The sites of a configuration as the kernel reads them: integers (2, N+1, 5) (kind, per sample,
-    first, interval, until), numbers (2, N+1, 5) and stream keys (2, N+1) of ``Plan.init(seed)``;
-    index 0 forward, 1 backward.  A NotImplementedError names a perturbation the kernel cannot run."""
+def site_functions(cfg: "ChainConfig") -> tuple[tuple, tuple]:
+    """The distinct element functions and block functions of a configuration's sites, in site order
+    (their slots in the kernel)."""
+    efns, bfns = [], []
+    for (where, i), p in cfg.plan().places():
+        code, _, _, op = _form(p.compiled(), p)
+        fns = efns if code == K.ELEMENT else bfns if code == K.BLOCK else None
+        if fns is not None and op.fn not in fns:
+            fns.append(op.fn)
+    return tuple(efns), tuple(bfns)
+
+
+def _rows(cfg: "ChainConfig") -> int:
+    return cfg.batch or cfg.data.rows
+
+
+def compile_sites(cfg: ChainConfig, functions: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sites of a configuration as the kernel reads them: integers (2, N+1, :data:`~fbsgd.engine.chain_kernel.SITE_INTS`),
+    numbers (2, N+1, F ≥ 5) and stream keys (2, N+1) of ``Plan.init(seed)`` (a kind with memory: its
+    compressor's, ``fold_key(key, 0)``); index 0 forward, 1 backward.  The memory of a site with one is
+    at its offset in the configuration's memory (:func:`memory_size`); an element or block kind's slot is
+    the index of its function in ``functions`` (element functions, block functions; default
+    :func:`site_functions`).  A NotImplementedError names a perturbation the kernel cannot run."""
     N = len(cfg.net)
-    si = np.zeros((2, N + 1, 5), np.int64)
-    sf = np.zeros((2, N + 1, 5))
+    plan = cfg.plan()
+    forms = {place: _form(p.compiled(), p) for place, p in plan.places()}
+    F = max([5] + [len(f[1]) for f in forms.values()])
+    si = np.zeros((2, N + 1, len(K.SITE_INTS)), np.int64)
+    sf = np.zeros((2, N + 1, F))
     skey = np.zeros((2, N + 1), np.uint64)
     si[:, :, 3] = 1
-    plan = cfg.plan()
     state = plan.init(cfg.seed)
+    efns, bfns = site_functions(cfg) if functions is None else functions
+    mem = 0
     for (where, i), p in plan.places():
         w = 0 if where == "forward" else 1
         sched = p.schedule
@@ -305,14 +384,37 @@ def compile_sites(cfg: ChainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]
             raise NotImplementedError(
                 f"the compiled engine needs a schedule with a first step, an interval and a last step; {p!r} at "
                 f"{where}[{i}] acts at irregular steps (use every or budget with evenly spaced steps)")
-        code, vals = _numbers(p)
+        code, vals, wrap, op = forms[(where, i)]
         if sched.empty:
             continue
-        si[w, i] = (code, int(bool(p.compiled().per_sample)), sched.first, sched.interval,
-                    NEVER if sched.last is None else sched.last + 1)
+        k = getattr(op, "k", getattr(op, "block", 0))
+        slot = efns.index(op.fn) if code == K.ELEMENT else bfns.index(op.fn) if code == K.BLOCK else 0
+        if slot >= SLOTS:
+            raise NotImplementedError(f"the compiled engine runs at most {SLOTS} distinct element functions and "
+                                      f"{SLOTS} block functions per configuration; {p!r} at {where}[{i}] is one more")
+        si[w, i] = (code, int(bool(op.per_sample)), sched.first, sched.interval,
+                    NEVER if sched.last is None else sched.last + 1, wrap, k,
+                    op.mode if code == K.BLOCK else _SCOPE_CODES.get(getattr(op, "scope", "per_sample"), 0), mem,
+                    len(vals), slot)
         sf[w, i, : len(vals)] = vals
-        skey[w, i] = np.uint64(state[(where, i)].key % 2**64)
+        key = state[(where, i)].key
+        skey[w, i] = np.uint64((rng.fold_key(key, 0) if wrap != K.PLAIN else key) % 2**64)
+        if wrap != K.PLAIN:
+            width = cfg.net.op(i).out_dim if where == "forward" else cfg.net.op(i).in_dim
+            mem += _rows(cfg) * width
     return si, sf, skey
+
+
+def memory_size(cfg: ChainConfig) -> int:
+    """The float64 entries of a configuration's memories (error feedback, delta compression), one message each."""
+    si = compile_sites(cfg)[0]
+    sizes = [0]
+    for w in (0, 1):
+        for i in range(si.shape[1]):
+            if si[w, i, 5] != K.PLAIN:
+                op = cfg.net.op(i)
+                sizes.append(si[w, i, 8] + _rows(cfg) * (op.out_dim if w == 0 else op.in_dim))
+    return max(sizes)
 
 
 def kind_name(p) -> str:
@@ -333,6 +435,10 @@ def not_compiled(cfg: ChainConfig) -> tuple[str, str] | None:
     for (where, i), p in cfg.plan().places():
         try:
             _numbers(p)
+            efns, bfns = site_functions(cfg)
+            if max(len(efns), len(bfns)) > SLOTS:
+                raise NotImplementedError(f"the compiled engine runs at most {SLOTS} distinct element functions and "
+                                          f"{SLOTS} block functions per configuration")
             if not p.schedule.regular:
                 raise NotImplementedError(f"{p!r} acts at irregular steps; the compiled engine needs a first step, "
                                           "an interval and a last step (every, budget)")
@@ -357,7 +463,9 @@ _OPT_CODES = {"sgd": K.SGD, "heavyball": K.HEAVYBALL, "adam": K.ADAM}
 
 
 def run_chain_chunk(configs: list[ChainConfig]) -> list[dict]:
-    """Run configurations of one shape (:meth:`ChainConfig.shape`) in lockstep through the kernel.
+    """Run configurations of one shape (:meth:`ChainConfig.shape`) in lockstep through the kernel
+    (configurations whose sites call different element or block functions: one kernel call per tuple
+    of functions; a configuration's bits do not depend on its company).
 
     Returns per configuration a dict: ``norms``, ``losses`` (the clean full-data gradient norm and
     loss at t = 0, k, 2k, ... < T), ``final_grad_norm``, ``final_loss``, ``train_accuracy`` (at w_T),
@@ -368,6 +476,17 @@ def run_chain_chunk(configs: list[ChainConfig]) -> list[dict]:
         if c.shape() != shape:
             raise ValueError("run_chain_chunk: the configurations of a chunk must share net, data, batch, T, "
                              "precision and metric_every")
+    groups: dict = {}
+    for j, c in enumerate(configs):
+        groups.setdefault(site_functions(c), []).append(j)
+    efns = tuple(dict.fromkeys(f for fns in groups for f in fns[0]))
+    bfns = tuple(dict.fromkeys(f for fns in groups for f in fns[1]))
+    if len(groups) > 1 and max(len(efns), len(bfns)) > SLOTS:  # one kernel call per tuple of functions
+        out = [None] * len(configs)
+        for members in groups.values():
+            for j, r in zip(members, run_chain_chunk([configs[j] for j in members])):
+                out[j] = r
+        return out
     ops = compile_ops(c0.net)
     X64 = np.array(c0.data.features, dtype=np.float64, order="C")  # a writable copy (one array type for numba)
     X = X64 if c0.precision == "float64" else np.ascontiguousarray(X64, dtype=np.float32)
@@ -377,22 +496,32 @@ def run_chain_chunk(configs: list[ChainConfig]) -> list[dict]:
     W = np.array([c.initial_weights()[perm] for c in configs])  # the engine's order of the weights
     opt = np.array([_OPT_CODES[c.optimizer] for c in configs], dtype=np.int64)
     hyper = np.array([(c.lr, c.beta, c.beta2, c.eps) for c in configs], dtype=np.float64)
+    reg = np.array([(_REG_CODES[c.regularizer], c.rho, c.noise_std) for c in configs], dtype=np.float64)
+    xi_key = np.array([c.xi_key() % 2**64 for c in configs], dtype=np.uint64)
     m1, m2 = np.zeros_like(W), np.zeros_like(W)
     count = np.zeros(C, np.int64)
     batch_key = np.array([rng.derive_key("fbsgd.train.batch", int(c.seed)) % 2**64 for c in configs], dtype=np.uint64)
-    sites = [compile_sites(c) for c in configs]
+    sites = [compile_sites(c, (efns, bfns)) for c in configs]
+    F = max(s[1].shape[2] for s in sites)
     si = np.ascontiguousarray(np.stack([s[0] for s in sites]))
-    sf = np.ascontiguousarray(np.stack([s[1] for s in sites]))
+    sf = np.ascontiguousarray(np.stack([np.pad(s[1], ((0, 0), (0, 0), (0, F - s[1].shape[2]))) for s in sites]))
+    mem = np.zeros((C, max([1] + [memory_size(c) for c in configs])))
     skey = np.ascontiguousarray(np.stack([s[2] for s in sites]))
     points = -(-T // k)
     norms, losses = np.full((C, points), np.nan), np.full((C, points), np.nan)
     diverged_at = np.full(C, -1, dtype=np.int64)
     start = time.perf_counter()
     with np.errstate(all="ignore"):
-        K.run_chains(ops, X, X64, yb, yc, c0.batch, 0, T, k, W, opt, hyper, m1, m2, count, batch_key, si, sf, skey,
-                     norms, losses, diverged_at)
+        args = (ops, X, X64, yb, yc, c0.batch, 0, T, k, W, opt, hyper, reg, xi_key, perm.astype(np.int64), m1, m2,
+                count, batch_key, si, sf, skey, mem, norms, losses, diverged_at)
+        if efns or bfns:  # a researcher's functions compiled in (slots left over: None)
+            e = efns + (None,) * (SLOTS - len(efns))
+            b = bfns + (None,) * (SLOTS - len(bfns))
+            K.run_chains_fns(*args, *e, *b)
+        else:
+            K.run_chains(*args)
         final = np.full((C, 3), np.nan)
-        K.final_metrics(ops, X64, yb, yc, W, diverged_at, final)
+        K.final_metrics(ops, X64, yb, yc, W, reg, diverged_at, final)
     runtime = (time.perf_counter() - start) / C
     W_lib = np.empty_like(W)
     W_lib[:, perm] = W  # back to the library's order
@@ -401,8 +530,10 @@ def run_chain_chunk(configs: list[ChainConfig]) -> list[dict]:
             for j in range(C)]
 
 
-def clean_metrics(net: Composite, data: Dataset, w: np.ndarray) -> tuple[float, float, float]:
-    """(‖∇F(w)‖, F(w), training accuracy) of the clean full-data passes (:func:`fbsgd.passes.passes`)."""
+def clean_metrics(net: Composite, data: Dataset, w: np.ndarray, regularizer: str = "none",
+                  rho: float = 0.0) -> tuple[float, float, float]:
+    """(‖∇F(w)‖, F(w), training accuracy) of the clean full-data passes (:func:`fbsgd.passes.passes`);
+    with a ``regularizer`` (a name of :mod:`fbsgd.regularizers`), F includes ρR and ∇F ρ∇R."""
     p = passes(net, data.features, w, labels=data.labels)
     scores = p.ys[-2] if len(net) >= 2 else None
     if scores is None:
@@ -411,24 +542,29 @@ def clean_metrics(net: Composite, data: Dataset, w: np.ndarray) -> tuple[float, 
         acc = float(np.mean(np.where(scores[:, 0] >= 0.0, 1.0, -1.0) == data.labels))
     else:
         acc = float(np.mean(np.argmax(scores, axis=1) == data.labels))
-    return float(np.linalg.norm(p.gradient())), float(np.mean(p.ys[-1])), acc
+    grad, loss = p.gradient(), np.mean(p.ys[-1])
+    if regularizer != "none":
+        reg = get_regularizer(regularizer)
+        grad, loss = grad + rho * reg.gradient(w), loss + rho * reg.value(w)
+    return float(np.linalg.norm(grad)), float(loss), acc
 
 
 def reference_chain_run(cfg: ChainConfig) -> dict:
     """One configuration through :func:`fbsgd.optimizers.train` with ``PassGradient(net, plan)`` (numpy,
-    float64): the same dict as :func:`run_chain_chunk`."""
+    float64; ``regularizer_grad`` ρ∇R and the rule wrapped in ``AddNoise`` as the configuration says):
+    the same dict as :func:`run_chain_chunk`."""
     net, data, k = cfg.net, cfg.data, cfg.metric_every
     last = {}
 
     def measured(w):
         if last.get("w") is None or not np.array_equal(last["w"], w):
-            last.update(w=w.copy(), m=clean_metrics(net, data, w))
+            last.update(w=w.copy(), m=clean_metrics(net, data, w, cfg.regularizer, cfg.rho))
         return last["m"]
 
     start = time.perf_counter()
     with np.errstate(all="ignore"):
         run = train(PassGradient(net, cfg.plan()), cfg.initial_weights(), cfg.optimizer_rule(), cfg.T, data,
-                    batch_size=cfg.batch or None, seed=cfg.seed, record_every=k,
+                    batch_size=cfg.batch or None, seed=cfg.seed, regularizer_grad=cfg.regularizer_grad(), record_every=k,
                     metrics={"grad_norm": lambda w: measured(w)[0], "loss": lambda w: measured(w)[1]})
         keep = run.t < cfg.T
         final = (float("nan"),) * 3 if run.diverged else measured(run.w)

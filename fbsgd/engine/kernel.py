@@ -21,8 +21,9 @@ f(w_t) − f* at the requested checkpoints is a float64 pass (:func:`loss_gap`).
 Perturbations arrive as the named numbers of their compiled forms (:data:`PLACE`, filled by
 :mod:`fbsgd.engine.lockstep` from :mod:`fbsgd.perturbations`): UNIFORM adds U(low, high) noise,
 ROUND rounds to a low-precision format (:func:`fbsgd.lowprec.round_entries`), BITFLIP flips bits,
-ELEMENT calls a researcher's own numba function ``y = element(x, u, numbers)`` on every entry; each
-acts at t = first, first + interval, ... < until, with the core's random streams and keys, so the
+ELEMENT calls a researcher's own numba function ``y = element(x, u, numbers)`` on every entry, BLOCK
+a researcher's ``fn(x, u, numbers, out)`` on every block of consecutive samples (:func:`perturb_blocks`,
+as :func:`fbsgd.lowprec.map_blocks`); each acts at t = first, first + interval, ... < until, with the core's random streams and keys, so the
 kernel and :func:`fbsgd.passes.perturbed_passes` compute the same run.
 
 Specialisation, by numba and nothing else (no source text is generated):
@@ -40,7 +41,12 @@ Specialisation, by numba and nothing else (no source text is generated):
   kernel keeps the plain loops (compile time grows with d);
 * a researcher's element operation: :func:`element_kernel` takes the two element functions
   (forward and backward place) as arguments, so numba compiles one kernel per pair, with the
-  function inlined; :func:`block_kernel` passes :func:`no_element`, which never runs.
+  function inlined; :func:`block_kernel` passes :func:`no_element`, which never runs;
+* a researcher's block operation: a block may span tiles (any block size, not only divisors of
+  TILE), so :func:`message_kernel` (:func:`_message`) holds each configuration's whole message at
+  once, one configuration after the other, and takes the places' element and block functions as
+  arguments (one kernel per tuple); its other steps run tile by tile as in :func:`_block`, with the
+  same bits.
 
 Machine code: numba caches ``run_block`` in ``kernel_dir()/lockstep-<hash>`` (``$FBSGD_KERNEL_DIR``,
 else ``~/.cache/fbsgd/kernels``), where the hash and numba's stamp are those of the source of
@@ -66,15 +72,15 @@ from fbsgd.lowprec import round_entries
 from fbsgd.optimizers import DIVERGENCE_THRESHOLD
 from fbsgd.vecmath import bits_to_f32, f32_to_bits, sigmoid_fast, sigmoid_fast32
 
-__all__ = ["block_kernel", "element_kernel", "no_element", "kernel_dir", "cache_dir", "PARAMS", "PLACE", "TILE",
-           "NEVER", "UNROLL_MAX", "NONE", "UNIFORM", "ROUND", "BITFLIP", "ELEMENT"]
+__all__ = ["block_kernel", "element_kernel", "message_kernel", "no_element", "no_block", "kernel_dir", "cache_dir",
+           "PARAMS", "PLACE", "TILE", "NEVER", "UNROLL_MAX", "NONE", "UNIFORM", "ROUND", "BITFLIP", "ELEMENT", "BLOCK"]
 
 FASTMATH = {"contract", "reassoc"}  # fixed reassociation: deterministic, the same for every batch
 TILE = 256  # samples per tile
 NEVER = 2**62  # "no last step"
 
-# the compiled forms the kernel runs (fbsgd.perturbations: UniformOp, RoundOp, BitFlipOp, ElementOp)
-NONE, UNIFORM, ROUND, BITFLIP, ELEMENT = 0, 1, 2, 3, 4
+# the compiled forms the kernel runs (fbsgd.perturbations: UniformOp, RoundOp, BitFlipOp, ElementOp, BlockOp)
+NONE, UNIFORM, ROUND, BITFLIP, ELEMENT, BLOCK = 0, 1, 2, 3, 4, 5
 
 # one record per place of a configuration: its kind, schedule and stream, then the named numbers of
 # its compiled form (only those of its kind are read)
@@ -85,6 +91,7 @@ PLACE = np.dtype([
     ("man_bits", np.int64), ("emin", np.int64), ("max_finite", np.float64), ("has_inf", np.int64),
     ("stochastic", np.int64),  # ROUND
     ("rate", np.float64), ("lo_bit", np.int64), ("n_bits", np.int64),  # BITFLIP
+    ("block", np.int64),  # BLOCK
 ])
 # one record per configuration: the update's numbers, then the forward (δ) and backward (ε) place
 PARAMS = np.dtype([("gamma", np.float64), ("rho", np.float64), ("reg", np.int64), ("noise_std", np.float64),
@@ -328,6 +335,29 @@ def perturb(z, n, l0, M, t, s, cursor, numbers, element):
 
 
 @njit(inline="always")
+def no_block(x, u, numbers, out):
+    """The block function of a kernel without a researcher's block operation (never called)."""
+    return None
+
+
+@njit(inline="always")
+def perturb_blocks(z, M, t, s, numbers, fn, xb, ub, yb):
+    """BLOCK: a researcher's block operation on the whole message z[0..M−1] (one value per sample: its
+    blocks run over consecutive samples), as :func:`fbsgd.lowprec.map_blocks` applies it: block b of n
+    entries gets x (float64 copies), u (the float64 draws of its entries' indices, 0 when shared) and
+    writes y, stored in the message's precision.  ``xb``, ``ub``, ``yb``: float64 scratch of M entries."""
+    block, key, ps = s.block, s.key, s.per_sample
+    for b0 in range(0, M, block):
+        n = min(block, M - b0)
+        for i in range(n):
+            xb[i] = np.float64(z[b0 + i])
+            ub[i] = rng.uniform01_scalar(key, t, (b0 + i) * ps)
+        fn(xb[:n], ub[:n], numbers, yb[:n])
+        for i in range(n):
+            z[b0 + i] = yb[i]
+
+
+@njit(inline="always")
 def sigmoid(z, n, out):
     """σ on the tile: the derivative ∇₁f₂ = σ(z) of the logistic loss."""
     for i in range(n):
@@ -501,6 +531,78 @@ def _block(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverge
                 diverged_at[c] = t
 
 
+@njit(inline="always")
+def _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, D, scores, accumulate,
+             accumulate64, f_element, b_element, f_block, b_block):
+    """:func:`_block` for configurations with a block operation (BLOCK) at a place: a block may span
+    tiles, so each configuration's whole message (M samples) is held at once, one configuration after
+    the other.  Every other step is :func:`_block`'s, per tile of TILE samples in the same order (the
+    scores, the metric's and the gradient's sums; the element-wise perturbations and σ on the whole
+    message), so a configuration without a block operation would get the same bits here as there."""
+    C = W.shape[0]
+    M = AT.shape[1]
+    z = np.empty(M, AT.dtype)
+    s = np.empty(TILE, AT.dtype)
+    xb = np.empty(M)
+    ub = np.empty(M)
+    yb = np.empty(M)
+    Wf = np.empty(D, AT.dtype)
+    G = np.zeros((C, D))
+    Gm = np.zeros((C, D))
+    cursor = np.zeros(2, np.int64)
+    g_next = np.searchsorted(gap_at, t0)
+    for t in range(t0, t1):
+        if g_next < gap_at.size and gap_at[g_next] == t:
+            for c in range(C):
+                if diverged_at[c] < 0:
+                    gaps[c, g_next] = loss_gap(AT64, W[c], P[c].rho, P[c].reg, P[c].f_star)
+            g_next += 1
+        metric = t % metric_every == 0
+        for c in range(C):
+            if diverged_at[c] >= 0:
+                continue
+            p = P[c]
+            f, b = p.f, p.b
+            for j in range(D):
+                Wf[j] = W[c, j]
+                G[c, j] = 0.0
+                Gm[c, j] = 0.0
+            fwd = f.kind != NONE and acts(t, f.first, f.interval, f.until)
+            bwd = b.kind != NONE and acts(t, b.first, b.interval, b.until)
+            for l0 in range(0, M, TILE):
+                n = min(TILE, M - l0)
+                zt = z[l0:]
+                scores(AT, l0, n, Wf, zt, D)
+                if metric and (fwd or bwd):  # the metric needs σ(z) of the clean pass
+                    sigmoid(zt, n, s)
+                    accumulate64(AT, l0, n, s, Gm, c, D)
+            if fwd:
+                if f.kind == BLOCK:
+                    perturb_blocks(z, M, t, f, U[c, 0], f_block, xb, ub, yb)
+                else:
+                    perturb(z, M, 0, M, t, f, cursor, U[c, 0], f_element)
+            sigmoid(z, M, z)
+            if metric and not (fwd or bwd):
+                for l0 in range(0, M, TILE):
+                    accumulate64(AT, l0, min(TILE, M - l0), z[l0:], Gm, c, D)
+            if bwd:
+                if b.kind == BLOCK:
+                    perturb_blocks(z, M, t, b, U[c, 1], b_block, xb, ub, yb)
+                else:
+                    perturb(z, M, 0, M, t, b, cursor, U[c, 1], b_element)
+            for l0 in range(0, M, TILE):
+                accumulate(AT, l0, min(TILE, M - l0), z[l0:], G, c, D)
+        for c in range(C):
+            if diverged_at[c] >= 0:
+                continue
+            if metric:
+                if P[c].metric64 != 0:  # the reference: the metric from its own float64 pass
+                    clean_sums64(AT64, W[c], Gm[c])
+                norms[c, t // metric_every] = gradient_norm(Gm[c], W[c], P[c].rho, P[c].reg, M)
+            if update(W[c], G[c], P[c], t, M):
+                diverged_at[c] = t
+
+
 UNROLL_MAX = 64  # the largest d whose dot products are written out term by term (compile time grows with d)
 
 
@@ -568,3 +670,32 @@ def run_block_elements_loops(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap
     """``element_kernel(d)`` for d > :data:`UNROLL_MAX`: plain loops over the features."""
     _block(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, W.shape[1], scores_loops,
            accumulate_loops, accumulate64_loops, f_element, b_element)
+
+
+@functools.lru_cache(maxsize=None)
+def message_kernel(d: int):
+    """:func:`element_kernel` for configurations with a researcher's block operation (BlockOp) at a place:
+    ``run_message(AT, ..., diverged_at, f_element, b_element, f_block, b_block)`` with the numba functions of
+    the places (an element function ``y = fn(x, u, numbers)`` for an ELEMENT place, a block function
+    ``fn(x, u, numbers, out)`` for a BLOCK place; :func:`no_element` and :func:`no_block` elsewhere),
+    compiled into the kernel, one machine code per tuple, in this process (not cached on disk).  Each
+    configuration's whole message is held at once (a block may span the tiles): :func:`_message`."""
+    D = int(d)
+    if D > UNROLL_MAX:
+        return run_message_loops
+
+    @njit(fastmath=FASTMATH, error_model="numpy")
+    def run_message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, f_element, b_element,
+                    f_block, b_block):
+        _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, D, scores, accumulate,
+                 accumulate64, f_element, b_element, f_block, b_block)
+
+    return run_message
+
+
+@njit(fastmath=FASTMATH, error_model="numpy")
+def run_message_loops(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, f_element, b_element,
+                      f_block, b_block):
+    """``message_kernel(d)`` for d > :data:`UNROLL_MAX`: plain loops over the features."""
+    _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, W.shape[1], scores_loops,
+             accumulate_loops, accumulate64_loops, f_element, b_element, f_block, b_block)

@@ -48,22 +48,24 @@ __all__ = ["kernel_params", "compile_plan", "kernel", "KernelParams", "sigmoid_f
            "xi_key", "kernel_dir", "KINDS", "PARAMS", "PLACE", "TILE"]
 
 # the compiled forms the kernel runs (their ``kind``) and the kernel's code for each
-KINDS = {"uniform": K.UNIFORM, "round": K.ROUND, "bitflip": K.BITFLIP, "element": K.ELEMENT}
+KINDS = {"uniform": K.UNIFORM, "round": K.ROUND, "bitflip": K.BITFLIP, "element": K.ELEMENT, "block": K.BLOCK}
 
 
 def _place_row(p, key: int) -> dict:
     """Kernel numbers of one placed perturbation, read from its protocol: the named fields of its
     compiled form (:class:`fbsgd.perturbations.CompiledOp`) and its schedule.  Besides the fields of
-    :data:`PLACE`: ``element`` (the numba function of an element operation, else None) and ``numbers``
-    (its numbers)."""
+    :data:`PLACE`: ``element`` (the numba function of an element or block operation, else None) and
+    ``numbers`` (its numbers)."""
     off = dict(kind=K.NONE, key=0, element=None, numbers=())
     if p is None:
         return off
     op, sched = p.compiled(), p.schedule
     kind = getattr(op, "kind", None)
     if kind not in KINDS:
-        raise NotImplementedError(f"the compiled engine has no kernel for operations of kind {kind!r} ({p!r}); it runs "
-                                  "the compiled forms of fbsgd.perturbations: UniformOp, RoundOp, BitFlipOp, ElementOp")
+        raise NotImplementedError(f"the Section 7 compiled engine cannot run {p!r}: it has no kernel for operations of "
+                                  f"kind {kind!r}; it runs "
+                                  "the compiled forms of fbsgd.perturbations: UniformOp, RoundOp, BitFlipOp, ElementOp, "
+                                  "BlockOp")
     if not sched.regular:
         raise NotImplementedError(
             f"the compiled engine needs a schedule with a first step, an interval and a last step; {p!r} acts at "
@@ -74,6 +76,10 @@ def _place_row(p, key: int) -> dict:
                until=NEVER if sched.last is None else sched.last + 1, key=key, element=None, numbers=())
     if kind == "element":
         row.update(element=op.fn, numbers=tuple(op.numbers))
+    elif kind == "block":
+        # the message is one column: axis None or 0 cuts it into blocks over consecutive samples, axis -1
+        # cuts each one-entry row (blocks of one entry)
+        row.update(element=op.fn, numbers=tuple(op.numbers), block=1 if op.axis == -1 else op.block)
     else:
         row.update({name: getattr(op, name) for name in op.FIELDS})
     return row
@@ -101,8 +107,9 @@ def compile_plan(plan: Plan, seed: int) -> dict:
 
 class KernelParams(NamedTuple):
     """The kernel's inputs for C configurations: ``P`` the records of :data:`PARAMS`, ``U`` (C, 2, K) the
-    numbers of the element operations (forward, backward), ``elements`` the (forward, backward) element
-    functions of each configuration (:func:`fbsgd.engine.kernel.no_element` where a place has none)."""
+    numbers of the element and block operations (forward, backward), ``elements`` the (forward, backward)
+    element or block functions of each configuration (:func:`fbsgd.engine.kernel.no_element` where a place
+    has none; the place's kind in ``P`` says which)."""
 
     P: np.ndarray
     U: np.ndarray
@@ -144,8 +151,10 @@ def kernel(d: int, precision: str = "float32"):
     documents.
 
     Configurations whose places run a researcher's element operation go, grouped by their pair of
-    element functions, through :func:`fbsgd.engine.kernel.element_kernel`, the others through
-    ``block_kernel``; each configuration's arithmetic is its own, so the grouping changes no bit.
+    element functions, through :func:`fbsgd.engine.kernel.element_kernel`; those with a block operation
+    (BlockOp) at a place through :func:`fbsgd.engine.kernel.message_kernel` (each configuration's whole
+    message at once: blocks of any size over consecutive samples); the others through ``block_kernel``;
+    each configuration's arithmetic is its own, so the grouping changes no bit.
     """
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d must be an integer >= 1, got {d!r}")
@@ -166,12 +175,18 @@ def kernel(d: int, precision: str = "float32"):
             return
         groups: dict = {}
         for c, e in enumerate(elements):
-            groups.setdefault(e, []).append(c)
-        for (f_element, b_element), idx in groups.items():
+            blocks = (P[c]["f"]["kind"] == K.BLOCK, P[c]["b"]["kind"] == K.BLOCK)
+            groups.setdefault((e, blocks), []).append(c)
+        for ((f_element, b_element), blocks), idx in groups.items():
             idx = np.array(idx)
             Wg, ng, gg, dg = W[idx], norms[idx], gaps[idx], diverged_at[idx]
             if (f_element, b_element) == plain:
                 K.block_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg)
+            elif any(blocks):
+                fe, fb = (K.no_element, f_element) if blocks[0] else (f_element, K.no_block)
+                be, bb = (K.no_element, b_element) if blocks[1] else (b_element, K.no_block)
+                K.message_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg,
+                                    fe, be, fb, bb)
             else:
                 K.element_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg,
                                     f_element, b_element)

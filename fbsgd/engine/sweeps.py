@@ -462,6 +462,8 @@ def _load(cache_dir: Path, key: str, identity: dict | None = None):
             summary = json.loads(str(z["summary"]))
     except Exception:  # unreadable entry: treat as a miss and overwrite it
         return None
+    if "w_final" not in traces:  # an entry without w_T: a miss
+        return None
     if identity is not None and stored != json.loads(json.dumps(identity, sort_keys=True)):
         warnings.warn(f"fbsgd cache entry {path} was not computed for this configuration and code; recomputing it",
                       CacheWarning, stacklevel=3)
@@ -535,7 +537,8 @@ def _section7_result(cfg: RunConfig, norms: np.ndarray, diverged_at: int, w: np.
                    mean_sq_grad_norm=float(np.mean(norms ** 2)) if not diverged else float("nan"),
                    final_loss_gap=float(problem.loss(w) - optimum) if not diverged else float("nan"),
                    **alternatives, runtime_s=runtime, engine_hash=engine_hash(), fbsgd_version=__version__)
-    traces = dict(t=checkpoints, ewma=smooth[checkpoints // k], loss_gap=gaps, grad_norm=norms[checkpoints // k])
+    traces = dict(t=checkpoints, ewma=smooth[checkpoints // k], loss_gap=gaps, grad_norm=norms[checkpoints // k],
+                  w_final=np.asarray(w, dtype=np.float64))
     return summary, traces
 
 
@@ -578,7 +581,8 @@ def _chain_result(cfg: ChainConfig, raw: dict, checkpoints: np.ndarray) -> tuple
                    mean_sq_grad_norm=float(np.mean(norms ** 2)) if not diverged else nan,
                    runtime_s=raw["runtime_s"], engine_hash=engine_hash(), fbsgd_version=__version__)
     idx = checkpoints // k
-    traces = dict(t=checkpoints, ewma=smooth[idx], grad_norm=norms[idx], loss=raw["losses"][idx])
+    traces = dict(t=checkpoints, ewma=smooth[idx], grad_norm=norms[idx], loss=raw["losses"][idx],
+                  w_final=np.asarray(raw["w"], dtype=np.float64))
     return summary, traces
 
 
@@ -640,6 +644,7 @@ def _chunks(configs: list, chunk_size: int, workers: int = 1) -> list[list]:
 class SweepResult:
     table: pd.DataFrame
     traces: pd.DataFrame = field(repr=False)  # config_id, t, ewma, grad_norm, loss_gap (f(w_t) − f*)
+    weights: dict = field(default_factory=dict, repr=False)  # config_id -> w_T (float64, the library's order)
     computed: int = 0
     from_cache: int = 0
     wall_s: float = 0.0
@@ -654,7 +659,9 @@ def cost_text(*results: SweepResult) -> str:
 def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLike | None | bool = True,
               chunk_size: int = 8, trace_points: int = 600, progress: bool = True) -> SweepResult:
     """Run (or load from the cache) every configuration (:class:`RunConfig` or :class:`ChainConfig`); one
-    table row per configuration, with its fields, its results and ``path`` ("compiled" or "reference").
+    table row per configuration, with its fields, its results and ``path`` ("compiled" or "reference");
+    the traces (one row per configuration and checkpoint) and each run's final weights w_T
+    (``SweepResult.weights[config_id]``) beside it.
 
     ``cache_dir``: True → :func:`default_cache_dir`; a path; or False/None for no cache.
     ``n_jobs``: joblib workers (None → joblib's default for the active backend, -1 → all cores).
@@ -711,13 +718,14 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
             bar.update(len(chunk_out))
         bar.close()
 
-    rows, trace_rows = [], []
+    rows, trace_rows, weights = [], [], {}
     for c in configs:
         summary, traces, cached = results[entry_key(c, trace_points)]
         rows.append({**c.fields(), **summary, "cached": cached, "config_id": c.key(),
                      "path": "compiled" if not_compiled(c) is None else "reference"})
-        trace_rows.append(pd.DataFrame({"config_id": c.key(), **traces}))
+        trace_rows.append(pd.DataFrame({"config_id": c.key(), **{k: v for k, v in traces.items() if k != "w_final"}}))
+        weights[c.key()] = traces["w_final"]
     table = pd.DataFrame(rows)
     traces = pd.concat(trace_rows, ignore_index=True).drop_duplicates(["config_id", "t"])
-    return SweepResult(table, traces, computed=len(todo), from_cache=sum(r[2] for r in results.values()),
+    return SweepResult(table, traces, weights, computed=len(todo), from_cache=sum(r[2] for r in results.values()),
                        wall_s=time.perf_counter() - start)

@@ -238,3 +238,21 @@ def test_an_uncompiled_kind_runs_on_the_reference_path_with_one_notice(tmp_path)
         assert res.table.final_weight_norm.iloc[i] == np.linalg.norm(w)
     again = run_sweep(cfgs, cache_dir=tmp_path, progress=False, n_jobs=1, trace_points=1000)
     assert again.computed == 0 and again.table.cached.all()
+
+
+def test_the_sweep_returns_each_runs_final_weights_equal_to_the_reference_run(tmp_path):
+    # w_T of a float64 configuration, compiled and from the cache, is the reference path's w_T (train)
+    import numpy as np
+
+    from fbsgd.engine.sweeps import RunConfig, _section7_reference, _trace_grid, run_sweep
+    from fbsgd.perturbations import Round
+
+    cfg = RunConfig(T=400, d=4, M=64, gamma=0.05, metric_every=10, forward=Round("bfloat16"), precision="float64")
+    first = run_sweep([cfg], cache_dir=tmp_path, progress=False)
+    again = run_sweep([cfg], cache_dir=tmp_path, progress=False)
+    assert again.from_cache == 1
+    w = first.weights[cfg.key()]
+    np.testing.assert_array_equal(w, again.weights[cfg.key()])
+    ref_w = _section7_reference(cfg, _trace_grid(cfg.T, cfg.metric_every, 600))[2]
+    np.testing.assert_allclose(w, ref_w, rtol=1e-12, atol=0)  # float64: to the summation order of the dot products
+    assert np.linalg.norm(w) == pytest.approx(first.table.final_weight_norm.iloc[0], rel=1e-12)

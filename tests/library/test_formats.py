@@ -519,8 +519,12 @@ def test_kinds_are_what_they_say(p):
     assert isinstance(p.law, P.Law) and p.law.family == "input_dependent" and not p.law.additive
     assert p.law.zero_mean == (p.mode == "stochastic" and getattr(p, "scale_rule", "ceil") == "ceil"
                                and getattr(p, "amax", "current") == "current")
-    with pytest.raises(NotImplementedError, match="reference path"):
-        p.compiled()
+    if isinstance(p, F.MX):  # a BlockOp cut along p's axis (test_mx_compiled_*)
+        assert isinstance(p.compiled(), P.BlockOp) and p.compiled().block == p.block
+        assert p.compiled().axis == (0 if p.axis == 0 else -1)
+    else:
+        with pytest.raises(NotImplementedError, match="reference path"):
+            p.compiled()
     assert P.canonical(p) == (repr(p) if getattr(p, "amax", "current") == "current" else repr(p).replace("1.0", "1"))
     assert P.canonical(F.TensorScaled("float8_e4m3fn", amax=2)) == P.canonical(F.TensorScaled("float8_e4m3fn", amax=2.0))
 
@@ -600,3 +604,51 @@ def test_scale_rule_contrast(name):
 def test_refusals_name_the_argument(build, match):
     with pytest.raises(ValueError, match=match):
         build()
+
+
+# ---------------------------------------------------------------------------
+# the compiled form of MX: a BlockOp cut along MX's axis, the bits of the references
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ELEMENTS)
+@pytest.mark.parametrize("rule", ["ocp", "ceil"])
+def test_mx_compiled_gives_the_bits_of_the_spec_reference(name, rule):
+    """MX(axis=0).compiled() — a BlockOp whose numba function is fbsgd.formats.mx_block — on one-column
+    messages (the Section 7 chain's: one value per sample) against the specification reference written
+    here (with ml_dtypes' casts), nearest and stochastic, float64 and float32, blocks of 32, 7 and 1, on
+    the special blocks of mx_data (zeros, powers of two, tiny and huge scales, NaN, inf, partial blocks)."""
+    x = mx_data(3, rows=400, cols=515)
+    for block in (32, 7, 1):
+        for mode in ("nearest", "stochastic"):
+            op = F.MX(name, block, rule, mode, axis=0).compiled()
+            assert isinstance(op, P.BlockOp) and op.block == block and op.per_sample
+            for dtype in (np.float64, np.float32):
+                with np.errstate(over="ignore", invalid="ignore"):
+                    col = x.reshape(-1, 1)[: 60_000 if block > 1 else 20_000].astype(dtype)
+                    got = op.apply(col, 17, 5)
+                    ref = ref_mx(col.astype(np.float64), name, rule, block, axis=0, mode=mode, key=17, step=5)
+                assert got.dtype == dtype
+                assert_bits(got, ref.astype(dtype))
+            P.check_compiled(F.MX(name, block, rule, mode, axis=0))  # and against the kind's own apply
+
+
+def test_mx_compiled_cuts_wide_messages_as_apply_does_along_either_axis():
+    """On (samples, features) messages wider than one column, the BlockOp of MX(axis=0) blocks down each
+    feature and that of MX(axis=-1) along each sample, as MX.apply and the specification reference do."""
+    x = mx_data(5, rows=97, cols=515)  # 16 blocks of 32 and a partial one along a row; 3 + 1 down a column
+    for axis in (0, -1):
+        for mode in ("nearest", "stochastic"):
+            p = F.MX("float8_e4m3fn", 32, "ocp", mode, axis=axis)
+            with np.errstate(over="ignore", invalid="ignore"):
+                got = p.compiled().apply(x, 9, 3)
+                ref = ref_mx(x, "float8_e4m3fn", "ocp", 32, axis=axis, mode=mode, key=9, step=3)
+            assert_bits(got, ref)
+            assert_bits(got, p.apply(x, 9, 3))
+            P.check_compiled(p)
+
+
+def test_the_per_tensor_kinds_do_not_compile():
+    for p in (F.TensorScaled("float8_e4m3fn"), F.NVFP4(axis=0)):
+        with pytest.raises(NotImplementedError, match="reference path"):
+            p.compiled()

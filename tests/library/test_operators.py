@@ -222,3 +222,44 @@ def test_loss_operators_need_labels_and_new_operators_refuse_bad_sizes():
 def test_check_labels_refuses_labels_of_the_wrong_kind_or_count(op, labels, match):
     with pytest.raises(ValueError, match="^who: labels .*" + match):
         op.check_labels(labels, 2, "who")
+
+
+def test_linear_and_affine_default_initial_weights_are_the_draws_over_sqrt_in_dim():
+    for op, size in ((O.Linear(5, 3), 15), (O.Affine(5, 3, bias=False), 15)):
+        want = np.random.default_rng(7).standard_normal(size) / np.sqrt(5)
+        np.testing.assert_array_equal(op.init_weight(np.random.default_rng(7)), want)
+
+
+@pytest.mark.parametrize("make", [lambda **k: O.Linear(300, 200, **k), lambda **k: O.Affine(300, 200, **k)])
+def test_gain_scales_the_standard_deviation_of_the_initial_matrix(make):
+    W = make(gain=2.5).init_weight(np.random.default_rng(3))[: 300 * 200]
+    # 60,000 entries of N(0, 2.5²/300): the sample std is within 2 % (its relative sd is 0.3 %)
+    assert np.std(W) == pytest.approx(2.5 / np.sqrt(300), rel=0.02)
+    assert abs(np.mean(W)) < 5 * 2.5 / np.sqrt(300) / np.sqrt(W.size)
+
+
+def test_unit_norm_initial_matrix_has_frobenius_norm_gain_and_affine_keeps_a_zero_bias():
+    for gain in (1.0, 0.3):
+        W = O.Linear(7, 4, gain=gain, init="unit_norm").init_weight(np.random.default_rng(1))
+        assert np.linalg.norm(W) == pytest.approx(gain, rel=1e-14)
+        w = O.Affine(7, 4, gain=gain, init="unit_norm").init_weight(np.random.default_rng(1))
+        assert np.linalg.norm(w[:28]) == pytest.approx(gain, rel=1e-14) and not w[28:].any()
+    g = np.random.default_rng(2).standard_normal(6)  # the same draws, scaled
+    np.testing.assert_allclose(O.Linear(6, 1, init="unit_norm").init_weight(np.random.default_rng(2)), g / np.linalg.norm(g))
+
+
+@pytest.mark.parametrize("cls", [O.Linear, O.Affine])
+@pytest.mark.parametrize("kw, field", [(dict(gain=0.0), "gain"), (dict(gain=-1.0), "gain"), (dict(gain=float("nan")), "gain"),
+                                       (dict(gain=float("inf")), "gain"), (dict(gain=True), "gain"), (dict(gain="2"), "gain"),
+                                       (dict(init="xavier"), "init"), (dict(init=None), "init")])
+def test_bad_gain_or_init_is_refused_naming_the_field(cls, kw, field):
+    with pytest.raises(ValueError, match=rf"{cls.__name__} needs .*{field}"):
+        cls(3, 2, **kw)
+
+
+@pytest.mark.parametrize("make", [lambda: O.Linear(4, 3, gain=2.0, init="zeros"), lambda: O.Affine(4, 3, init="zeros")])
+def test_zeros_initial_matrix_is_zero_and_draws_nothing(make):
+    rng = np.random.default_rng(5)
+    w = make().init_weight(rng)
+    assert w.shape == (make().weight_size,) and not w.any()
+    assert rng.standard_normal() == np.random.default_rng(5).standard_normal()  # the stream was not advanced

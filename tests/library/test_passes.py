@@ -249,6 +249,8 @@ def test_a_chains_canonical_form_is_its_operators_fields():
     b = Composite([O.Affine(3, 4), O.Tanh(4), O.Affine(4, 2), O.SoftmaxCrossEntropy(2)])
     c = Composite([O.Affine(3, 4), O.ReLU(4), O.Affine(4, 2), O.SoftmaxCrossEntropy(2)])
     d = Composite([O.Affine(3, 4, bias=False), O.Tanh(4), O.Affine(4, 2), O.SoftmaxCrossEntropy(2)])
-    assert P.canonical(a) == P.canonical(b) == ("Composite([Affine(in_dim=3, out_dim=4, bias=True), Tanh(dim=4), "
-                                                "Affine(in_dim=4, out_dim=2, bias=True), SoftmaxCrossEntropy(classes=2)])")
-    assert len({P.canonical(a), P.canonical(c), P.canonical(d)}) == 3
+    assert P.canonical(a) == P.canonical(b) == (
+        "Composite([Affine(in_dim=3, out_dim=4, bias=True, gain=1.0, init='gaussian'), Tanh(dim=4), "
+        "Affine(in_dim=4, out_dim=2, bias=True, gain=1.0, init='gaussian'), SoftmaxCrossEntropy(classes=2)])")
+    e = Composite([O.Affine(3, 4, gain=2.0), O.Tanh(4), O.Affine(4, 2), O.SoftmaxCrossEntropy(2)])
+    assert len({P.canonical(a), P.canonical(c), P.canonical(d), P.canonical(e)}) == 4  # the init is part of it
