@@ -1,17 +1,30 @@
-"""A deep chain trained by SGD, heavy-ball or Adam with a mechanism at every layer, batched
-across configurations (Section 4 in training, {cite}`kong2026perturbed`).
+"""A deep chain trained by SGD, heavy-ball or Adam with a mechanism at every layer, run through the
+engine (Section 4 in training, {cite}`kong2026perturbed`).
 
 The chain is the tanh network of :func:`fbsgd.studies.error_propagation.injection.tanh_chain` (N layers
 y_i = tanh(W_i y_{i−1}) of width D, a readout r) with the logistic loss ℓ = ln(1 + e^{−y rᵀy_N})
-on a generated binary classification set (:func:`classification_data`).  A mechanism P acts
+on a generated binary classification set (:func:`classification_data`), as a chain of library
+operators (:func:`chain_net`), numbered from 1:
 
-* forward:  ỹ_i = P(tanh(W_i ỹ_{i−1}))            for i = 1..N   (eq. 5a at every layer)
-* backward: ṽ_{i−1} = P(W_iᵀ[(1 − ỹ_i²) ⊙ ṽ_i])    and ṽ_N = P(∂ℓ/∂y_N)   (eq. 5b)
+* operator 2i − 1: ``Linear(D, D, gain)``, W_i = gain·G/√D (i = 1..N); operator 2i: ``Tanh(D)``;
+* operator 2N + 1: the readout ``Linear(D, 1, init="unit_norm")`` (a Gaussian row of unit norm);
+* operator 2N + 2: ``LogisticLoss()``, which reads the ±1 labels.
 
-The passes of C configurations of one depth run together: every array carries a leading
-configuration axis; the products are one compiled loop over all configurations (:func:`_bmm`) (:func:`batched_passes`); the
-optimizers of :mod:`fbsgd.optimizers` act elementwise on the (C, P) weight matrix.  One
-Python loop over iterations serves every configuration of a (depth, optimizer) group.
+``net.init_weight(numpy.random.default_rng(seed))`` gives the bits of ``tanh_chain(N, D, gain, seed)``'s
+weights.  A mechanism P acts at the sites of :class:`fbsgd.perturbations.Plan` (forward[i] after
+operator i, backward[i] on the message into operator i − 1), :func:`sites`:
+
+* forward:  ỹ_i = P(tanh(W_i ỹ_{i−1})) for i = 1..N (eq. 5a at every layer): ``forward[2i]``, after
+  every Tanh;
+* backward: ṽ_i = P(∂ℓ/∂y_i) for i = 1..N (eq. 5b on the message into every Tanh, the gradient with
+  respect to a layer's output: P(W_{i+1}ᵀ[(1 − ỹ_{i+1}²) ⊙ ṽ_{i+1}]) and ṽ_N = P(r ∂ℓ/∂out)):
+  ``backward[2i + 1]``, the message operator 2i + 1 sends into operator 2i.  The messages through
+  tanh′ into the Linears and the loss's message into the readout are left exact.
+
+Each run is a :class:`fbsgd.engine.chains.ChainConfig` (:func:`deep_configs`); :func:`run_deep`
+runs them all with one :func:`fbsgd.engine.sweeps.run_sweep` call (compiled kernel, cache, workers,
+progress bar).  A run and its clean twin share the seed: the same minibatches and initial weights
+(common random numbers).
 """
 from __future__ import annotations
 
@@ -19,26 +32,28 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from numba import njit
-from scipy.special import expit
 
-from fbsgd import optimizers as O
-from fbsgd import perturbations as pert
-from fbsgd import rng
+from fbsgd import operators as OP
+from fbsgd.engine.chains import ChainConfig, reference_chain_run, run_chain_chunk
+from fbsgd.engine.sweeps import not_compiled, run_sweep
+from fbsgd.passes import Composite, passes, perturbed_passes
+from fbsgd.problems import Dataset
 from fbsgd.studies.real_mechanisms.mechanisms import mechanism_label
 from fbsgd.metrics import fit_line
-from fbsgd.studies.error_propagation.injection import tanh_chain
 from fbsgd.studies.section7.verdicts import geometric_mean
 from fbsgd.book.verdicts import Verdict, outcome_of_cases
 from fbsgd.studies.section7.verdicts import in_band
 from fbsgd.studies.section7.verdicts import AGREEMENT_BAND
 from fbsgd.theory import error_bounds as bounds
 
-__all__ = ["DeepRun", "classification_data", "initial_weights", "split_weights", "batched_passes", "train_group",
-           "run_deep", "stable_table", "depth_growth", "compounding_verdict", "forward_sensitive_verdict",
-           "optimizer_verdict", "optimizer_floor_table", "optimizer_floor_verdict", "lemma_factors"]
+__all__ = ["DeepRun", "classification_data", "chain_net", "sites", "deep_configs", "final_weights",
+           "relative_gradient_error", "run_deep", "stable_table", "depth_growth", "compounding_verdict",
+           "forward_sensitive_verdict", "optimizer_verdict", "optimizer_floor_table", "optimizer_floor_verdict",
+           "lemma_factors"]
 
 OPTIMIZERS = ("sgd", "heavyball", "adam")
+PLACES = ("forward", "backward")
+ERROR_DRAWS = 4  # draws of the mechanism in the relative gradient error at the final weights
 OPTIMIZER_NAMES = {"sgd": "SGD", "heavyball": "heavy-ball", "adam": "Adam"}  # as words in verdict texts
 COLUMN_WORDS = {"relative_gradient_error": "the relative gradient error E‖ũ − u‖²/‖u‖²",
                 "over_clean": "the stable gradient norm over the clean run's"}
@@ -69,141 +84,137 @@ def classification_data(n: int, dim: int, seed: int = 0, label_noise: float = 0.
     return x, y
 
 
-def initial_weights(N: int, width: int, gain: float, seed: int) -> np.ndarray:
-    """The flat weight (W_1, …, W_N, r) of :func:`fbsgd.studies.error_propagation.injection.tanh_chain` (row-major W_i, out × in)."""
-    return tanh_chain(N, width, gain, seed)[1]
+def chain_net(N: int, width: int, gain: float) -> Composite:
+    """The deep chain as library operators: (Linear(width, width, gain), Tanh(width)) × N, the readout
+    Linear(width, 1, init="unit_norm") and LogisticLoss() (the module docstring numbers them)."""
+    if isinstance(N, bool) or not isinstance(N, (int, np.integer)) or N < 1:
+        raise ValueError(f"chain_net: N (the number of tanh layers) must be an integer >= 1, got {N!r}")
+    ops = []
+    for _ in range(N):
+        ops += [OP.Linear(width, width, gain=gain), OP.Tanh(width)]
+    return Composite(ops + [OP.Linear(width, 1, init="unit_norm"), OP.LogisticLoss()])
 
 
-def split_weights(W: np.ndarray, N: int, width: int):
-    """Views (C, N, D, D) of the layer matrices and (C, D) of the readout of a (C, P) weight matrix."""
-    C = W.shape[0]
-    return W[:, : N * width * width].reshape(C, N, width, width), W[:, N * width * width:]
+def sites(N: int, place: str, mechanism) -> dict:
+    """The ChainConfig fields ``forward`` and ``backward`` of ``mechanism`` at ``place`` of a depth-N
+    chain: forward[2i] (after Tanh i) or backward[2i + 1] (the message into Tanh i), i = 1..N; none for
+    place "none"."""
+    if place == "none":
+        return dict(forward={}, backward={})
+    if place == "forward":
+        return dict(forward={2 * i: mechanism for i in range(1, N + 1)}, backward={})
+    if place == "backward":
+        return dict(forward={}, backward={2 * i + 1: mechanism for i in range(1, N + 1)})
+    raise ValueError(f"place must be one of ('none', 'forward', 'backward'), got {place!r}")
 
 
-def _perturb(arr, groups, where, layer, step):
-    """Apply each group's mechanism to its rows of ``arr`` (in place); groups: (rows, place, p, key)."""
-    for rows, place, p, key in groups:
-        if place == where:
-            arr[rows] = p.apply(arr[rows], rng.fold_key(key, where, layer), step)
-    return arr
-
-
-@njit(cache=True)
-def _bmm_kernel(a, b, out):
-    # loop order c, i, k, j: the inner loop runs along contiguous rows of b and out (it vectorizes),
-    # and each out[c, i, j] still sums its k terms in ascending order, as the textbook i, j, k loop does
-    for c in range(a.shape[0]):
-        for i in range(a.shape[1]):
-            for j in range(b.shape[2]):
-                out[c, i, j] = 0.0
-            for k in range(a.shape[2]):
-                aik = a[c, i, k]
-                for j in range(b.shape[2]):
-                    out[c, i, j] += aik * b[c, k, j]
-
-
-def _bmm(a, b):
-    """a[c] @ b[c] for every configuration c, shape (C, m, n): one single-threaded compiled loop
-    (numpy's stacked matmul is slow for these small matrices, and threaded BLAS thrashes on a shared machine)."""
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    b = np.ascontiguousarray(b, dtype=np.float64)
-    out = np.empty((a.shape[0], a.shape[1], b.shape[2]))
-    _bmm_kernel(a, b, out)
-    return out
-
-
-def batched_passes(W, x, y, N: int, width: int, groups=(), step: int = 0):
-    """Loss (C,) and weight gradient (C, P) of the batch mean, through the perturbed passes.
-
-    ``x`` (C, B, D), ``y`` (C, B); ``groups`` as in :func:`_perturb` (empty: the clean passes, eq. 4)."""
-    Ws, r = split_weights(W, N, width)
-    ys = [x]
-    for i in range(N):
-        h = _bmm(ys[-1], Ws[:, i].transpose(0, 2, 1))
-        ys.append(_perturb(np.tanh(h), groups, "forward", i + 1, step))
-    out = (ys[-1] @ r[:, :, None])[:, :, 0]
-    loss = np.logaddexp(0.0, -y * out).mean(axis=1)
-    dout = -y * expit(-y * out)  # ∂ℓ/∂out per sample
-    B = x.shape[1]
-    g_r = (dout[:, None, :] @ ys[-1])[:, 0] / B
-    v = _perturb(dout[:, :, None] * r[:, None, :], groups, "backward", N, step)
-    gW = np.empty_like(Ws)
-    for i in range(N, 0, -1):
-        dh = v * (1.0 - ys[i] ** 2)
-        gW[:, i - 1] = _bmm(dh.transpose(0, 2, 1), ys[i - 1]) / B
-        if i > 1:
-            v = _perturb(_bmm(dh, Ws[:, i - 1]), groups, "backward", i - 1, step)
-    return loss, np.concatenate([gW.reshape(W.shape[0], -1), g_r], axis=1)
-
-
-def _optimizer(name: str, lr: dict):
+def _optimizer_fields(name: str, lr: dict) -> dict:
     if name == "sgd":
-        return O.SGD(lr["sgd"])
+        return dict(optimizer="sgd", lr=lr["sgd"])
     if name == "heavyball":
-        return O.HeavyBall(lr["heavyball"], lr["beta"])
-    if name == "adam":
-        return O.Adam(lr["adam"])
+        return dict(optimizer="heavyball", lr=lr["heavyball"], beta=lr["beta"])
+    if name == "adam":  # β₁, β₂, eps: Adam's defaults (fbsgd.optimizers.Adam)
+        return dict(optimizer="adam", lr=lr["adam"])
     raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
 
 
-def train_group(runs, data, width: int, gain: float, T: int, batch: int, metric_every: int, lr: dict,
-                error_draws: int = 4) -> list[dict]:
-    """Train every run of one (depth, optimizer) group in lockstep; one summary dict per run.
-
-    Summaries: stable_grad_norm (mean over the last half of the run of the clean full-batch ‖∇ℓ‖,
-    sampled every ``metric_every`` steps), final_loss, diverged, and at the final weights the
-    relative gradient error E‖ũ − u‖²/‖u‖² of the run's own mechanism and place (``error_draws`` draws)."""
-    N, opt = runs[0].N, _optimizer(runs[0].optimizer, lr)
-    X, Y = data
-    C = len(runs)
-    W = np.array([initial_weights(N, width, gain, r.seed) for r in runs])
-    groups = []
-    for key_i, (place, p) in enumerate(dict.fromkeys((r.place, r.mechanism) for r in runs if r.place != "none")):
-        rows = np.array([j for j, r in enumerate(runs) if (r.place, r.mechanism) == (place, p)])
-        groups.append((rows, place, p, rng.derive_key("fbsgd.deep_chain", N, runs[0].optimizer, place, pert.canonical(p))))
-    sample_keys = [rng.derive_key("fbsgd.deep_chain.batches", N, r.seed) for r in runs]
-    state = opt.init(W)
-    norms, losses = [], []
-    Xf, Yf = np.broadcast_to(X, (C,) + X.shape), np.broadcast_to(Y, (C,) + Y.shape)
-    for t in range(T):
-        idx = np.array([O.minibatch_indices(k, t, X.shape[0], batch) for k in sample_keys])
-        _, G = batched_passes(W, X[idx], Y[idx], N, width, groups, step=t)
-        step, state = opt.update(G, state, W)
-        W = W - step
-        if t % metric_every == 0 or t == T - 1:
-            with np.errstate(all="ignore"):
-                loss, g = batched_passes(W, Xf, Yf, N, width)
-            norms.append(np.linalg.norm(g, axis=1)), losses.append(loss)
-    norms, losses = np.array(norms), np.array(losses)
-    half = norms[len(norms) // 2:]
-    with np.errstate(all="ignore"):
-        _, g0 = batched_passes(W, Xf, Yf, N, width)
-        err = np.zeros(C)
-        for s in range(error_draws):
-            _, gp = batched_passes(W, Xf, Yf, N, width, groups, step=T + s)
-            err += np.sum((gp - g0) ** 2, axis=1) / error_draws
-    rel = err / np.sum(g0**2, axis=1)
+def deep_configs(depths, mechanisms, optimizers, seeds, *, width: int, gain: float, n_data: int, data_seed: int,
+                 T: int, batch: int, metric_every: int, lr: dict, places=PLACES) -> list[tuple[DeepRun, ChainConfig]]:
+    """Every run as (DeepRun, ChainConfig): per depth and optimizer the clean runs, then each mechanism
+    at each place, every seed (seed and init_seed both the run's seed; float64 passes)."""
+    for pl in places:
+        if pl not in PLACES:
+            raise ValueError(f"places must be among {PLACES}, got {pl!r}")
+    data = Dataset(*classification_data(n_data, width, data_seed),
+                   name=f"deep-chain data (n={n_data}, dim={width}, seed={data_seed})")
     out = []
-    for j, r in enumerate(runs):
-        div = not np.all(np.isfinite(half[:, j]))
-        out.append(dict(N=r.N, place=r.place, mechanism=mechanism_label(r.mechanism) if r.mechanism is not None else "none",
-                        label=r.label, optimizer=r.optimizer, seed=r.seed, diverged=div,
-                        stable_grad_norm=float(half[:, j].mean()) if not div else np.nan,
-                        final_loss=float(losses[-1, j]) if not div else np.nan,
-                        relative_gradient_error=float(rel[j]) if r.place != "none" else 0.0))
+    for N in depths:
+        net = chain_net(N, width, gain)
+        for opt in optimizers:
+            fields = _optimizer_fields(opt, lr)
+            runs = [DeepRun(N, "none", None, opt, s) for s in seeds]
+            runs += [DeepRun(N, pl, p, opt, s) for p in mechanisms for pl in places for s in seeds]
+            out += [(r, ChainConfig(net, data, batch=batch, T=T, seed=r.seed, init_seed=r.seed, precision="float64",
+                                    metric_every=metric_every, **fields, **sites(N, r.place, r.mechanism)))
+                    for r in runs]
     return out
 
 
+def final_weights(configs: list[ChainConfig]) -> list[np.ndarray]:
+    """w_T of each configuration, recomputed — the fallback of :func:`run_deep` for a sweep result that
+    does not keep w_T (``SweepResult.weights``): the runs of one shape go once more through
+    :func:`fbsgd.engine.chains.run_chain_chunk` (batch-invariant: the bits the sweep computed; a
+    configuration the kernel cannot run through :func:`fbsgd.engine.chains.reference_chain_run`)."""
+    out: list = [None] * len(configs)
+    groups: dict = {}
+    for j, c in enumerate(configs):
+        groups.setdefault(("reference", j) if not_compiled(c) is not None else c.shape(), []).append(j)
+    for key, idx in groups.items():
+        raws = [reference_chain_run(configs[idx[0]])] if key[0] == "reference" else run_chain_chunk([configs[j] for j in idx])
+        for j, raw in zip(idx, raws):
+            out[j] = raw["w"]
+    return out
+
+
+def relative_gradient_error(cfg: ChainConfig, w: np.ndarray, draws: int = ERROR_DRAWS) -> float:
+    """E‖ũ − u‖²/‖u‖² at the weights ``w`` over the full data: u the clean gradient
+    (:func:`fbsgd.passes.passes`), ũ the perturbed one (:func:`fbsgd.passes.perturbed_passes`) with the
+    configuration's plan, its streams (``plan.init(seed)``) at the steps T, T + 1, …, T + draws − 1
+    (the draws the run would make next).  0 for a configuration without perturbation."""
+    plan = cfg.plan()
+    if not plan.places():
+        return 0.0
+    X, y = cfg.data.features, cfg.data.labels
+    with np.errstate(all="ignore"):
+        g0 = passes(cfg.net, X, w, labels=y).gradient()
+        state0, err = plan.init(cfg.seed), 0.0
+        for s in range(draws):
+            state = {place: st._replace(step=cfg.T + s) for place, st in state0.items()}
+            gp = perturbed_passes(cfg.net, X, w, plan, state, labels=y)[0].gradient()
+            err += float(np.sum((gp - g0) ** 2)) / draws
+        return err / float(np.sum(g0**2))
+
+
+def _stable_norm(traces: pd.DataFrame, cfg: ChainConfig) -> float:
+    """Mean of the clean full-data ‖∇ℓ‖ at t = 0, k, 2k, … over the last half of the run (t ≥ T − ⌊T/2⌋)."""
+    t, g = traces.t.to_numpy(), traces.grad_norm.to_numpy()
+    k, T = cfg.metric_every, cfg.T
+    if not np.array_equal(np.sort(t), np.arange(0, T, k)):
+        raise RuntimeError("run_deep: the sweep's traces must hold every metric point (raise trace_points)")
+    return float(np.mean(g[t >= T - T // 2]))
+
+
 def run_deep(depths, mechanisms, optimizers, seeds, *, width: int, gain: float, n_data: int, data_seed: int, T: int,
-             batch: int, metric_every: int, lr: dict, places=("forward", "backward")) -> pd.DataFrame:
-    """Every (depth, optimizer) group: clean runs and each mechanism at each place, every seed; one row per run."""
-    data = classification_data(n_data, width, data_seed)
+             batch: int, metric_every: int, lr: dict, places=PLACES, error_draws: int = ERROR_DRAWS,
+             n_jobs: int | None = None, cache_dir=True, progress: bool = True) -> pd.DataFrame:
+    """Every (depth, optimizer): clean runs and each mechanism at each place, every seed, through one
+    :func:`fbsgd.engine.sweeps.run_sweep` call; one row per run.
+
+    Columns: N, place, mechanism, label, optimizer, seed, diverged (the sweep's), stable_grad_norm (mean
+    of the clean full-data ‖∇ℓ‖ sampled every ``metric_every`` steps, t = 0, k, 2k, …, over the last half
+    of the run, t ≥ T − ⌊T/2⌋; from the sweep's traces), final_loss (at w_T, the sweep's), and
+    relative_gradient_error (:func:`relative_gradient_error` at the sweep's w_T; :func:`final_weights`
+    recomputes w_T for a sweep result that does not keep it)."""
+    pairs = deep_configs(depths, mechanisms, optimizers, seeds, width=width, gain=gain, n_data=n_data,
+                         data_seed=data_seed, T=T, batch=batch, metric_every=metric_every, lr=lr, places=places)
+    configs = [c for _, c in pairs]
+    points = -(-T // metric_every)
+    result = run_sweep(configs, n_jobs=n_jobs, cache_dir=cache_dir, progress=progress,
+                       trace_points=max(600, 2 * points))
+    traces = dict(tuple(result.traces.groupby("config_id", sort=False)))
+    perturbed = [j for j, (r, _) in enumerate(pairs) if r.place != "none"]
+    kept = getattr(result, "weights", None) or {}  # w_T by config_id, where the sweep keeps it
+    ws = {j: kept[configs[j].key()] for j in perturbed if configs[j].key() in kept}
+    missing = [j for j in perturbed if j not in ws]
+    ws.update(zip(missing, final_weights([configs[j] for j in missing])))
     rows = []
-    for N in depths:
-        for opt in optimizers:
-            runs = [DeepRun(N, "none", None, opt, s) for s in seeds]
-            runs += [DeepRun(N, pl, p, opt, s) for p in mechanisms for pl in places for s in seeds]
-            rows += train_group(runs, data, width, gain, T, batch, metric_every, lr)
+    for j, ((r, c), row) in enumerate(zip(pairs, result.table.itertuples())):
+        div = bool(row.diverged)
+        rows.append(dict(N=r.N, place=r.place, mechanism=mechanism_label(r.mechanism) if r.mechanism is not None else "none",
+                         label=r.label, optimizer=r.optimizer, seed=r.seed, diverged=div,
+                         stable_grad_norm=np.nan if div else _stable_norm(traces[row.config_id], c),
+                         final_loss=np.nan if div else float(row.final_loss),
+                         relative_gradient_error=(relative_gradient_error(c, ws[j], error_draws) if j in ws else 0.0)))
     return pd.DataFrame(rows)
 
 
@@ -339,9 +350,9 @@ def lemma_factors(depths, width: int, gain: float, seed: int = 0) -> pd.DataFram
 
     rows = []
     for N in depths:
-        w = initial_weights(N, width, gain, seed)
-        Ws = w[: N * width * width].reshape(N, width, width)
-        C = max(bounds.linear_constants(W, 0.0).C_grad for W in Ws)
+        net = chain_net(N, width, gain)
+        ws = net.split(net.init_weight(np.random.default_rng(seed)))
+        C = max(bounds.linear_constants(ws[2 * i - 1].reshape(width, width), 0.0).C_grad for i in range(1, N + 1))
         rows.append(dict(N=N, C_grad=C, C_v=bounds.c_v(C, N), C_v_per_layer=bounds.c_v(C, N) ** (1.0 / N),
                          eq21_factor=3 * C**2))
     return pd.DataFrame(rows)
