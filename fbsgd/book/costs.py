@@ -93,13 +93,20 @@ MSG_STEP_US = 250.0  # per step of the clean run whose messages are measured: me
 MOMENT_ELEM_NS = 40.0  # per message entry drawn by a Round / BitFlip (call + statistics): measured 5–9 ns + statistics
 MOMENT_SPARSE_NS = 600.0  # per message entry drawn by a Top-K / Rand-K over the batch: measured 58–222 ns
 MOMENT_BYTES_PER_ELEM = 48  # draws (float64) and the statistics' copies and masks of them
-DEEP_LAYER_US = 1000.0  # per layer and pass of a (depth, optimizer) group: measured ≈ 0.7 ms (10 runs, width 32, depth 16–1,000)
-DEEP_MAC_NS = 3.0  # per multiply-add of a layer's product (runs × rows × width²): measured 1.3–2 ns
-DEEP_WEIGHT_COPIES = 10  # weight-sized arrays held at once: initial list, W, gradient, step, Adam's m and v, gW, ...
-DEEP_ACTIVATION_EXTRA = 6  # activation-sized arrays beyond the N + 1 layer outputs of a full-batch pass
+# The deep chain runs through the chain engine (fbsgd.engine.chains, one run_sweep call), then the relative
+# gradient error at w_T through the readable passes (fbsgd.passes, per-sample weight gradients).
+DEEP_LAYER_US = 5.0  # per run, layer and pass of the engine (a step or a metric): fixed part (measured ≤ 19 µs in all at width 32)
+DEEP_ROW_NS = 1.0  # per run, layer, row and width² of the engine's passes (batch rows a step, n_data rows a metric): measured 0.43–0.6 ns
+DEEP_ERROR_NS = 25.0  # per pass, layer, sample and width² of the error's readable passes: measured 6.8–16 ns (width 32, depth 8–16)
+DEEP_WEIGHT_COPIES = 10  # weight-sized arrays held at once per run: w, m1, m2, gradient, step, the sweep's w_T, ...
+DEEP_ACTIVATION_EXTRA = 6  # activation-sized arrays beyond the 2N + 2 operator outputs of a full-data pass
 
-# Correctors: fbsgd.studies.correctors.study (Python loop of fbsgd.optimizers.train on Section 7's problem).
-CORRECTOR_STEP_US = 1000.0  # per iteration: measured 14–941 µs over the 24 settings (mean 401 µs), one core
+# Correctors: fbsgd.studies.correctors.study (Section 7's problem as a ChainConfig through run_sweep: the chain
+# kernel, and the reference path fbsgd.optimizers.train for the de-biasing correctors, which have no compiled form).
+CORRECTOR_STEP_US = 400.0  # per iteration of a compiled run: measured 31 (no perturbation) to 166 (backward Top-K with
+#                            error feedback) µs at T = 5,000, one core (2026-12-07)
+CORRECTOR_REFERENCE_US = 1000.0  # per iteration on the reference path: measured 198 (second-order) and 496 (exact) µs
+CORRECTOR_DEBIAS_REFERENCE = 2  # de-biasing settings per σ_f on the reference path: second-order, exact
 CORRECTOR_METRIC_US = 50.0  # per exact gradient norm (2,000 × 10 data)
 
 # The studies' own constants that the counts need (the book floor does not import the studies; the
@@ -413,22 +420,27 @@ def _real_mechanisms(p) -> list[Stage]:
            _sweep("bit-flip atlas", [(G * len(p["atlas_seeds"]), T, us, every, SWEEP_METRIC_US),
                                      (G * len(p["atlas_seeds"]) * 2 * len(p["atlas_rates"]), T, obj_us, every, SWEEP_METRIC_US)],
                   n_jobs, ("T", "gammas", "atlas_seeds", "atlas_rates", "metric_every", "precision"))]
-    depths, w, deep_T = p["depths"], p["width"], p["deep_T"]
+    depths, w, deep_T, n = p["depths"], p["width"], p["deep_T"], p["n_data"]
     C = len(p["deep_seeds"]) * (1 + 2 * len(p["deep_formats"]))
+    runs, perturbed = DEEP_OPTIMIZERS * C, DEEP_OPTIMIZERS * (C - len(p["deep_seeds"]))  # per depth
     m_every = max(1, deep_T // 20)
-    evals = -(-deep_T // m_every) + (1 if (deep_T - 1) % m_every else 0) + 1 + DEEP_ERROR_DRAWS
-    layers = DEEP_OPTIMIZERS * sum(depths)
-    steps = layers * deep_T * (DEEP_LAYER_US * 1e-6 + DEEP_MAC_NS * 1e-9 * C * p["batch"] * w * w)
-    full = layers * evals * (DEEP_LAYER_US * 1e-6 + DEEP_MAC_NS * 1e-9 * C * p["n_data"] * w * w)
+    metrics = -(-deep_T // m_every) + 1  # the engine's clean full-data metric at t = 0, k, 2k, … < T and at w_T
+    passes = 1 + DEEP_ERROR_DRAWS  # the error at w_T: one clean and DEEP_ERROR_DRAWS perturbed full-data passes
+    layers = sum(depths)
+    engine = runs * layers * (deep_T * (DEEP_LAYER_US * 1e-6 + DEEP_ROW_NS * 1e-9 * p["batch"] * w * w)
+                              + metrics * (DEEP_LAYER_US * 1e-6 + DEEP_ROW_NS * 1e-9 * n * w * w))
+    error = perturbed * layers * passes * (DEEP_LAYER_US * 1e-6 + DEEP_ERROR_NS * 1e-9 * n * w * w)
     lemma = sum(depths) * (w**3 * DENSE_CUBE_NS + w * w * 20) * 1e-9
     N = max(depths)
     weights = N * w * w + w
-    nbytes = 8.0 * (DEEP_WEIGHT_COPIES * C * weights + (N + 1 + DEEP_ACTIVATION_EXTRA) * C * max(p["n_data"], p["batch"]) * w
-                    + 3 * p["n_data"] * w)
-    out.append(_stage("deep chain", steps + full + lemma, nbytes,
-                      f"{DEEP_OPTIMIZERS} optimizers × {_n(sum(depths))} layers × ({_n(deep_T)} steps of {C} runs × "
-                      f"{p['batch']} samples + {evals} full passes over {_n(p['n_data'])} samples), width {w}",
-                      f"{C} runs of {_n(weights)} weights and their activations on {_n(p['n_data'])} samples, depth {N}",
+    nbytes = 8.0 * (DEEP_WEIGHT_COPIES * runs * weights + (2 * N + 2 + DEEP_ACTIVATION_EXTRA) * runs * max(n, p["batch"]) * w
+                    + N * n * w * w + 3 * n * w)  # + the error pass's per-sample weight gradients
+    out.append(_stage("deep chain", engine + error + lemma, nbytes,
+                      f"{runs} runs per depth × {_n(layers)} layers × ({_n(deep_T)} steps of {p['batch']} samples + "
+                      f"{metrics} full passes over {_n(n)} samples) in the engine, + {passes} full passes for the error "
+                      f"of {perturbed} perturbed runs per depth, width {w}",
+                      f"{runs} runs of {_n(weights)} weights and their activations on {_n(n)} samples, depth {N}, and "
+                      f"the per-sample weight gradients of a full-data pass",
                       ("deep_T", "depths", "width", "n_data", "batch", "deep_seeds", "deep_formats")))
     return out
 
@@ -497,22 +509,32 @@ def _budgets(p) -> list[Stage]:
 
 
 def _correctors(p) -> list[Stage]:
+    n_ref = CORRECTOR_DEBIAS_REFERENCE * len(p["sigma_f_debias"])  # settings on the reference path
     n_set = COMPRESSION_SETTINGS + 3 * len(p["sigma_f_debias"]) + 1
+    step_us = ((n_set - n_ref) * CORRECTOR_STEP_US + n_ref * CORRECTOR_REFERENCE_US) / n_set  # mean over the settings
     scan_runs = n_set * len(p["gammas"]) * len(p["seeds"])
-    scan = scan_runs * p["T"] * (CORRECTOR_STEP_US + CORRECTOR_METRIC_US / 10) * 1e-6
+    scan = scan_runs * p["T"] * (step_us + CORRECTOR_METRIC_US / 10) * 1e-6
     rate_runs = n_set * len(p["horizons"]) * len(p["rate_seeds"])
     rate = n_set * len(p["rate_seeds"]) * sum(
-        h * (CORRECTOR_STEP_US + CORRECTOR_METRIC_US / min(max(1, int(FLOW_TIME * math.sqrt(h) / p["c_rate"])), max(1, h // 2)))
+        h * (step_us + CORRECTOR_METRIC_US / min(max(1, int(FLOW_TIME * math.sqrt(h) / p["c_rate"])), max(1, h // 2)))
         for h in p["horizons"]) * 1e-6
-    sp1, sp2 = _speedup(p["n_jobs"], scan_runs), _speedup(p["n_jobs"], rate_runs)
+
+    def tasks(runs):  # run_sweep's worker tasks: chunks of compiled runs, one task per reference run
+        ref = runs * n_ref // n_set
+        return -(-(runs - ref) // SWEEP_CHUNK) + ref
+
+    sp1, sp2 = _speedup(p["n_jobs"], tasks(scan_runs)), _speedup(p["n_jobs"], tasks(rate_runs))
     a3 = A3_SETTINGS * len(p["a3_gammas"]) * A3_VARIANTS * p["a3_steps"]
     per_run = 8.0 * 8 * (p["T"] // 10 + max(p["horizons"]))
     return [_stage("γ scan", scan / sp1, sp1 * per_run,
-                   f"{_n(scan_runs)} runs × T = {_n(p['T'])} iterations, on {sp1} workers", "one run per worker",
-                   ("T", "gammas", "seeds", "sigma_f_debias")),
+                   f"{_n(scan_runs)} runs × T = {_n(p['T'])} iterations ({_n(scan_runs * n_ref // n_set)} on the "
+                   f"reference path), on {sp1} workers", "one run per worker", ("T", "gammas", "seeds", "sigma_f_debias")),
             _stage("rate scan", rate / sp2, sp2 * per_run,
-                   f"{_n(rate_runs)} runs, {_n(n_set * len(p['rate_seeds']) * sum(p['horizons']))} iterations in all, on {sp2} workers",
+                   f"{_n(rate_runs)} runs, {_n(n_set * len(p['rate_seeds']) * sum(p['horizons']))} iterations in all "
+                   f"({_n(rate_runs * n_ref // n_set)} runs on the reference path), on {sp2} workers",
                    "one run per worker", ("horizons", "rate_seeds", "sigma_f_debias")),
+            _stage("engine start-up", 2 * SWEEP_FIXED_S, 0.0, "2 run_sweep calls: the chain kernel loaded (or compiled) "
+                   "in each worker", "none", ("n_jobs",)),
             _stage("A.3 scan", a3 * DESCEND_STEP_US * 1e-6, 8.0 * 8 * p["a3_steps"],
                    f"{_n(a3)} descent steps", f"runs of {_n(p['a3_steps'])} steps", ("a3_steps", "a3_gammas"))]
 

@@ -218,7 +218,7 @@ def test_mirrored_constants_equal_the_studies():
     assert costs.MIN_GROUPS == inspect.signature(EPI.gradient_error).parameters["min_groups"].default
     assert costs.MLP_SAMPLES == inspect.signature(FG.variance_study).parameters["mlp_samples"].default
     assert costs.DEEP_OPTIMIZERS == len(DC.OPTIMIZERS)
-    assert costs.DEEP_ERROR_DRAWS == inspect.signature(DC.train_group).parameters["error_draws"].default
+    assert costs.DEEP_ERROR_DRAWS == DC.ERROR_DRAWS == inspect.signature(DC.run_deep).parameters["error_draws"].default
     assert costs.FG_FULL_EVALS >= FG.PROBE_STEPS // FG.PROBE_EVERY + 2 * FG.RECORD_POINTS
     assert costs.COMPRESSION_SETTINGS == len(CR.compression_settings(200, "bfloat16"))
 
@@ -308,16 +308,17 @@ def test_correctors_run_counts_are_those_the_chapter_builds(defaults):
 
 
 @pytest.mark.parametrize("deep_T", [2, 3, 19, 20, 21, 40, 99, 100, 101, 1000, 1234])
-def test_deep_chain_full_passes_are_those_of_train_group(defaults, deep_T):
-    """train_group evaluates the full batch at t % every == 0 or t == T − 1, then once clean and
-    error_draws times perturbed at the end."""
+def test_deep_chain_full_passes_are_those_of_the_engine_and_the_error(defaults, deep_T):
+    """The engine evaluates the full data at t = 0, every, 2·every, … < T and at w_T; the error at w_T
+    takes one clean and error_draws perturbed passes."""
     from fbsgd.studies.real_mechanisms import summary as MSM
 
     every = MSM.deep_design(["bfloat16 nearest"], deep_T, 0.1, 0.01, 0.9, 0.001)["metric_every"]
-    expected = sum(1 for t in range(deep_T) if t % every == 0 or t == deep_T - 1) + 1 + costs.DEEP_ERROR_DRAWS
+    expected = sum(1 for t in range(deep_T) if t % every == 0) + 1
     p = {**defaults("real_mechanisms", "quick"), "deep_T": deep_T}
     deep = next(s for s in costs.estimate("real_mechanisms", p).stages if s.name == "deep chain")
-    assert f"+ {expected} full passes" in deep.time_what
+    assert f"+ {expected} full passes over" in deep.time_what
+    assert f"+ {1 + costs.DEEP_ERROR_DRAWS} full passes for the error" in deep.time_what
 
 
 @pytest.mark.parametrize("N, width", [(2, 8), (8, 32), (3, 100)])
@@ -326,9 +327,10 @@ def test_deep_chain_memory_holds_the_weights_of_every_run(defaults, N, width):
 
     p = {**defaults("real_mechanisms", "quick"), "depths": [1, N], "width": width}
     deep = next(s for s in costs.estimate("real_mechanisms", p).stages if s.name == "deep chain")
-    runs = len(p["deep_seeds"]) * (1 + 2 * len(p["deep_formats"]))
-    assert f"{runs} runs of {DC.initial_weights(N, width, 1.0, 0).size:,} weights" in deep.memory_what
-    assert deep.bytes >= costs.DEEP_WEIGHT_COPIES * runs * DC.initial_weights(N, width, 1.0, 0).nbytes
+    runs = len(DC.OPTIMIZERS) * len(p["deep_seeds"]) * (1 + 2 * len(p["deep_formats"]))  # one depth's runs
+    size = DC.chain_net(N, width, 1.0).weight_size
+    assert f"{runs} runs of {size:,} weights" in deep.memory_what
+    assert deep.bytes >= costs.DEEP_WEIGHT_COPIES * runs * size * 8
 
 
 @pytest.mark.parametrize("K", [100, 1000, 10_000, 100_000, 10**6, 10**8])
