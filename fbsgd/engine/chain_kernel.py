@@ -51,7 +51,7 @@ from fbsgd import rng
 from fbsgd.engine.provenance import cache_machine_code, kernel_dir
 from fbsgd.lowprec import flip_bits_inplace, map_blocks, round_scalar
 from fbsgd.optimizers import DIVERGENCE_THRESHOLD
-from fbsgd.vecmath import _exp, bits_to_f32, bits_to_f64, f32_to_bits, f64_to_bits
+from fbsgd.vecmath import _exp, _exp32, bits_to_f64, f32_to_bits, f64_to_bits
 
 __all__ = ["run_chains", "run_chains_fns", "final_metrics", "perturb_site", "perturb_plain", "keep_k", "update",
            "engine_order", "tanh64", "tanh32", "round_message", "kernel_dir",
@@ -114,21 +114,8 @@ def tanh64(x):
     return small if a < 0.625 else big
 
 
-_F32_LOG2E = np.float32(1.4426950408889634)
-_F32_LN2_HI = np.float32(0.693145751953125)
-_F32_LN2_LO = np.float32(1.428606765330187e-06)
 _T32 = (np.float32(-5.70498872745e-3), np.float32(2.06390887954e-2), np.float32(-5.37397155531e-2),
         np.float32(1.33314422036e-1), np.float32(-3.33332819422e-1))
-
-
-@njit(inline="always", cache=True, error_model="numpy")
-def _exp32(x):
-    x = min(max(x, np.float32(-87.0)), np.float32(87.0))
-    k = np.floor(x * _F32_LOG2E + np.float32(0.5))
-    r = (x - k * _F32_LN2_HI) - k * _F32_LN2_LO
-    p = _F32_ONE + r * (_F32_ONE + r * (np.float32(0.5) + r * (np.float32(1.0 / 6) + r * (np.float32(1.0 / 24) + r * (
-        np.float32(1.0 / 120) + r * np.float32(1.0 / 720))))))
-    return p * bits_to_f32((np.int32(k) + np.int32(127)) << np.int32(23))
 
 
 @njit(inline="always", cache=True, error_model="numpy")

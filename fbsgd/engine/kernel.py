@@ -520,15 +520,21 @@ def _block(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverge
                 if bwd:
                     perturb(z, n, l0, M, t, b, cursor[c, 1], U[c, 1], b_element)
                 accumulate(AT, l0, n, z, G, c, D)
-        for c in range(C):
-            if diverged_at[c] >= 0:
-                continue
-            if metric:
-                if P[c].metric64 != 0:  # the reference: the metric from its own float64 pass
-                    clean_sums64(AT64, W[c], Gm[c])
-                norms[c, t // metric_every] = gradient_norm(Gm[c], W[c], P[c].rho, P[c].reg, M)
-            if update(W[c], G[c], P[c], t, M):
-                diverged_at[c] = t
+        end_step(AT64, W, G, Gm, P, t, metric, metric_every, norms, diverged_at, C, M)
+
+
+@njit(inline="always")
+def end_step(AT64, W, G, Gm, P, t, metric, metric_every, norms, diverged_at, C, M):
+    """The end of step t for every configuration still running: the metric (when due) and the update."""
+    for c in range(C):
+        if diverged_at[c] >= 0:
+            continue
+        if metric:
+            if P[c].metric64 != 0:  # the reference: the metric from its own float64 pass
+                clean_sums64(AT64, W[c], Gm[c])
+            norms[c, t // metric_every] = gradient_norm(Gm[c], W[c], P[c].rho, P[c].reg, M)
+        if update(W[c], G[c], P[c], t, M):
+            diverged_at[c] = t
 
 
 @njit(inline="always")
@@ -592,15 +598,7 @@ def _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diver
                     perturb(z, M, 0, M, t, b, cursor, U[c, 1], b_element)
             for l0 in range(0, M, TILE):
                 accumulate(AT, l0, min(TILE, M - l0), z[l0:], G, c, D)
-        for c in range(C):
-            if diverged_at[c] >= 0:
-                continue
-            if metric:
-                if P[c].metric64 != 0:  # the reference: the metric from its own float64 pass
-                    clean_sums64(AT64, W[c], Gm[c])
-                norms[c, t // metric_every] = gradient_norm(Gm[c], W[c], P[c].rho, P[c].reg, M)
-            if update(W[c], G[c], P[c], t, M):
-                diverged_at[c] = t
+        end_step(AT64, W, G, Gm, P, t, metric, metric_every, norms, diverged_at, C, M)
 
 
 UNROLL_MAX = 64  # the largest d whose dot products are written out term by term (compile time grows with d)
