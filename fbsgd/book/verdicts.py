@@ -34,12 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 from fbsgd.book.report import save_table
 
 __all__ = ["OUTCOMES", "clause", "by_name", "SOURCES", "SECTIONS", "PARTIAL_SHARE", "Claim", "Verdict", "Ledger",
            "outcome_of_cases", "share_text", "legend", "promised", "load_results", "anchor", "RECORD_COLUMNS",
-           "decider_kind"]
+           "decider_kind", "fact", "QUESTIONS", "format_finds", "parse_finds", "contradictions"]
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,60 @@ class Claim:
         return "Related work" if self.source == "related" else "Beyond the paper"
 
 
+FACT_SEP = " | "
+QUESTIONS = {"floor": "leaves a floor at small step sizes (stable norm at the smallest γ above RECOVERY_FACTOR × "
+                      "standard SGD's, not decreasing)"}
+
+
+def fact(question: str, mechanism: str, place: str, setting: str) -> str:
+    """A fact two chapters can both find: ``question`` (a key of :data:`QUESTIONS`) about ``mechanism``
+    (its label, e.g. "float8_e4m3fn stochastic") at ``place`` ("forward" / "backward") in ``setting``
+    (the problem, e.g. "Section 7 logistic regression")."""
+    if question not in QUESTIONS:
+        raise ValueError(f"fact: question must be one of {list(QUESTIONS)}, got {question!r}")
+    parts = [str(x).strip() for x in (question, mechanism, place, setting)]
+    if any(not p or FACT_SEP.strip() in p for p in parts):
+        raise ValueError(f"fact: every part must be non-empty and free of {FACT_SEP.strip()!r}, got {parts}")
+    return FACT_SEP.join(parts)
+
+
+def format_finds(finds: dict) -> str:
+    """``finds`` as one table cell: "fact = yes; fact = no" (sorted)."""
+    return "; ".join(f"{k} = {'yes' if v else 'no'}" for k, v in sorted(finds.items()))
+
+
+def parse_finds(cell) -> dict:
+    """The inverse of :func:`format_finds` (an empty or missing cell: no facts)."""
+    if not isinstance(cell, str) or not cell.strip():
+        return {}
+    out = {}
+    for part in cell.split("; "):
+        k, _, v = part.rpartition(" = ")
+        if v not in ("yes", "no") or k.count(FACT_SEP) != 3:
+            raise ValueError(f"parse_finds: not a fact = yes/no pair: {part!r}")
+        out[k] = v == "yes"
+    return out
+
+
+def contradictions(results: pd.DataFrame) -> pd.DataFrame:
+    """Every fact found by two or more verdicts (the ``finds`` column of verdict records, e.g. the
+    claims ledger's table), one row per (fact, verdict): ``fact``, ``claim_id``, ``chapter``, ``found``
+    (True/False), ``agree`` (every verdict finding the fact found the same).  A fact found only once
+    is not listed.  The book contradicts itself where ``agree`` is False."""
+    rows = []
+    col = results["finds"] if "finds" in results else pd.Series([""] * len(results), index=results.index)
+    for r, cell in zip(results.itertuples(), col):
+        for k, v in parse_finds(cell).items():
+            rows.append(dict(fact=k, claim_id=r.claim_id, chapter=r.chapter, found=v))
+    t = pd.DataFrame(rows, columns=["fact", "claim_id", "chapter", "found"])
+    if not len(t):
+        return t.assign(agree=pd.Series(dtype=bool))
+    n = t.groupby("fact").claim_id.transform("nunique")
+    t = t[n >= 2]
+    agree = t.groupby("fact").found.transform(lambda s: s.nunique() == 1)
+    return t.assign(agree=agree.astype(bool)).sort_values(["fact", "chapter", "claim_id"]).reset_index(drop=True)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The judgement of one claim: its outcome, the rule that decided it, the evidence (numbers,
@@ -120,7 +175,14 @@ class Verdict:
     threshold(s) that number is judged against, in words with numbers ("slope < 0.1", "ratio
     within 0.8–1.25"; default: the claim's).  ``decided_by``: the label of the figure or table
     on the chapter's page that decides it (default: the claim's).  ``erratum``: when the paper's
-    text, a constant or a condition does not hold as printed, what is off."""
+    text, a constant or a condition does not hold as printed, what is off.
+
+    ``finds``: what the verdict's numbers found about a mechanism, as facts another chapter may also
+    find: ``{fact: True/False}``, a fact being a string made by :func:`fact` (e.g.
+    ``fact("floor", "float8_e4m3fn stochastic", "forward", "Section 7 logistic regression")``).
+    Two verdicts of the book that find the same fact with opposite values contradict each other
+    (:func:`contradictions`); the claims ledger lists every shared fact and the tests refuse a
+    contradiction."""
 
     claim: Claim
     outcome: str
@@ -131,6 +193,7 @@ class Verdict:
     erratum: str = ""
     threshold: str = ""
     decided_by: str = ""
+    finds: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.outcome not in OUTCOMES:
@@ -143,6 +206,11 @@ class Verdict:
             object.__setattr__(self, "threshold", self.claim.threshold)
         if not self.decided_by.strip():
             object.__setattr__(self, "decided_by", self.claim.decided_by)
+        for k, v in self.finds.items():
+            if not isinstance(k, str) or k.count(FACT_SEP) != 3 or not isinstance(v, (bool, np.bool_)):
+                raise ValueError(f"Verdict of {self.claim.id!r}: finds must map facts made by fact(question, mechanism, "
+                                 f"place, setting) to True or False, got {k!r}: {v!r}")
+        object.__setattr__(self, "finds", {k: bool(v) for k, v in sorted(self.finds.items())})
 
     @property
     def mark(self) -> str:
@@ -153,7 +221,8 @@ class Verdict:
         return dict(claim_id=self.claim.id, chapter=self.claim.chapter, ref=self.claim.ref, section=self.claim.part,
                     source=self.claim.source, claim=self.claim.text, outcome=self.outcome, mark=self.mark, rule=self.rule,
                     evidence=self.evidence, key_number=self.key_number, key_label=self.key_label,
-                    threshold=self.threshold, decided_by=self.decided_by, erratum=self.erratum)
+                    threshold=self.threshold, decided_by=self.decided_by, erratum=self.erratum,
+                    finds=format_finds(self.finds))
 
     def __repr__(self) -> str:
         o = OUTCOMES[self.outcome]
@@ -183,7 +252,7 @@ class Verdict:
 
 
 RECORD_COLUMNS = ["claim_id", "chapter", "ref", "section", "source", "claim", "outcome", "mark", "rule", "evidence",
-                  "key_number", "key_label", "threshold", "decided_by", "erratum"]
+                  "key_number", "key_label", "threshold", "decided_by", "erratum", "finds"]
 _OWN_TEXT = {"book": " [the book's own probe, beyond the paper]", "related": " [a claim of a related work, not of the paper]"}
 
 

@@ -32,7 +32,7 @@ from fbsgd.metrics import geometric_mean
 from fbsgd.book.verdicts import Verdict, outcome_of_cases, share_text
 
 __all__ = ["PLATEAU_SLOPE", "DECREASE_SLOPE", "AGREEMENT_BAND", "FLOOR_OVER_SGD", "MONOTONE_TOLERANCE",
-           "RECOVERY_FACTOR", "FIG3_GAIN_RATIO", "geometric_mean", "in_band", "trend", "falls_with_interval",
+           "RECOVERY_FACTOR", "FIG3_GAIN_RATIO", "SETTING_S7", "is_settled", "floor_found", "geometric_mean", "in_band", "trend", "falls_with_interval",
            "recovery_interval", "forward_pinned", "pinned", "estimate", "panel_name", "level_name",
            "pinned_label", "frequent_display", "nonzero_display", "interval_display", "figure3_verdict", "backward_verdict", "forward_verdict",
            "frequent_verdicts", "nonzero_plateau_verdict", "nonzero_growth_verdict", "nonzero_prediction_verdict",
@@ -57,6 +57,36 @@ def in_band(ratio, band=AGREEMENT_BAND):
     r = np.asarray(ratio, dtype=float)
     out = (r >= band[0]) & (r <= band[1])
     return bool(out) if out.ndim == 0 else out
+
+
+SETTING_S7 = "Section 7 logistic regression"  # the setting of every fact found on Section 7's problem
+
+
+def is_settled(drifts) -> bool:
+    """The drift test: every drift ratio (:func:`fbsgd.metrics.drift_ratio`, the mean EWMA over a run's
+    last quarter / over the quarter before; finite ones, at least one) inside AGREEMENT_BAND."""
+    d = np.asarray(drifts, dtype=float)
+    d = d[np.isfinite(d)]
+    return bool(d.size and np.all(in_band(d)))
+
+
+def floor_found(slope: float, over_sgd: float, settled: bool = True):
+    """The one rule by which every chapter finds whether a perturbation leaves a floor at small step sizes
+    (the fact ``fact("floor", mechanism, place, SETTING_S7)`` of :mod:`fbsgd.book.verdicts`), from the
+    log-log slope of S over the smallest step sizes, S at the smallest γ over standard SGD's there
+    (``over_sgd``), and the drift test of those runs (``settled``, :func:`is_settled`):
+
+    * True (a floor): slope ≤ DECREASE_SLOPE, S above FLOOR_OVER_SGD × SGD's, and settled;
+    * False (no floor): slope > DECREASE_SLOPE, or S within RECOVERY_FACTOR × SGD's;
+    * None (undecided): flat and between RECOVERY_FACTOR and FLOOR_OVER_SGD × SGD's, flat and above
+      but not settled, or a slope that is not finite."""
+    if not np.isfinite(slope) or not np.isfinite(over_sgd):
+        return None
+    if slope > DECREASE_SLOPE or over_sgd <= RECOVERY_FACTOR:
+        return False
+    if over_sgd > FLOOR_OVER_SGD and settled:
+        return True
+    return None
 
 
 def trend(slope: float) -> str:
