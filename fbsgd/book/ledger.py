@@ -23,12 +23,12 @@ import pandas as pd
 
 from fbsgd.book import claims as _claims
 from fbsgd.book.report import number
-from fbsgd.book.verdicts import (OUTCOMES, RECORD_COLUMNS, SECTIONS, SOURCES, Claim, Verdict, anchor, decider_kind,
+from fbsgd.book.verdicts import (OUTCOMES, RECORD_COLUMNS, SECTIONS, SOURCES, Claim, Verdict, anchor, contradictions, decider_kind,
                                  promised)
 
 __all__ = ["SECTION_TITLES", "SECTION_ORDER", "SOURCE_NAMES", "ledger_table", "mark_counts", "section_counts",
            "source_counts", "counts_html", "errata_table", "omissions_table", "completeness", "link", "decider_link",
-           "html_table", "toc_chapters", "toc_numbers", "page_labels", "book_labels", "unlinked", "links_verdict",
+           "html_table", "toc_chapters", "toc_numbers", "page_labels", "book_labels", "unlinked", "links_verdict", "facts_table", "consistency_verdict",
            "count_sentence"]
 
 SECTION_TITLES = SECTIONS  # the parts of the ledger, in order, with their titles
@@ -290,6 +290,36 @@ def links_verdict(table: pd.DataFrame, labels: dict, claim: Claim) -> Verdict:
                     f"{len(table) - len(bad)} of {len(table)} rows link to the figure or table that decides them; "
                     f"{len(bad)} do not, in the chapters {', '.join(c.replace('_', ' ') for c in chapters)}"),
                    len(bad), "rows without a link to what decides them", threshold="0 rows without a link")
+
+
+def facts_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Every fact about a mechanism that two or more verdicts found (:func:`fbsgd.book.verdicts.contradictions`),
+    one row per fact: the fact, the verdicts that found it (claim ids), what each found ("yes"/"no" in
+    the same order) and whether they agree."""
+    t = contradictions(results)
+    rows = [dict(fact=f, verdicts=", ".join(g.claim_id), found=", ".join("yes" if v else "no" for v in g.found),
+                 agree=bool(g.agree.iloc[0])) for f, g in t.groupby("fact", sort=True)]
+    return pd.DataFrame(rows, columns=["fact", "verdicts", "found", "agree"])
+
+
+def consistency_verdict(results: pd.DataFrame, claim: Claim) -> Verdict:
+    """No two verdicts find the same fact differently: holds when at least one fact is found by two or
+    more verdicts and every such fact is found alike; fails when one is found differently; unresolved when
+    no fact is found twice (nothing to compare)."""
+    facts = facts_table(results)
+    rule = ("every fact about a mechanism (e.g. whether float8 stochastic rounding of the forward message leaves a floor "
+            "on Section 7's problem) that two or more verdicts record is recorded alike by all of them; unresolved "
+            "when no fact is recorded by two verdicts")
+    if not len(facts):
+        return Verdict(claim, "unresolved", rule, "no fact about a mechanism was recorded by two verdicts in this build",
+                       0, "facts found differently", threshold="0 facts found differently")
+    bad = facts[~facts.agree]
+    n = len(facts)
+    ev = (f"{n} fact{'s are' if n != 1 else ' is'} recorded by two or more verdicts; "
+          + ((f"all {n} alike" if n != 1 else "alike") if not len(bad) else
+             f"{len(bad)} differently: " + "; ".join(f"{r.fact} ({r.verdicts}: {r.found})" for r in bad.itertuples())))
+    return Verdict(claim, "fails" if len(bad) else "holds", rule, ev, len(bad), "facts found differently",
+                   threshold="0 facts found differently")
 
 
 def errata_table(table: pd.DataFrame) -> pd.DataFrame:

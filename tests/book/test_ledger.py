@@ -176,3 +176,21 @@ def test_a_verdict_without_a_key_number_prints_a_dash():
     t = _rows([("a.x", "a", "Section 4", "holds", "paper", "")])
     t["key_number"], t["key_label"], t["threshold"] = float("nan"), "", ""
     assert L.html_table(t).count("<td>—</td>") == 2
+
+
+def _found(cid, chapter, finds):
+    return V.Verdict(V.Claim(cid, chapter, "r", "book", "t"), "holds", "r", "e", finds=finds).record()
+
+
+@pytest.mark.parametrize("second,outcome", [(False, "fails"), (True, "holds"), (None, "unresolved")])
+def test_consistency_fails_on_a_fact_two_chapters_find_differently(second, outcome):
+    f = V.fact("floor", "float8_e4m3fn stochastic", "forward", "Section 7 logistic regression")
+    rows = [_found("real_mechanisms.a", "real_mechanisms", {f: True}),
+            _found("correctors.b", "correctors", {} if second is None else {f: second})]
+    claim = V.Claim("ledger.consistent", "ledger", "r", "book", "t")
+    v = L.consistency_verdict(pd.DataFrame(rows), claim)
+    assert v.outcome == outcome
+    facts = L.facts_table(pd.DataFrame(rows))
+    assert len(facts) == (0 if second is None else 1)
+    if outcome == "fails":
+        assert v.key_number == 1 and "(correctors.b, real_mechanisms.a: no, yes)" in v.evidence

@@ -101,3 +101,43 @@ def test_clause_picks_the_words_of_the_outcome_and_formats_the_key_number():
     from types import SimpleNamespace
 
     assert V.by_name(SimpleNamespace(verdicts=[made["holds"]])) == {"x": made["holds"]}
+
+
+def test_a_fact_names_question_mechanism_place_and_setting_and_is_checked():
+    f = V.fact("floor", "float8_e4m3fn stochastic", "forward", "Section 7 logistic regression")
+    assert f == "floor | float8_e4m3fn stochastic | forward | Section 7 logistic regression"
+    with pytest.raises(ValueError, match="question must be one of"):
+        V.fact("ceiling", "m", "forward", "s")
+    with pytest.raises(ValueError, match="non-empty"):
+        V.fact("floor", "", "forward", "s")
+    with pytest.raises(ValueError, match="free of"):
+        V.fact("floor", "a | b", "forward", "s")
+    with pytest.raises(ValueError, match="finds must map facts"):
+        V.Verdict(_claim(), "holds", "r", "e", finds={"not a fact": True})
+    with pytest.raises(ValueError, match="finds must map facts"):
+        V.Verdict(_claim(), "holds", "r", "e", finds={f: "yes"})
+
+
+def test_finds_round_trip_through_the_record():
+    f1 = V.fact("floor", "a", "forward", "s")
+    f2 = V.fact("floor", "b", "backward", "s")
+    v = V.Verdict(_claim(), "holds", "r", "e", finds={f2: False, f1: True})
+    cell = v.record()["finds"]
+    assert cell == f"{f1} = yes; {f2} = no"
+    assert V.parse_finds(cell) == {f1: True, f2: False}
+    assert V.parse_finds("") == {} and V.parse_finds(float("nan")) == {}
+    with pytest.raises(ValueError, match="not a fact"):
+        V.parse_finds("floor | a | forward | s = maybe")
+
+
+def test_contradictions_lists_facts_found_twice_and_whether_they_agree():
+    import pandas as pd
+
+    f, g, h = (V.fact("floor", m, "forward", "s") for m in ("a", "b", "c"))
+    rows = [V.Verdict(V.Claim("x.one", "x", "r", "book", "t"), "holds", "r", "e", finds={f: True, g: True}).record(),
+            V.Verdict(V.Claim("y.two", "y", "r", "book", "t"), "fails", "r", "e", finds={f: False, g: True, h: True}).record(),
+            V.Verdict(V.Claim("y.three", "y", "r", "book", "t"), "holds", "r", "e").record()]
+    t = V.contradictions(pd.DataFrame(rows))
+    assert set(t.fact) == {f, g}  # h is found once: nothing to compare
+    assert not t[t.fact == f].agree.any() and t[t.fact == g].agree.all()
+    assert V.contradictions(pd.DataFrame(rows).drop(columns="finds")).empty  # results written before finds existed

@@ -70,3 +70,8 @@ def _check_ledger(html):
         assert f'id="{anchor}"' in pages[page], f"the ledger links {page}.html#{anchor}, which does not exist"
     complete = re.search(r'id="claim-ledger-complete"[^>]*>\s*<b[^>]*>(.)', ledger)
     assert complete and complete.group(1) == "✔", "the ledger's completeness verdict must hold"
+    # the verdicts that find the same fact about a mechanism in two chapters (the real-mechanisms and the
+    # correctors chapter on float8 rounding of Section 7's messages) must find it alike
+    consistent = re.search(r'id="claim-ledger-consistent"[^>]*>\s*<b[^>]*>(.)', ledger)
+    assert consistent and consistent.group(1) == "✔", "two chapters find a fact about a mechanism differently " \
+        "(or no fact is found by two chapters): see the ledger's section 'Do the chapters agree?'"
