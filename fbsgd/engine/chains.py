@@ -432,16 +432,22 @@ def not_compiled(cfg: ChainConfig) -> tuple[str, str] | None:
     except NotImplementedError as exc:
         bad = next(op for op in cfg.net.ops if type(op) not in COMPILED_OPERATORS)
         return f"operator {type(bad).__name__}", str(exc)
+    efns, bfns = [], []
     for (where, i), p in cfg.plan().places():
         try:
             _numbers(p)
-            efns, bfns = site_functions(cfg)
-            if max(len(efns), len(bfns)) > SLOTS:
-                raise NotImplementedError(f"the compiled engine runs at most {SLOTS} distinct element functions and "
-                                          f"{SLOTS} block functions per configuration")
             if not p.schedule.regular:
                 raise NotImplementedError(f"{p!r} acts at irregular steps; the compiled engine needs a first step, "
                                           "an interval and a last step (every, budget)")
+            code, _, _, op = _form(p.compiled(), p)
+            fns = efns if code == K.ELEMENT else bfns if code == K.BLOCK else None
+            if fns is not None and op.fn not in fns:
+                fns.append(op.fn)
+                if len(fns) > SLOTS:  # this site's function is the one beyond the slots: name its kind
+                    raise NotImplementedError(
+                        f"the compiled engine runs at most {SLOTS} distinct element functions and {SLOTS} block "
+                        f"functions per configuration; {where}[{i}] brings a {'third' if SLOTS == 2 else 'further'} "
+                        f"{'element' if code == K.ELEMENT else 'block'} function")
         except NotImplementedError as exc:
             return kind_name(p), str(exc)
     return None

@@ -321,3 +321,39 @@ def test_what_the_kernel_cannot_run_stays_on_the_reference_path(one_wide_data):
               P.ErrorFeedback(P.GaussianNoise(0.1))):
         why = CH.not_compiled(ChainConfig(ONE_WIDE, one_wide_data, backward={3: p}))
         assert why is not None and why[0] == type(p).__name__, why
+
+
+@numba.njit
+def _halve(x, u, numbers):
+    return 0.5 * x
+
+
+@numba.njit
+def _double(x, u, numbers):
+    return 2.0 * x
+
+
+class Halve(P.Perturbation):
+    def compiled(self):
+        return P.ElementOp(_halve)
+
+    def apply(self, x, key, step):
+        return self.compiled().apply(x, key, step)
+
+
+class Double(P.Perturbation):
+    def compiled(self):
+        return P.ElementOp(_double)
+
+    def apply(self, x, key, step):
+        return self.compiled().apply(x, key, step)
+
+
+def test_not_compiled_names_the_kind_that_brings_a_function_beyond_the_slots(one_wide_data):
+    """Three distinct element functions at three sites: the third one's kind is named, whatever the order
+    of the sites before it (the kinds of the first two sites are fine)."""
+    cfg = ChainConfig(ONE_WIDE, one_wide_data, forward={1: ClipJitter(), 3: Halve()}, backward={5: Double()})
+    kind, why = CH.not_compiled(cfg)
+    assert kind == "Double" and "backward[5] brings a third element function" in why, (kind, why)
+    assert CH.not_compiled(ChainConfig(ONE_WIDE, one_wide_data, forward={1: ClipJitter(), 3: Halve()},
+                                       backward={5: Halve()})) is None  # a function used twice takes one slot
