@@ -53,7 +53,8 @@ from fbsgd.lowprec import flip_bits_inplace, map_blocks, round_scalar
 from fbsgd.optimizers import DIVERGENCE_THRESHOLD
 from fbsgd.vecmath import _exp, _exp32, bits_to_f64, f32_to_bits, f64_to_bits
 
-__all__ = ["run_chains", "run_chains_fns", "final_metrics", "perturb_site", "perturb_plain", "keep_k", "update",
+__all__ = ["run_chains", "run_chains_fns", "final_metrics", "perturb_site", "perturb_plain", "perturb_with", "keep_k",
+           "kth_smallest", "quickselect", "update",
            "engine_order", "tanh64", "tanh32", "round_message", "kernel_dir",
            "AFFINE", "TANH", "SIGMOID", "RELU", "IDENTITY", "SOFTPLUS", "LOGISTIC", "SOFTMAX",
            "UNIFORM", "ROUND", "BITFLIP", "TOPK", "RANDK", "ELEMENT", "BLOCK", "PLAIN", "FEEDBACK", "DELTA",
@@ -282,13 +283,88 @@ def _like_typed(m, v):
     return lambda m, v: v
 
 
+SELECT_ROUNDS = 64  # partition rounds of :func:`quickselect` before it sorts what is left (its worst case)
+
+
+@njit(inline="always")
+def _partition_below(a, lo, hi, p, strict):
+    """Branchless Lomuto partition of a[lo:hi]: the entries < p (``strict``) or <= p first, in place;
+    returns where the others begin."""
+    j = lo
+    for i in range(lo, hi):
+        v = a[i]
+        a[i] = a[j]
+        a[j] = v
+        j += (v < p) if strict else (v <= p)
+    return j
+
+
+@njit(cache=True, error_model="numpy")
+def quickselect(a, lo, hi, r):
+    """The value of rank ``r`` (0: the smallest of the whole array) of a[lo:hi] (float64, no NaN;
+    lo <= r < hi), in expected O(n): a median-of-three pivot and branchless partitions (the entries < p,
+    then those == p, so many ties cost one more pass, not a quadratic time); after :data:`SELECT_ROUNDS`
+    rounds it sorts what is left.  Reorders a[lo:hi]."""
+    for _ in range(SELECT_ROUNDS):
+        if hi - lo <= 1:
+            return a[lo]
+        x, y, z = a[lo], a[lo + (hi - lo) // 2], a[hi - 1]
+        p = max(min(x, y), min(max(x, y), z))  # the median of the three
+        j = _partition_below(a, lo, hi, p, True)
+        if r < j:
+            hi = j
+            continue
+        j2 = _partition_below(a, j, hi, p, False)  # the entries == p: a[j:j2] (p itself among them)
+        if r < j2:
+            return p
+        lo = j2
+    a[lo:hi].sort()
+    return a[r]
+
+
+SAMPLE, SPREAD = 64, 10  # kth_smallest: entries sampled to bracket the rank, and the bracket's half-width in them
+
+
+@njit(cache=True, error_model="numpy")
+def kth_smallest(a, n, r, work):
+    """The value of rank ``r`` (0: the smallest) of a[:n] (float64, no NaN), in expected O(n), ``a`` left
+    as it is (``work``: a float64 buffer of ≥ n entries).  Above 4·:data:`SAMPLE` entries, two pivots
+    from an evenly spaced sample bracket the rank; one branchless pass counts the entries below the
+    bracket and gathers those within it (a few hundred of 2,000), and :func:`quickselect` finds the rank
+    among them; when the bracket misses, :func:`quickselect` on all of a[:n]."""
+    if n > 4 * SAMPLE:
+        smp = np.empty(SAMPLE)
+        for j in range(SAMPLE):
+            smp[j] = a[(2 * j + 1) * n // (2 * SAMPLE)]
+        smp.sort()
+        rs = (r * SAMPLE) // n
+        p_lo = smp[rs - SPREAD] if rs >= SPREAD else -np.inf
+        p_hi = smp[rs + SPREAD] if rs + SPREAD < SAMPLE else np.inf
+        below = 0
+        j = 0
+        for i in range(n):
+            v = a[i]
+            below += v < p_lo
+            work[j] = v
+            j += (v >= p_lo) & (v <= p_hi)
+        if below <= r < below + j:
+            return quickselect(work, 0, j, r - below)
+    for i in range(n):
+        work[i] = a[i]
+    return quickselect(work, 0, n, r)
+
+
 @njit(cache=True, error_model="numpy")
 def keep_k(m, d, k, scope, t, key, random, keys):
     """Top-K (``random`` False) or Rand-K (True) on the flat message ``m`` of rows of ``d`` entries, in place,
     as :class:`fbsgd.perturbations.TopK` / ``RandK`` apply them: each group (scope 0: a row; 1: a column,
     the batch of one feature) of n > k entries keeps the k first of the stable order of −|x| (NaN last) or
     of the draws ``uniform01_scalar(key, t, group · n + i)`` (scaled by n/k), and zeroes the rest.
-    ``keys``: a float64 buffer of at least n entries."""
+
+    In O(n) per group (numpy's stable argsort, which TopK.apply uses, is O(n log n)): the k-th smallest key
+    v (:func:`kth_smallest`; NaN taken as +inf, above every key −|x| ≤ 0), then the entries whose key is
+    below v and, in index order, those equal to v until k are kept: the same set as the k first of the
+    stable order (ties to the lower index, NaN last).  ``keys``: a float64 buffer (2, ≥ n)."""
     rows = m.size // d
     if scope == 0:
         G, n, gstride, estride = rows, d, d, 1
@@ -296,21 +372,40 @@ def keep_k(m, d, k, scope, t, key, random, keys):
         G, n, gstride, estride = d, rows, 1, d
     if k >= n:
         return
-    kv = keys[:n]
+    kv = keys[0, :n]
     scale = _like(m, n / k)
     for g in range(G):
         base = g * gstride
-        for i in range(n):
-            if random:
+        if random:  # two loops, each vectorized
+            for i in range(n):
                 kv[i] = rng.uniform01_scalar(key, t, g * n + i)
-            else:
-                kv[i] = -abs(np.float64(m[base + i * estride]))
-        order = np.argsort(kv, kind="mergesort")  # stable, NaN last: numpy's order
-        for j in range(k, n):
-            m[base + order[j] * estride] = 0.0
+        else:
+            for i in range(n):
+                v = -abs(np.float64(m[base + i * estride]))
+                kv[i] = np.inf if v != v else v  # NaN last
+        kth = kth_smallest(kv, n, k - 1, keys[1])
+        below = 0
+        equal = 0
+        for i in range(n):
+            below += kv[i] < kth
+            equal += kv[i] == kth
+        last = n  # the entries equal to kth are kept up to index last − 1: the first k − below of them
+        if below + equal > k:
+            seen = 0
+            for i in range(n):
+                if kv[i] == kth:
+                    seen += 1
+                    if seen == k - below:
+                        last = i + 1
+                        break
+        for i in range(n):  # without branches (which entries are kept is data), so LLVM vectorizes it
+            q = base + i * estride
+            v = kv[i]
+            keep = (v < kth) | ((v == kth) & (i < last))
+            m[q] = m[q] if keep else 0.0
         if random:
-            for j in range(k):
-                q = base + order[j] * estride
+            for i in range(n):
+                q = base + i * estride
                 m[q] = m[q] * scale
 
 
@@ -355,7 +450,7 @@ def _operate(m, d, t, si, sf, key, scratch, keys, e0, e1, b0, b1):
     if kind <= BITFLIP:
         perturb(m, d, t, si, sf, key, scratch)
     elif kind == TOPK or kind == RANDK:
-        keep_k(m, d, si[6], si[7], t, key, kind == RANDK, keys[0])
+        keep_k(m, d, si[6], si[7], t, key, kind == RANDK, keys)
     elif kind == ELEMENT:
         nums = sf[: si[9]]
         if si[10] == 0:
@@ -407,7 +502,7 @@ def perturb_plain(m, d, t, si, sf, key, scratch, mem, work, keys):
     perturb_site(m, d, t, si, sf, key, scratch, mem, work, keys, None, None, None, None)
 
 
-def _site_with(m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1):  # pragma: no cover - typed below
+def perturb_with(m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1):  # pragma: no cover - typed below
     raise NotImplementedError
 
 
@@ -415,8 +510,8 @@ def _no_functions(fns) -> bool:
     return all(isinstance(f, types.NoneType) for f in fns)
 
 
-@overload(_site_with, inline="always")
-def _site_with_typed(m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1):
+@overload(perturb_with, inline="always")
+def _perturb_with_typed(m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1):
     """:func:`perturb_plain` when there are no functions (None), else :func:`perturb_site` with them."""
     if _no_functions((e0, e1, b0, b1)):
         return lambda m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1: perturb_plain(
@@ -545,7 +640,7 @@ def _pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, ske
                     o1[k] = _softplus(v)
                     g1[k] = _sigmoid(v)
         if perturbing and i < N and _acts(t, si[0, i]):  # δ_i (eq. 5a); at i = N it would change nothing
-            _site_with(out.ravel(), dout, t, si[0, i], sf[0, i], skey[0, i], scratch, mem, work, keys, e0, e1, b0, b1)
+            perturb_with(out.ravel(), dout, t, si[0, i], sf[0, i], skey[0, i], scratch, mem, work, keys, e0, e1, b0, b1)
         prev = out
 
     v = VA[:B].reshape((B, 1))  # v_N = 1
@@ -584,7 +679,7 @@ def _pass(ops, w, y0, yb, yc, rows, Y, DG, VA, VB, G, t, perturbing, si, sf, ske
                     n1[k] = v1[k] * g1[k]
         if i >= 2:
             if perturbing and _acts(t, si[1, i]):  # ε_i (eq. 5b)
-                _site_with(nxt.ravel(), din, t, si[1, i], sf[1, i], skey[1, i], scratch, mem, work, keys, e0, e1, b0,
+                perturb_with(nxt.ravel(), din, t, si[1, i], sf[1, i], skey[1, i], scratch, mem, work, keys, e0, e1, b0,
                            b1)
             in_a = not in_a
             v = nxt

@@ -41,7 +41,7 @@ import numpy as np
 from fbsgd import operators as O
 from fbsgd import rng
 from fbsgd.engine import chain_kernel as K
-from fbsgd.engine.provenance import source_hash
+from fbsgd.engine.provenance import objects_hash, source_hash
 from fbsgd.optimizers import SGD, AddNoise, Adam, HeavyBall, PassGradient, train
 from fbsgd.passes import Composite, passes
 from fbsgd.perturbations import Perturbation, Plan, canonical
@@ -265,7 +265,8 @@ class ChainConfig:
 
     def key(self) -> str:
         """Content hash of the computation and the engine's source: the cache key."""
-        blob = json.dumps(self.computation(), sort_keys=True) + source_hash("fbsgd.engine.sweeps")
+        blob = (json.dumps(self.computation(), sort_keys=True) + source_hash("fbsgd.engine.sweeps")
+                + objects_hash([self.forward, self.backward, self.net, self.data]))
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     def __eq__(self, other) -> bool:

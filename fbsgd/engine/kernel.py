@@ -23,7 +23,10 @@ Perturbations arrive as the named numbers of their compiled forms (:data:`PLACE`
 ROUND rounds to a low-precision format (:func:`fbsgd.lowprec.round_entries`), BITFLIP flips bits,
 ELEMENT calls a researcher's own numba function ``y = element(x, u, numbers)`` on every entry, BLOCK
 a researcher's ``fn(x, u, numbers, out)`` on every block of consecutive samples (:func:`perturb_blocks`,
-as :func:`fbsgd.lowprec.map_blocks`); each acts at t = first, first + interval, ... < until, with the core's random streams and keys, so the
+as :func:`fbsgd.lowprec.map_blocks`); SITE runs Top-K, Rand-K, and error feedback or delta compression around
+any memoryless form, as a site of the chain kernel (:func:`fbsgd.engine.chain_kernel.perturb_site`) on the
+whole message, with its memory (M float64 entries per configuration and place) kept across the steps where
+it does not act and from one call to the next (:func:`memory_kernel`); each acts at t = first, first + interval, ... < until, with the core's random streams and keys, so the
 kernel and :func:`fbsgd.passes.perturbed_passes` compute the same run.
 
 Specialisation, by numba and nothing else (no source text is generated):
@@ -67,20 +70,24 @@ from numba.extending import intrinsic, overload
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
 from fbsgd import rng
+from fbsgd.engine.chain_kernel import perturb_with
 from fbsgd.engine.provenance import cache_machine_code, kernel_dir, machine_code_dir
 from fbsgd.lowprec import round_entries
 from fbsgd.optimizers import DIVERGENCE_THRESHOLD
 from fbsgd.vecmath import bits_to_f32, f32_to_bits, sigmoid_fast, sigmoid_fast32
 
-__all__ = ["block_kernel", "element_kernel", "message_kernel", "no_element", "no_block", "kernel_dir", "cache_dir",
-           "PARAMS", "PLACE", "TILE", "NEVER", "UNROLL_MAX", "NONE", "UNIFORM", "ROUND", "BITFLIP", "ELEMENT", "BLOCK"]
+__all__ = ["block_kernel", "element_kernel", "message_kernel", "memory_kernel", "no_element", "no_block", "kernel_dir",
+           "cache_dir", "PARAMS", "PLACE", "TILE", "NEVER", "UNROLL_MAX", "NONE", "UNIFORM", "ROUND", "BITFLIP", "ELEMENT",
+           "BLOCK", "SITE"]
 
 FASTMATH = {"contract", "reassoc"}  # fixed reassociation: deterministic, the same for every batch
 TILE = 256  # samples per tile
 NEVER = 2**62  # "no last step"
 
-# the compiled forms the kernel runs (fbsgd.perturbations: UniformOp, RoundOp, BitFlipOp, ElementOp, BlockOp)
-NONE, UNIFORM, ROUND, BITFLIP, ELEMENT, BLOCK = 0, 1, 2, 3, 4, 5
+# the compiled forms the kernel runs (fbsgd.perturbations: UniformOp, RoundOp, BitFlipOp, ElementOp, BlockOp; SITE:
+# TopKOp, RandKOp, and ErrorFeedbackOp and DeltaOp around a memoryless form, run as a site of the chain kernel,
+# fbsgd.engine.chain_kernel.perturb_site, on the whole message)
+NONE, UNIFORM, ROUND, BITFLIP, ELEMENT, BLOCK, SITE = 0, 1, 2, 3, 4, 5, 6
 
 # one record per place of a configuration: its kind, schedule and stream, then the named numbers of
 # its compiled form (only those of its kind are read)
@@ -538,13 +545,21 @@ def end_step(AT64, W, G, Gm, P, t, metric, metric_every, norms, diverged_at, C, 
 
 
 @njit(inline="always")
-def _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, D, scores, accumulate,
-             accumulate64, f_element, b_element, f_block, b_block):
-    """:func:`_block` for configurations with a block operation (BLOCK) at a place: a block may span
-    tiles, so each configuration's whole message (M samples) is held at once, one configuration after
-    the other.  Every other step is :func:`_block`'s, per tile of TILE samples in the same order (the
-    scores, the metric's and the gradient's sums; the element-wise perturbations and σ on the whole
-    message), so a configuration without a block operation would get the same bits here as there."""
+def _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem, D, scores,
+             accumulate, accumulate64, f_element, b_element, f_block, b_block, e0, e1, b0, b1):
+    """:func:`_block` for configurations with a block operation (BLOCK) or a SITE at a place: a block may
+    span tiles, and Top-K, Rand-K and the kinds with memory act on the whole message, so each
+    configuration's whole message (M samples) is held at once, one configuration after the other.
+    Every other step is :func:`_block`'s, per tile of TILE samples in the same order (the scores, the
+    metric's and the gradient's sums; the element-wise perturbations and σ on the whole message), so a
+    configuration without a block operation would get the same bits here as there.
+
+    A SITE place is :func:`fbsgd.engine.chain_kernel.perturb_site` on the message (rows of one entry):
+    its integers ``S[c, w]`` (:data:`fbsgd.engine.chain_kernel.SITE_INTS`), numbers ``SF[c, w]`` and the
+    place's stream key, its memory ``Mem[c, w]`` (M float64 entries: error feedback's residual, delta
+    compression's copy; changed only at the steps where the place acts), the element / block functions
+    ``e0``, ``b0`` (forward, slot 0) and ``e1``, ``b1`` (backward, slot 1), or None (no function: the
+    chain kernel's cached machine code)."""
     C = W.shape[0]
     M = AT.shape[1]
     z = np.empty(M, AT.dtype)
@@ -556,6 +571,9 @@ def _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diver
     G = np.zeros((C, D))
     Gm = np.zeros((C, D))
     cursor = np.zeros(2, np.int64)
+    scratch = np.empty(M, np.float32)  # the SITE buffers (perturb_site)
+    work = np.empty((2, M))
+    keys = np.empty((3, M))
     g_next = np.searchsorted(gap_at, t0)
     for t in range(t0, t1):
         if g_next < gap_at.size and gap_at[g_next] == t:
@@ -583,7 +601,9 @@ def _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diver
                     sigmoid(zt, n, s)
                     accumulate64(AT, l0, n, s, Gm, c, D)
             if fwd:
-                if f.kind == BLOCK:
+                if f.kind == SITE:
+                    perturb_with(z, 1, t, S[c, 0], SF[c, 0], f.key, scratch, Mem[c, 0], work, keys, e0, e1, b0, b1)
+                elif f.kind == BLOCK:
                     perturb_blocks(z, M, t, f, U[c, 0], f_block, xb, ub, yb)
                 else:
                     perturb(z, M, 0, M, t, f, cursor, U[c, 0], f_element)
@@ -592,7 +612,9 @@ def _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diver
                 for l0 in range(0, M, TILE):
                     accumulate64(AT, l0, min(TILE, M - l0), z[l0:], Gm, c, D)
             if bwd:
-                if b.kind == BLOCK:
+                if b.kind == SITE:
+                    perturb_with(z, 1, t, S[c, 1], SF[c, 1], b.key, scratch, Mem[c, 1], work, keys, e0, e1, b0, b1)
+                elif b.kind == BLOCK:
                     perturb_blocks(z, M, t, b, U[c, 1], b_block, xb, ub, yb)
                 else:
                     perturb(z, M, 0, M, t, b, cursor, U[c, 1], b_element)
@@ -672,28 +694,58 @@ def run_block_elements_loops(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap
 
 @functools.lru_cache(maxsize=None)
 def message_kernel(d: int):
-    """:func:`element_kernel` for configurations with a researcher's block operation (BlockOp) at a place:
-    ``run_message(AT, ..., diverged_at, f_element, b_element, f_block, b_block)`` with the numba functions of
-    the places (an element function ``y = fn(x, u, numbers)`` for an ELEMENT place, a block function
-    ``fn(x, u, numbers, out)`` for a BLOCK place; :func:`no_element` and :func:`no_block` elsewhere),
-    compiled into the kernel, one machine code per tuple, in this process (not cached on disk).  Each
-    configuration's whole message is held at once (a block may span the tiles): :func:`_message`."""
+    """:func:`element_kernel` for configurations with a researcher's block operation (BlockOp) at a place,
+    or a SITE with a researcher's function: ``run_message(AT, ..., diverged_at, S, SF, Mem, f_element,
+    b_element, f_block, b_block)`` with the SITE places' integers, numbers and memories (:func:`_message`)
+    and the numba functions of the places (an element function ``y = fn(x, u, numbers)`` for an ELEMENT
+    place or a SITE around one, a block function ``fn(x, u, numbers, out)`` for a BLOCK place or a SITE
+    around one; :func:`no_element` and :func:`no_block` elsewhere), compiled into the kernel, one machine
+    code per tuple, in this process (not cached on disk).  Each configuration's whole message is held at
+    once (a block may span the tiles): :func:`_message`."""
     D = int(d)
     if D > UNROLL_MAX:
         return run_message_loops
 
     @njit(fastmath=FASTMATH, error_model="numpy")
-    def run_message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, f_element, b_element,
-                    f_block, b_block):
-        _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, D, scores, accumulate,
-                 accumulate64, f_element, b_element, f_block, b_block)
+    def run_message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem, f_element,
+                    b_element, f_block, b_block):
+        _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem, D, scores,
+                 accumulate, accumulate64, f_element, b_element, f_block, b_block, f_element, b_element, f_block,
+                 b_block)
 
     return run_message
 
 
 @njit(fastmath=FASTMATH, error_model="numpy")
-def run_message_loops(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, f_element, b_element,
-                      f_block, b_block):
+def run_message_loops(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem, f_element,
+                      b_element, f_block, b_block):
     """``message_kernel(d)`` for d > :data:`UNROLL_MAX`: plain loops over the features."""
-    _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, W.shape[1], scores_loops,
-             accumulate_loops, accumulate64_loops, f_element, b_element, f_block, b_block)
+    _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem, W.shape[1],
+             scores_loops, accumulate_loops, accumulate64_loops, f_element, b_element, f_block, b_block, f_element,
+             b_element, f_block, b_block)
+
+
+@functools.lru_cache(maxsize=None)
+def memory_kernel(d: int):
+    """The kernel for configurations with a SITE place (Top-K, Rand-K, error feedback, delta compression) and
+    no researcher's function: ``run_memory(AT, ..., diverged_at, S, SF, Mem)``, :func:`_message` with the
+    chain kernel's cached site (:func:`fbsgd.engine.chain_kernel.perturb_plain`).  Cached on disk, as
+    :func:`block_kernel` (no recompile per process)."""
+    D = int(d)
+    if D > UNROLL_MAX:
+        return run_memory_loops
+
+    @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+    def run_memory(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem):
+        _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem, D, scores,
+                 accumulate, accumulate64, no_element, no_element, no_block, no_block, None, None, None, None)
+
+    return run_memory
+
+
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
+def run_memory_loops(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem):
+    """``memory_kernel(d)`` for d > :data:`UNROLL_MAX`: plain loops over the features."""
+    _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem, W.shape[1],
+             scores_loops, accumulate_loops, accumulate64_loops, no_element, no_element, no_block, no_block, None, None,
+             None, None)

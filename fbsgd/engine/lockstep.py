@@ -38,7 +38,9 @@ from typing import NamedTuple
 import numpy as np
 
 from fbsgd import rng
+from fbsgd.engine import chain_kernel as CK
 from fbsgd.engine import kernel as K
+from fbsgd.engine.chains import _SCOPE_CODES, _form
 from fbsgd.engine.kernel import NEVER, PARAMS, PLACE, TILE, kernel_dir
 from fbsgd.optimizers import SGD, AddNoise, PassGradient, train
 from fbsgd.perturbations import Plan
@@ -47,15 +49,40 @@ from fbsgd.vecmath import sigmoid_fast, sigmoid_fast32
 __all__ = ["kernel_params", "compile_plan", "kernel", "KernelParams", "sigmoid_fast", "sigmoid_fast32", "reference_run",
            "xi_key", "kernel_dir", "KINDS", "PARAMS", "PLACE", "TILE"]
 
-# the compiled forms the kernel runs (their ``kind``) and the kernel's code for each
-KINDS = {"uniform": K.UNIFORM, "round": K.ROUND, "bitflip": K.BITFLIP, "element": K.ELEMENT, "block": K.BLOCK}
+# the compiled forms the kernel runs (their ``kind``) and the kernel's code for each: Top-K, Rand-K and the
+# kinds with memory (around any memoryless form of the chain kernel) are sites of the chain kernel (SITE)
+KINDS = {"uniform": K.UNIFORM, "round": K.ROUND, "bitflip": K.BITFLIP, "element": K.ELEMENT, "block": K.BLOCK,
+         "topk": K.SITE, "randk": K.SITE, "feedback": K.SITE, "delta": K.SITE}
+# the compiled forms of fbsgd.perturbations, by kind (what the NotImplementedError and the sweeps' notice list)
+FORMS = {"uniform": "UniformOp", "round": "RoundOp", "bitflip": "BitFlipOp", "element": "ElementOp", "block": "BlockOp",
+         "topk": "TopKOp", "randk": "RandKOp", "feedback": "ErrorFeedbackOp", "delta": "DeltaOp"}
 
 
-def _place_row(p, key: int) -> dict:
+def compiled_kinds() -> str:
+    """The compiled forms this kernel runs, from :data:`KINDS`: "UniformOp ('uniform'), ..."."""
+    return ", ".join(f"{FORMS.get(k, k)} ({k!r})" for k in KINDS)
+
+
+def _site_row(op, p, key: int, slot: int) -> dict:
+    """A SITE place: its integers (:data:`fbsgd.engine.chain_kernel.SITE_INTS`, schedule filled in by the
+    caller), numbers and stream key as :func:`fbsgd.engine.chains.compile_sites` writes a site (a kind with
+    memory draws from ``fold_key(key, 0)``, its compressor's stream); ``element`` the numba function of an
+    element or block form inside (slot 0 forward, 1 backward), ``block_fn`` whether it is a block function."""
+    code, vals, wrap, inner = _form(op, p)
+    k = getattr(inner, "k", getattr(inner, "block", 0))
+    scope = inner.mode if code == CK.BLOCK else _SCOPE_CODES.get(getattr(inner, "scope", "per_sample"), 0)
+    site = [code, int(bool(inner.per_sample)), 0, 1, 0, wrap, k, scope, 0, len(vals), slot]
+    fn = inner.fn if code in (CK.ELEMENT, CK.BLOCK) else None
+    return dict(kind=K.SITE, key=int(rng.fold_key(key, 0) if wrap != CK.PLAIN else key) % 2**64, site=site,
+                site_numbers=tuple(vals), element=fn, block_fn=code == CK.BLOCK, numbers=())
+
+
+def _place_row(p, key: int, slot: int = 0) -> dict:
     """Kernel numbers of one placed perturbation, read from its protocol: the named fields of its
     compiled form (:class:`fbsgd.perturbations.CompiledOp`) and its schedule.  Besides the fields of
-    :data:`PLACE`: ``element`` (the numba function of an element or block operation, else None) and
-    ``numbers`` (its numbers)."""
+    :data:`PLACE`: ``element`` (the numba function of an element or block operation, else None),
+    ``numbers`` (its numbers), ``block_fn`` (the function is a block function); for a SITE place ``site``
+    and ``site_numbers`` (:func:`_site_row`).  ``slot``: 0 forward, 1 backward."""
     off = dict(kind=K.NONE, key=0, element=None, numbers=())
     if p is None:
         return off
@@ -63,9 +90,15 @@ def _place_row(p, key: int) -> dict:
     kind = getattr(op, "kind", None)
     if kind not in KINDS:
         raise NotImplementedError(f"the Section 7 compiled engine cannot run {p!r}: it has no kernel for operations of "
-                                  f"kind {kind!r}; it runs "
-                                  "the compiled forms of fbsgd.perturbations: UniformOp, RoundOp, BitFlipOp, ElementOp, "
-                                  "BlockOp")
+                                  f"kind {kind!r}; it runs the compiled forms of fbsgd.perturbations "
+                                  f"{compiled_kinds()} (with memory: around a memoryless one)")
+    if KINDS[kind] == K.SITE:
+        try:
+            site = _site_row(op, p, key, slot)
+        except NotImplementedError as exc:
+            raise NotImplementedError(f"the Section 7 compiled engine cannot run {p!r}: {exc}; it runs the compiled "
+                                      f"forms of fbsgd.perturbations {compiled_kinds()} (with memory: around a "
+                                      "memoryless one)") from None
     if not sched.regular:
         raise NotImplementedError(
             f"the compiled engine needs a schedule with a first step, an interval and a last step; {p!r} acts at "
@@ -74,12 +107,15 @@ def _place_row(p, key: int) -> dict:
         return off
     row = dict(kind=KINDS[kind], per_sample=int(bool(op.per_sample)), first=sched.first, interval=sched.interval,
                until=NEVER if sched.last is None else sched.last + 1, key=key, element=None, numbers=())
-    if kind == "element":
+    if KINDS[kind] == K.SITE:
+        row.update(site)
+        row["site"][2:5] = row["first"], row["interval"], row["until"]
+    elif kind == "element":
         row.update(element=op.fn, numbers=tuple(op.numbers))
     elif kind == "block":
         # the message is one column: axis None or 0 cuts it into blocks over consecutive samples, axis -1
         # cuts each one-entry row (blocks of one entry)
-        row.update(element=op.fn, numbers=tuple(op.numbers), block=1 if op.axis == -1 else op.block)
+        row.update(element=op.fn, numbers=tuple(op.numbers), block=1 if op.axis == -1 else op.block, block_fn=True)
     else:
         row.update({name: getattr(op, name) for name in op.FIELDS})
     return row
@@ -100,7 +136,7 @@ def compile_plan(plan: Plan, seed: int) -> dict:
     row = {}
     for prefix, where, i, perts in (("f", "forward", 1, plan.forward), ("b", "backward", 2, plan.backward)):
         p = perts.get(i)
-        place = _place_row(p, state[(where, i)].key if p is not None else 0)
+        place = _place_row(p, state[(where, i)].key if p is not None else 0, 0 if prefix == "f" else 1)
         row.update({f"{prefix}_{k}": v for k, v in place.items()})
     return row
 
@@ -109,11 +145,18 @@ class KernelParams(NamedTuple):
     """The kernel's inputs for C configurations: ``P`` the records of :data:`PARAMS`, ``U`` (C, 2, K) the
     numbers of the element and block operations (forward, backward), ``elements`` the (forward, backward)
     element or block functions of each configuration (:func:`fbsgd.engine.kernel.no_element` where a place
-    has none; the place's kind in ``P`` says which)."""
+    has none), ``blocks`` whether each is a block function; ``S`` (C, 2, :data:`~fbsgd.engine.chain_kernel.SITE_INTS`)
+    and ``SF`` (C, 2, F) the integers and numbers of the SITE places (Top-K, Rand-K, kinds with memory);
+    ``memory`` their memories once a run has started (``memory[M]``: (C, 2, M) float64, zero at the start,
+    kept from one call of the kernel to the next, so a run cut into calls t0..t1 is the run in one call)."""
 
     P: np.ndarray
     U: np.ndarray
     elements: list
+    blocks: list
+    S: np.ndarray
+    SF: np.ndarray
+    memory: dict
 
 
 _TOP = [n for n in PARAMS.names if n not in ("f", "b")]
@@ -127,7 +170,10 @@ def kernel_params(rows: list[dict]) -> KernelParams:
     K_numbers = max([1] + [len(r.get(f"{w}_numbers", ())) for r in rows for w in "fb"])
     P = np.zeros(C, dtype=PARAMS)
     U = np.zeros((C, 2, K_numbers))
-    elements = []
+    S = np.zeros((C, 2, len(CK.SITE_INTS)), np.int64)
+    S[:, :, 3] = 1
+    SF = np.zeros((C, 2, max([5] + [len(r.get(f"{w}_site_numbers", ())) for r in rows for w in "fb"])))
+    elements, blocks = [], []
     for c, r in enumerate(rows):
         missing = {n for n in _TOP + ["f_kind", "b_kind"] if n not in r}
         if missing:
@@ -140,8 +186,13 @@ def kernel_params(rows: list[dict]) -> KernelParams:
                     P[c][w][name] = r[f"{w}_{name}"]
             numbers = r.get(f"{w}_numbers", ())
             U[c, j, : len(numbers)] = numbers
+            if r.get(f"{w}_site") is not None:
+                S[c, j] = r[f"{w}_site"]
+                vals = r.get(f"{w}_site_numbers", ())
+                SF[c, j, : len(vals)] = vals
         elements.append(tuple(r.get(f"{w}_element") or K.no_element for w in "fb"))
-    return KernelParams(P, U, elements)
+        blocks.append(tuple(bool(r.get(f"{w}_block_fn", r.get(f"{w}_kind") == K.BLOCK)) for w in "fb"))
+    return KernelParams(P, U, elements, blocks, S, SF, {})
 
 
 def kernel(d: int, precision: str = "float32"):
@@ -153,8 +204,11 @@ def kernel(d: int, precision: str = "float32"):
     Configurations whose places run a researcher's element operation go, grouped by their pair of
     element functions, through :func:`fbsgd.engine.kernel.element_kernel`; those with a block operation
     (BlockOp) at a place through :func:`fbsgd.engine.kernel.message_kernel` (each configuration's whole
-    message at once: blocks of any size over consecutive samples); the others through ``block_kernel``;
-    each configuration's arithmetic is its own, so the grouping changes no bit.
+    message at once: blocks of any size over consecutive samples); those with Top-K, Rand-K or a kind with
+    memory at a place (SITE) through :func:`fbsgd.engine.kernel.memory_kernel` (cached on disk), or
+    ``message_kernel`` when a researcher's function is involved; the others through ``block_kernel``;
+    each configuration's arithmetic is its own, so the grouping changes no bit.  The memories of the
+    SITE places live in ``params.memory`` (:class:`KernelParams`), kept from one call to the next.
     """
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise ValueError(f"d must be an integer >= 1, got {d!r}")
@@ -168,29 +222,38 @@ def kernel(d: int, precision: str = "float32"):
                              f"and W of shape (C, {d}); got AT {AT.shape} {AT.dtype}, W {W.shape}")
         if not isinstance(params, KernelParams):
             raise ValueError("params must be the KernelParams of fbsgd.engine.lockstep.kernel_params")
-        P, U, elements = params
+        P, U, elements, blocks, S, SF, memory = params
         plain = K.no_element, K.no_element
-        if all(e == plain for e in elements):
+        site = (P["f"]["kind"] == K.SITE) | (P["b"]["kind"] == K.SITE)
+        if not site.any() and all(e == plain for e in elements):
             K.block_kernel(d)(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at)
             return
+        M = AT.shape[1]
+        if site.any() and M not in memory:
+            memory[M] = np.zeros((len(P), 2, M))
+        Mem = memory.get(M, np.zeros((len(P), 2, 0)))
         groups: dict = {}
         for c, e in enumerate(elements):
-            blocks = (P[c]["f"]["kind"] == K.BLOCK, P[c]["b"]["kind"] == K.BLOCK)
-            groups.setdefault((e, blocks), []).append(c)
-        for ((f_element, b_element), blocks), idx in groups.items():
+            groups.setdefault((e, blocks[c], bool(site[c])), []).append(c)
+        for ((f_element, b_element), fn_blocks, has_site), idx in groups.items():
             idx = np.array(idx)
-            Wg, ng, gg, dg = W[idx], norms[idx], gaps[idx], diverged_at[idx]
-            if (f_element, b_element) == plain:
+            Wg, ng, gg, dg, Mg = W[idx], norms[idx], gaps[idx], diverged_at[idx], Mem[idx]
+            if (f_element, b_element) == plain and not has_site:
                 K.block_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg)
-            elif any(blocks):
-                fe, fb = (K.no_element, f_element) if blocks[0] else (f_element, K.no_block)
-                be, bb = (K.no_element, b_element) if blocks[1] else (b_element, K.no_block)
-                K.message_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg,
-                                    fe, be, fb, bb)
+            elif (f_element, b_element) == plain:
+                K.memory_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg, S[idx],
+                                   SF[idx], Mg)
+            elif any(fn_blocks) or has_site:
+                fe, fb = (K.no_element, f_element) if fn_blocks[0] else (f_element, K.no_block)
+                be, bb = (K.no_element, b_element) if fn_blocks[1] else (b_element, K.no_block)
+                K.message_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg, S[idx],
+                                    SF[idx], Mg, fe, be, fb, bb)
             else:
                 K.element_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg,
                                     f_element, b_element)
             W[idx], norms[idx], gaps[idx], diverged_at[idx] = Wg, ng, gg, dg
+            if Mem.shape[2]:
+                Mem[idx] = Mg
 
     return run
 

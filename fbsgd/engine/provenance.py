@@ -18,7 +18,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["module_closure", "source_hash", "stack_versions", "kernel_dir", "machine_code_dir", "cache_machine_code"]
+__all__ = ["module_closure", "source_hash", "stack_versions", "kernel_dir", "machine_code_dir", "cache_machine_code",
+           "defining_modules", "objects_hash"]
 
 _PACKAGE = "fbsgd"
 _ROOT = Path(__file__).resolve().parents[1]  # the package folder
@@ -86,6 +87,50 @@ def source_hash(module: str = "fbsgd.engine.sweeps") -> str:
         h.update(m.encode() + b"\0" + _path(m).read_bytes() + b"\0")
     h.update(stack_versions().encode())
     return h.hexdigest()[:16]
+
+
+def defining_modules(*objects) -> set[str]:
+    """The fbsgd modules that define the class of ``objects`` or of any object inside them (dataclass
+    fields, instance attributes, lists, tuples, sets and dict values, recursively): the code a
+    configuration's perturbation objects run.  A kind of ``fbsgd.correctors`` or ``fbsgd.formats`` is not
+    imported by the engine, so the engine's own :func:`source_hash` does not see an edit to it."""
+    found, seen, todo = set(), set(), list(objects)
+    while todo:
+        o = todo.pop()
+        if o is None or isinstance(o, (str, bytes, int, float, complex, bool)) or id(o) in seen:
+            continue
+        seen.add(id(o))
+        if isinstance(o, dict):
+            todo += list(o.values())
+            continue
+        if isinstance(o, (list, tuple, set, frozenset)):
+            todo += list(o)
+            continue
+        module = getattr(type(o), "__module__", "") or ""
+        if module.split(".")[0] == _PACKAGE and _path(module).exists():
+            found.add(module)
+        attrs = getattr(o, "__dict__", None)
+        if isinstance(attrs, dict):
+            todo += list(attrs.values())
+        for slot in getattr(type(o), "__slots__", ()) or ():
+            todo.append(getattr(o, slot, None))
+    return found
+
+
+def objects_hash(objects, engine_module: str = "fbsgd.engine.sweeps") -> str:
+    """"" when every fbsgd class among ``objects`` (:func:`defining_modules`) lives in a module the engine
+    already hashes (:func:`module_closure` of ``engine_module``); else a hash of the source of the other
+    modules' closures, so that an edit to, say, a corrector's code gives new cache keys."""
+    extra = tuple(sorted(defining_modules(*objects) - set(module_closure(engine_module))))
+    return _modules_hash(extra) if extra else ""
+
+
+@lru_cache(maxsize=None)
+def _modules_hash(modules: tuple[str, ...]) -> str:
+    h = hashlib.sha256()
+    for m in sorted(set().union(*(module_closure(e) for e in modules))):
+        h.update(m.encode() + b"\0" + _path(m).read_bytes() + b"\0")
+    return "+" + h.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------------

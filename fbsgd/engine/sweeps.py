@@ -55,9 +55,11 @@ import pandas as pd
 from fbsgd import __version__, rng
 from fbsgd.engine.chains import ChainConfig, reference_chain_run, run_chain_chunk
 from fbsgd.engine.chains import COMPILED_OPERATORS, kind_name, plain_fields
+from fbsgd.engine.chains import _KINDS as CHAIN_KINDS
+from fbsgd.engine.chains import _WRAPS as CHAIN_WRAPS
 from fbsgd.engine.chains import not_compiled as chain_not_compiled
-from fbsgd.engine.lockstep import compile_plan, kernel, kernel_params, xi_key
-from fbsgd.engine.provenance import source_hash
+from fbsgd.engine.lockstep import FORMS, KINDS, compile_plan, kernel, kernel_params, xi_key
+from fbsgd.engine.provenance import objects_hash, source_hash
 from fbsgd.metrics import ewma
 from fbsgd.optimizers import SGD, AddNoise, PassGradient, train
 from fbsgd.perturbations import Plan, at_steps, canonical, every, nonzero_mean_uniform, zero_mean_uniform
@@ -215,8 +217,10 @@ class RunConfig:
         return {k: canonical(getattr(self, k)) if k in self.OBJECTS else v for k, v in out.items()}
 
     def key(self) -> str:
-        """Content hash of the computation and the engine's source: the cache key."""
-        blob = json.dumps(self.computation(), sort_keys=True) + engine_hash()
+        """Content hash of the computation, the engine's source and the source of the modules that define
+        the perturbation objects (:func:`fbsgd.engine.provenance.objects_hash`): the cache key."""
+        blob = (json.dumps(self.computation(), sort_keys=True) + engine_hash()
+                + objects_hash([getattr(self, k) for k in self.OBJECTS]))
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     def stream_seed(self) -> int:
@@ -402,22 +406,33 @@ def not_compiled(cfg) -> tuple[str, str] | None:
     return None
 
 
+def compiled_forms(chain: bool) -> str:
+    """The compiled forms a kernel runs, from its own table (the chain kernel's ``_KINDS`` and ``_WRAPS``
+    of :mod:`fbsgd.engine.chains`, the Section 7 kernel's :data:`fbsgd.engine.lockstep.KINDS`)."""
+    kinds = list(CHAIN_KINDS) + list(CHAIN_WRAPS) if chain else list(KINDS)
+    return ", ".join(f"{FORMS.get(k, k)} ({k!r})" for k in kinds)
+
+
 def _notice(configs: list) -> str | None:
     """The one notice of a sweep whose configurations include some the compiled kernels cannot run."""
     found: dict = {}
+    refused = set()  # which kernels refused: True the chain kernel, False the Section 7 kernel
     for c in configs:
         why = not_compiled(c)
         if why is not None:
             found.setdefault(why[0], why[1])
+            refused.add(isinstance(c, ChainConfig))
     if not found:
         return None
     count = sum(1 for c in configs if not_compiled(c) is not None)
     kinds = ", ".join(found)
     first = next(iter(found.values()))
     operator = any(k.startswith("operator ") for k in found)
+    runs = "; ".join(f"the {'chain' if chain else 'Section 7'} kernel runs {compiled_forms(chain)}"
+                     for chain in sorted(refused))
     how = ("give the kind's class a compiled() method that returns its compiled form (a "
-           "fbsgd.perturbations.CompiledOp: 'uniform' noise, 'round' to a format or 'bitflip'), with a schedule "
-           "that has a first step, an interval and a last step (every, budget)")
+           f"fbsgd.perturbations.CompiledOp: {runs}; the forms with memory, ErrorFeedbackOp and DeltaOp, around a "
+           "memoryless one), with a schedule that has a first step, an interval and a last step (every, budget)")
     if operator:
         how += ("; the chain kernel runs the operators " + ", ".join(c.__name__ for c in COMPILED_OPERATORS)
                 + " (exactly these classes)")

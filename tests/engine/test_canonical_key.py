@@ -321,3 +321,33 @@ def test_plan_refuses_what_is_not_a_dict_of_operator_indices():
     with pytest.raises(TypeError, match=r"Plan: backward .*its key True is a bool"):
         P.Plan(backward={True: p})
     assert P.Plan(forward={np.int64(1): p}, backward={2: p}).places()  # numpy ints are operator indices
+
+
+def test_editing_a_library_kind_the_engine_does_not_import_changes_its_key(tmp_path, monkeypatch):
+    """fbsgd.correctors (delta compression, de-biasing) is not imported by the engine, so the engine's own
+    source hash cannot see an edit to it; the key adds the source of the modules that define a
+    configuration's objects, nested ones included."""
+    from fbsgd import correctors as Co
+    from fbsgd.engine import chains as CH
+    from fbsgd.engine import provenance as PV
+
+    nested = Co.DeltaCompression(P.Round("bfloat16"))
+    assert PV.defining_modules(P.every(3, nested)) == {"fbsgd.correctors", "fbsgd.perturbations"}
+    assert PV.objects_hash([P.TopK(3), None, P.Round("bfloat16")]) == ""  # the engine hashes fbsgd.perturbations
+    from fbsgd.operators import Linear, LogisticLoss
+    from fbsgd.passes import Composite
+    from fbsgd.problems import Dataset
+
+    data = Dataset(np.ones((4, 2)), np.array([1.0, -1.0, 1.0, -1.0]))
+    chain = CH.ChainConfig(Composite([Linear(2, 1), LogisticLoss()]), data, backward={2: nested})
+    before = [RunConfig(backward=nested).key(), RunConfig(backward=P.TopK(3)).key(), chain.key()]
+    edited = tmp_path / "correctors.py"
+    edited.write_text(PV._path("fbsgd.correctors").read_text() + "\n# an edit\n")
+    real = PV._path
+    monkeypatch.setattr(PV, "_path", lambda m: edited if m == "fbsgd.correctors" else real(m))
+    PV._modules_hash.cache_clear()
+    try:
+        after = [RunConfig(backward=nested).key(), RunConfig(backward=P.TopK(3)).key(), chain.key()]
+    finally:
+        PV._modules_hash.cache_clear()
+    assert after[0] != before[0] and after[1] == before[1] and after[2] != before[2]

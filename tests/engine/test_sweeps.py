@@ -178,7 +178,8 @@ def test_a_sweep_runs_perturbation_objects_and_keeps_the_paper_configurations_un
     with pytest.raises(ValueError, match="cannot be rebuilt"):
         RunConfig.from_row(res.table.iloc[0])
     assert RunConfig.from_row(res.table.iloc[2]) == plain
-    assert S.not_compiled(RunConfig(forward=P.TopK(3, scope="batch")))[0] == "TopK"  # runs on the reference path
+    assert S.not_compiled(RunConfig(forward=P.GaussianNoise(0.1)))[0] == "GaussianNoise"  # runs on the reference path
+    assert S.not_compiled(RunConfig(forward=P.TopK(3, scope="batch"))) is None  # compiled
     with pytest.raises(ValueError, match="forward: .*cannot be put in canonical form"):
         RunConfig(forward=P.every(2, _Opaque()))
     with pytest.raises(ValueError, match="not both at one place"):
@@ -221,14 +222,15 @@ def test_an_uncompiled_kind_runs_on_the_reference_path_with_one_notice(tmp_path)
     from fbsgd import perturbations as P
     from fbsgd.engine import lockstep as E
 
-    cfgs = [RunConfig(T=60, gamma=0.2, metric_every=2, seed=s, backward=P.TopK(5, scope="batch")) for s in (0, 1)]
+    cfgs = [RunConfig(T=60, gamma=0.2, metric_every=2, seed=s, backward=P.GaussianNoise(0.1)) for s in (0, 1)]
     compiled = RunConfig(T=60, gamma=0.2, metric_every=2)
     with pytest.warns(S.NotCompiledWarning) as notes:
         res = run_sweep(cfgs + [compiled], cache_dir=tmp_path, progress=False, n_jobs=1, trace_points=1000)
     mine = [w for w in notes if issubclass(w.category, S.NotCompiledWarning)]
     assert len(mine) == 1
     text = str(mine[0].message)
-    assert "2 configurations run on the reference path" in text and "TopK" in text and "compiled()" in text
+    assert "2 configurations run on the reference path" in text and "GaussianNoise" in text and "compiled()" in text
+    assert "the Section 7 kernel runs " + S.compiled_forms(False) in text  # the refusing kernel's own table
     assert list(res.table.path) == ["reference", "reference", "compiled"]
     for i, cfg in enumerate(cfgs):
         w, norms, div = E.reference_run(cfg.problem(), cfg.plan(), cfg.stream_seed(), cfg.gamma, cfg.T, cfg.noise_std,
