@@ -837,10 +837,12 @@ class Perturbation:
 
     def compiled(self) -> CompiledOp:
         raise NotImplementedError(
-            f"the compiled engine cannot run {self!r}; it runs UniformNoise, Round and BitFlip, "
-            "optionally wrapped in Every, AtSteps or budget with evenly spaced steps, and any kind whose compiled() "
-            "returns a compiled form (UniformOp, RoundOp, BitFlipOp, or ElementOp(fn, numbers) with a numba "
-            "function fn(x, u, numbers) of its own)"
+            f"the compiled engines cannot run {self!r}: it has no compiled() of its own. They run the built-in "
+            "kinds (UniformNoise, Round, BitFlip, TopK, RandK, ErrorFeedback and DeltaCompression around a memoryless "
+            "kind), optionally wrapped in Every, AtSteps or budget with evenly spaced steps, and any kind whose "
+            "compiled() returns a compiled form: UniformOp, RoundOp, BitFlipOp, TopKOp, RandKOp, or a numba "
+            "function of its own as ElementOp(fn, numbers) (y = fn(x, u, numbers) per entry) or "
+            "BlockOp(fn, block, numbers) (fn(x, u, numbers, out) per block)"
         )
 
     def conditional_law(self, x, *, draws: int = laws.DEFAULT_DRAWS, seed: int = 0) -> laws.ConditionalLaw:

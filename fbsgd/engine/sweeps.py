@@ -98,8 +98,10 @@ class RunConfig:
     pass ("float64", slower: the reference for the reproducibility notes).
 
     ``forward`` and ``backward``: any perturbation object, placed after f₁ and after ∂f₂/∂f₁.
-    The compiled engine runs ``Round``, ``BitFlip``, ``UniformNoise`` (with ``every`` or ``budget``
-    schedules) and a user's own kind whose ``compiled()`` says what to compute; any other kind
+    The compiled engine runs every kind whose ``compiled()`` gives a form its kernel knows (the
+    built-in ``UniformNoise``, ``Round``, ``BitFlip``, ``TopK``, ``RandK``, ``ErrorFeedback`` and
+    ``DeltaCompression`` around a memoryless one, the de-biasing correctors, a researcher's
+    ``ElementOp`` or ``BlockOp``; with ``every`` or ``budget`` schedules); any other kind
     runs on the reference path (:func:`run_sweep`, :func:`not_compiled`).  They stand beside the
     σ-described uniform noise of the paper and may not share its place.
     """
