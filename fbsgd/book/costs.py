@@ -94,20 +94,23 @@ MOMENT_ELEM_NS = 40.0  # per message entry drawn by a Round / BitFlip (call + st
 MOMENT_SPARSE_NS = 600.0  # per message entry drawn by a Top-K / Rand-K over the batch: measured 58–222 ns
 MOMENT_BYTES_PER_ELEM = 48  # draws (float64) and the statistics' copies and masks of them
 # The deep chain runs through the chain engine (fbsgd.engine.chains, one run_sweep call), then the relative
-# gradient error at w_T through the readable passes (fbsgd.passes, per-sample weight gradients).
+# gradient error at w_T and at the comparable points through deep_chain.mean_gradient (numpy, the batch-mean gradient).
 DEEP_LAYER_US = 5.0  # per run, layer and pass of the engine (a step or a metric): fixed part (measured ≤ 19 µs in all at width 32)
 DEEP_ROW_NS = 1.0  # per run, layer, row and width² of the engine's passes (batch rows a step, n_data rows a metric): measured 0.43–0.6 ns
-DEEP_ERROR_NS = 25.0  # per pass, layer, sample and width² of the error's readable passes: measured 6.8–16 ns (width 32, depth 8–16)
+DEEP_ERROR_NS = 5.0  # per pass, layer, sample and width² of the error's mean-gradient passes (deep_chain.mean_gradient, no per-sample
+#                       weight gradients): measured about 1 ns with its rounding (width 16, 2,048 samples, one BLAS thread)
 DEEP_WEIGHT_COPIES = 10  # weight-sized arrays held at once per run: w, m1, m2, gradient, step, the sweep's w_T, ...
 DEEP_ACTIVATION_EXTRA = 6  # activation-sized arrays beyond the 2N + 2 operator outputs of a full-data pass
 
-# Correctors: fbsgd.studies.correctors.study (Section 7's problem as a ChainConfig through run_sweep: the chain
-# kernel, and the reference path fbsgd.optimizers.train for the de-biasing correctors, which have no compiled form).
-CORRECTOR_STEP_US = 400.0  # per iteration of a compiled run: measured 31 (no perturbation) to 166 (backward Top-K with
-#                            error feedback) µs at T = 5,000, one core (2026-12-07)
-CORRECTOR_REFERENCE_US = 1000.0  # per iteration on the reference path: measured 198 (second-order) and 496 (exact) µs
-CORRECTOR_DEBIAS_REFERENCE = 2  # de-biasing settings per σ_f on the reference path: second-order, exact
-CORRECTOR_METRIC_US = 50.0  # per exact gradient norm (2,000 × 10 data)
+# Correctors: fbsgd.studies.correctors.study (Section 7 RunConfigs through run_sweep, all compiled in the Section 7
+# kernel), measured 2026-12-07 with a timing script (8 runs × T = 10,000 per kind, one core, the machine at load 6.6 on
+# 2 cores, so about 2.5 times the unloaded times; standard SGD measured 6.6 µs in the same run).
+CORRECTOR_STEP_US = 50.0  # per iteration of a compressor run: measured 11 (float8 nearest) to 36 (Top-K with error
+#                           feedback, delta Top-K) µs; the second-order de-biasing 25 µs
+CORRECTOR_EXACT_US = 250.0  # per iteration with the exact de-biasing (correctors.UniformDebias, an element operation): 153 µs
+CORRECTOR_EXACT = 1  # settings per σ_f with the exact de-biasing
+CORRECTOR_ELEMENT_COMPILE_S = 40.0  # the de-biasing kinds' kernel (one numba function for both), compiled in each
+#                                     worker process: measured 26 s
 
 # The studies' own constants that the counts need (the book floor does not import the studies; the
 # tests check that these equal them).
@@ -119,6 +122,7 @@ A3_VARIANTS = 4  # studies.correctors.study: uncompressed, Top-1, with error fee
 GROUP_ROWS, MIN_GROUPS = 512, 16  # studies.error_propagation: rows per group of draws, fewest groups
 MLP_SAMPLES = 500  # studies.forward_gradients.study.variance_study: samples of the perceptron
 DEEP_OPTIMIZERS, DEEP_ERROR_DRAWS = 3, 4  # studies.real_mechanisms.deep_chain: SGD, heavy ball, Adam
+DEEP_METRIC_POINTS = 50  # studies.real_mechanisms.summary: the deep chain's metric every deep_T // 50 iterations
 COMPRESSION_SETTINGS = 20  # studies.correctors.study.compression_settings: 2 places × (3 Top-K + 3 Rand-K + 4 rounding)
 SGDD_CHECKPOINTS = 302  # most checkpoints of a run (sgd_prime.checkpoints with 150 + 150 or 200 + 100, plus 0 and K)
 
@@ -400,6 +404,7 @@ def _sgd_derivatives(p) -> list[Stage]:
 
 def _real_mechanisms(p) -> list[Stage]:
     n_jobs, T, G, S = p["n_jobs"], p["T"], len(p["gammas"]), len(p["seeds"])
+    GA = len(p["atlas_gammas"])
     every, us = p["metric_every"], _pass_us(p["precision"])
     obj_us = SWEEP_OBJECT_US * (SWEEP_FLOAT64_FACTOR if p["precision"] == "float64" else 1.0)
     n_round = len(p["formats"]) * len(p["modes"])
@@ -417,19 +422,21 @@ def _real_mechanisms(p) -> list[Stage]:
            _sweep("Figure 4 sweep with rounding", [(G * S, T, us, every, SWEEP_METRIC_US),
                                                     (G * S * 2 * n_round, T, obj_us, every, SWEEP_METRIC_US)],
                   n_jobs, ("T", "gammas", "seeds", "formats", "modes", "metric_every", "precision")),
-           _sweep("bit-flip atlas", [(G * len(p["atlas_seeds"]), T, us, every, SWEEP_METRIC_US),
-                                     (G * len(p["atlas_seeds"]) * 2 * len(p["atlas_rates"]), T, obj_us, every, SWEEP_METRIC_US)],
-                  n_jobs, ("T", "gammas", "atlas_seeds", "atlas_rates", "metric_every", "precision"))]
+           _sweep("bit-flip atlas", [(GA * len(p["atlas_seeds"]), T, us, every, SWEEP_METRIC_US),
+                                     (GA * len(p["atlas_seeds"]) * 2 * len(p["atlas_rates"]), T, obj_us, every, SWEEP_METRIC_US)],
+                  n_jobs, ("T", "atlas_gammas", "atlas_seeds", "atlas_rates", "metric_every", "precision"))]
     depths, w, deep_T, n = p["depths"], p["width"], p["deep_T"], p["n_data"]
     C = len(p["deep_seeds"]) * (1 + 2 * len(p["deep_formats"]))
     runs, perturbed = DEEP_OPTIMIZERS * C, DEEP_OPTIMIZERS * (C - len(p["deep_seeds"]))  # per depth
-    m_every = max(1, deep_T // 20)
+    m_every = max(1, deep_T // DEEP_METRIC_POINTS)
     metrics = -(-deep_T // m_every) + 1  # the engine's clean full-data metric at t = 0, k, 2k, … < T and at w_T
     passes = 1 + DEEP_ERROR_DRAWS  # the error at w_T: one clean and DEEP_ERROR_DRAWS perturbed full-data passes
     layers = sum(depths)
-    engine = runs * layers * (deep_T * (DEEP_LAYER_US * 1e-6 + DEEP_ROW_NS * 1e-9 * p["batch"] * w * w)
-                              + metrics * (DEEP_LAYER_US * 1e-6 + DEEP_ROW_NS * 1e-9 * n * w * w))
-    error = perturbed * layers * passes * (DEEP_LAYER_US * 1e-6 + DEEP_ERROR_NS * 1e-9 * n * w * w)
+    prefix = DEEP_OPTIMIZERS * len(p["deep_seeds"])  # per depth: the clean runs again, up to their comparable point (≤ T)
+    engine = (runs + prefix) * layers * (deep_T * (DEEP_LAYER_US * 1e-6 + DEEP_ROW_NS * 1e-9 * p["batch"] * w * w)
+                                         + metrics * (DEEP_LAYER_US * 1e-6 + DEEP_ROW_NS * 1e-9 * n * w * w))
+    # the error at each perturbed run's own w_T and at its clean twin's comparable point
+    error = 2 * perturbed * layers * passes * (DEEP_LAYER_US * 1e-6 + DEEP_ERROR_NS * 1e-9 * n * w * w)
     lemma = sum(depths) * (w**3 * DENSE_CUBE_NS + w * w * 20) * 1e-9
     N = max(depths)
     weights = N * w * w + w
@@ -437,8 +444,9 @@ def _real_mechanisms(p) -> list[Stage]:
                     + N * n * w * w + 3 * n * w)  # + the error pass's per-sample weight gradients
     out.append(_stage("deep chain", engine + error + lemma, nbytes,
                       f"{runs} runs per depth × {_n(layers)} layers × ({_n(deep_T)} steps of {p['batch']} samples + "
-                      f"{metrics} full passes over {_n(n)} samples) in the engine, + {passes} full passes for the error "
-                      f"of {perturbed} perturbed runs per depth, width {w}",
+                      f"{metrics} full passes over {_n(n)} samples) in the engine, and {prefix} clean runs per depth "
+                      f"again up to their comparable points, + {passes} full passes for the error of {perturbed} "
+                      f"perturbed runs per depth at two weights each, width {w}",
                       f"{runs} runs of {_n(weights)} weights and their activations on {_n(n)} samples, depth {N}, and "
                       f"the per-sample weight gradients of a full-data pass",
                       ("deep_T", "depths", "width", "n_data", "batch", "deep_seeds", "deep_formats")))
@@ -509,32 +517,29 @@ def _budgets(p) -> list[Stage]:
 
 
 def _correctors(p) -> list[Stage]:
-    n_ref = CORRECTOR_DEBIAS_REFERENCE * len(p["sigma_f_debias"])  # settings on the reference path
+    n_exact = CORRECTOR_EXACT * len(p["sigma_f_debias"])  # settings with the exact de-biasing
     n_set = COMPRESSION_SETTINGS + 3 * len(p["sigma_f_debias"]) + 1
-    step_us = ((n_set - n_ref) * CORRECTOR_STEP_US + n_ref * CORRECTOR_REFERENCE_US) / n_set  # mean over the settings
+    step_us = ((n_set - n_exact) * CORRECTOR_STEP_US + n_exact * CORRECTOR_EXACT_US) / n_set  # mean over the settings
+    every = 10  # the Section 7 chapters' metric interval (studies.correctors.study.SECTION7)
     scan_runs = n_set * len(p["gammas"]) * len(p["seeds"])
-    scan = scan_runs * p["T"] * (step_us + CORRECTOR_METRIC_US / 10) * 1e-6
+    scan = scan_runs * p["T"] * (step_us + SWEEP_METRIC_US / every) * 1e-6
     rate_runs = n_set * len(p["horizons"]) * len(p["rate_seeds"])
     rate = n_set * len(p["rate_seeds"]) * sum(
-        h * (step_us + CORRECTOR_METRIC_US / min(max(1, int(FLOW_TIME * math.sqrt(h) / p["c_rate"])), max(1, h // 2)))
+        h * (step_us + SWEEP_METRIC_US / min(max(1, int(FLOW_TIME * math.sqrt(h) / p["c_rate"])), max(1, h // 2)))
         for h in p["horizons"]) * 1e-6
-
-    def tasks(runs):  # run_sweep's worker tasks: chunks of compiled runs, one task per reference run
-        ref = runs * n_ref // n_set
-        return -(-(runs - ref) // SWEEP_CHUNK) + ref
-
-    sp1, sp2 = _speedup(p["n_jobs"], tasks(scan_runs)), _speedup(p["n_jobs"], tasks(rate_runs))
+    sp1 = _speedup(p["n_jobs"], -(-scan_runs // SWEEP_CHUNK))
+    sp2 = _speedup(p["n_jobs"], -(-rate_runs // SWEEP_CHUNK))
     a3 = A3_SETTINGS * len(p["a3_gammas"]) * A3_VARIANTS * p["a3_steps"]
-    per_run = 8.0 * 8 * (p["T"] // 10 + max(p["horizons"]))
-    return [_stage("γ scan", scan / sp1, sp1 * per_run,
-                   f"{_n(scan_runs)} runs × T = {_n(p['T'])} iterations ({_n(scan_runs * n_ref // n_set)} on the "
-                   f"reference path), on {sp1} workers", "one run per worker", ("T", "gammas", "seeds", "sigma_f_debias")),
-            _stage("rate scan", rate / sp2, sp2 * per_run,
-                   f"{_n(rate_runs)} runs, {_n(n_set * len(p['rate_seeds']) * sum(p['horizons']))} iterations in all "
-                   f"({_n(rate_runs * n_ref // n_set)} runs on the reference path), on {sp2} workers",
-                   "one run per worker", ("horizons", "rate_seeds", "sigma_f_debias")),
-            _stage("engine start-up", 2 * SWEEP_FIXED_S, 0.0, "2 run_sweep calls: the chain kernel loaded (or compiled) "
-                   "in each worker", "none", ("n_jobs",)),
+    return [_stage("γ scan", scan / sp1, scan_runs * SWEEP_RUN_BYTES,
+                   f"{_n(scan_runs)} runs × T = {_n(p['T'])} iterations, about {step_us:.3g} µs per run-iteration "
+                   f"({_n(scan_runs * n_exact // n_set)} runs with the exact de-biasing), on {sp1} workers",
+                   f"{_n(scan_runs)} runs' rows and traces", ("T", "gammas", "seeds", "sigma_f_debias")),
+            _stage("rate scan", rate / sp2, rate_runs * SWEEP_RUN_BYTES,
+                   f"{_n(rate_runs)} runs, {_n(n_set * len(p['rate_seeds']) * sum(p['horizons']))} iterations in all, "
+                   f"on {sp2} workers", f"{_n(rate_runs)} runs' rows", ("horizons", "rate_seeds", "sigma_f_debias")),
+            _stage("engine start-up", 2 * SWEEP_FIXED_S + CORRECTOR_ELEMENT_COMPILE_S, 0.0,
+                   "2 run_sweep calls: the kernels loaded (or compiled) in each worker, and the de-biasing kinds' "
+                   "kernel compiled in each worker", "none", ("n_jobs",)),
             _stage("A.3 scan", a3 * DESCEND_STEP_US * 1e-6, 8.0 * 8 * p["a3_steps"],
                    f"{_n(a3)} descent steps", f"runs of {_n(p['a3_steps'])} steps", ("a3_steps", "a3_gammas"))]
 
@@ -571,13 +576,14 @@ REFERENCE = {
     "sgd_derivatives": dict(d=5, m=50, settings=["general", "simple_interpolation", "double_interpolation"],
                             curvatures=[0.0, 1.0], step_fractions=[0.03125, 0.0625, 0.125, 0.25, 0.5],
                             const_iters=100_000, decr_iters=1_000_000, fd_iters=200, n_seeds=20),
-    "real_mechanisms": dict(_S7, seeds=[0, 1], formats=["bfloat16", "float16", "float8_e4m3fn", "float8_e5m2"],
+    "real_mechanisms": dict(_S7, formats=["bfloat16", "float16", "float8_e4m3fn", "float8_e5m2"],
                             modes=["nearest", "stochastic"], keep_fractions=[0.1, 0.5], flip_rates=[1e-4, 1e-3],
                             atlas_rates=[1e-10, 1e-9, 1e-8, 1e-7, 1e-6], message_T=20_000, message_checkpoints=4,
-                            message_draws=16, atlas_seeds=[0, 1], depths=[2, 4, 8, 16],
-                            deep_formats=["float8_e5m2 nearest", "float8_e5m2 stochastic"], deep_T=1000,
-                            deep_seeds=[0, 1], width=32, n_data=512, batch=32),
-    "correctors": dict(T=10_000, gammas=[0.03, 0.1, 0.3], seeds=[0], horizons=[1000, 3000, 10000], rate_seeds=[0, 1],
+                            message_draws=16, atlas_seeds=[0, 1, 2, 3], atlas_gammas=[0.01, 0.1, 1.0],
+                            depths=[2, 4, 8, 16], deep_formats=["float8_e5m2 nearest", "float8_e5m2 stochastic"],
+                            deep_T=6000, deep_seeds=[0, 1, 2], width=16, n_data=2048, batch=32),
+    "correctors": dict(T=200_000, gammas=[0.003, 0.01, 0.03, 0.1], seeds=[0, 1, 2], horizons=[2000, 20000, 200000],
+                       rate_seeds=[0, 1, 2],
                        c_rate=10.0, sigma_f_debias=[2.0],
                        a3_gammas=[0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.0035, 0.0039, 0.005, 0.01, 0.015, 0.02],
                        a3_steps=5000, n_jobs=-1),

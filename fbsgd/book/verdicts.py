@@ -39,7 +39,7 @@ import pandas as pd
 from fbsgd.book.report import save_table
 
 __all__ = ["OUTCOMES", "clause", "by_name", "SOURCES", "SECTIONS", "PARTIAL_SHARE", "Claim", "Verdict", "Ledger",
-           "outcome_of_cases", "share_text", "legend", "promised", "load_results", "anchor", "RECORD_COLUMNS",
+           "outcome_of_cases", "outcome_of_flags", "share_text", "legend", "promised", "load_results", "anchor", "RECORD_COLUMNS",
            "decider_kind", "fact", "QUESTIONS", "format_finds", "parse_finds", "contradictions"]
 
 
@@ -283,6 +283,21 @@ def outcome_of_cases(flags: Iterable[bool]) -> str:
     if all(flags):
         return "holds"
     return "partial" if sum(flags) >= PARTIAL_SHARE * len(flags) else "fails"
+
+
+def outcome_of_flags(flags) -> str:
+    """For a claim about every case of a set whose cases may be undecided: each flag True (the case
+    meets the rule), False (it does not) or None (undecided: the measurement cannot tell, e.g. runs not
+    settled or a seed spread as large as the effect).  A decided case that fails counts at once: the
+    outcome is :func:`outcome_of_cases` of the decided cases (partial or fails); otherwise unresolved if
+    any case is undecided (or there is none), holds if every case meets the rule."""
+    flags = [None if f is None else bool(f) for f in flags]
+    decided = [f for f in flags if f is not None]
+    if decided and not all(decided):
+        return outcome_of_cases(decided)
+    if not flags or len(decided) < len(flags):
+        return "unresolved"
+    return "holds"
 
 
 def share_text(flags: Iterable[bool]) -> str:

@@ -267,7 +267,7 @@ def test_section7_run_counts_are_those_the_chapters_build(defaults):
     roundings, _ = MSM.mechanism_set(p["formats"], p["modes"], p["keep_fractions"], p["flip_rates"], costs.M_SAMPLES)
     e = {s.name: s for s in costs.estimate("real_mechanisms", p).stages}
     assert _runs(e["Figure 4 sweep with rounding"]) == len(MS.mechanism_configs(roundings, p["gammas"], p["seeds"], **X.common(p)))
-    assert _runs(e["bit-flip atlas"]) == len(A.atlas_configs(p["atlas_rates"], p["gammas"], p["atlas_seeds"], **X.common(p)))
+    assert _runs(e["bit-flip atlas"]) == len(A.atlas_configs(p["atlas_rates"], p["atlas_gammas"], p["atlas_seeds"], **X.common(p)))
 
 
 def test_horizon_run_counts_are_those_the_designs_build(defaults):

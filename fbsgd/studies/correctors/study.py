@@ -1,167 +1,132 @@
 """The runs of the correctors chapter: Section 7's logistic regression with compressed or
-noisy messages, plain and corrected, through the engine (:class:`fbsgd.engine.chains.ChainConfig`
-run by :func:`fbsgd.engine.sweeps.run_sweep`: the compiled chain kernel, or its reference path
-``train(PassGradient(net, plan), …)`` for what the kernel cannot run).
+noisy messages, plain and corrected, on the Section 7 kernel (:class:`fbsgd.engine.sweeps.RunConfig`
+run by :func:`fbsgd.engine.sweeps.run_sweep`), at the scale of the Section 7 chapters.
 
-The Section 7 setting as a chain (:func:`chain_config`): f₁ = ``Linear(d, 1)``, s = hᵀw (w₀ = 0),
-then ``LogisticLoss``, ℓ = ln(1 + e^{−y s}); full batch, the non-convex regularizer with ρ = 0.001
-and ξ_t ~ N(0, 10⁻⁶ I) added to the gradient.  The messages differ from Section 7's by the sign of
-the label: the chain's forward message is s = hᵀw where Section 7's is z = −y hᵀw, and its backward
-message is ∂ℓ/∂s = −y σ(−y s̃) where Section 7's is σ(z̃).  The magnitudes agree (|s| = |z|,
-|∂ℓ/∂s| = σ(z̃) with z̃ = −y s̃), the signs follow y.  So Top-K and Rand-K keep the same samples,
-rounding to nearest (symmetric formats) gives the same magnitudes, error feedback and delta
-compression act alike; zero-mean noise δ on s is noise −yδ on z, the same law, other draws.
+Every run is a RunConfig built from the fields the Section 7 chapters and the real-mechanisms
+chapter share (:func:`common`: :func:`fbsgd.studies.section7.design.common` of :data:`SECTION7`,
+float32 passes, per-sample draws, the exact gradient norm every 10th iterate, EWMA β = 0.99), so a
+configuration both chapters run — standard SGD, plain rounding to a format at either place — has
+one cache key (the labels ``figure`` and ``panel`` are not part of it) and is computed once.  The
+compressors and correctors sit in RunConfig's ``forward`` (after f₁: Section 7's message z = −y hᵀw)
+and ``backward`` (after ∂f₂/∂f₁: the message σ(z̃)) fields; the de-biasing kinds
+(:class:`fbsgd.correctors.SecondOrderDebias`, :class:`~fbsgd.correctors.UniformDebias`) act on σ(z̃)
+as written, beside the paper's forward noise ``perturbation="forward", sigma_f=σ_f`` (the law
+U(−σ_f/√d, σ_f/√d) of :func:`fbsgd.perturbations.zero_mean_uniform`).
 
-:class:`ChainMessageFix`   a de-biasing of Section 7's message v = σ(z̃) (:class:`fbsgd.correctors.SecondOrderDebias`,
-    :class:`~fbsgd.correctors.UniformDebias`) applied to the chain's message u = ∂ℓ/∂s:
-    u ↦ sign(u)·g(|u|) = −y·g(σ(z̃)), the corrected Section 7 message with the chain's sign.
-:func:`compression_settings`, :func:`debias_settings`   the configurations (tidy rows).
-:func:`gamma_scan`   stable gradient norm per (setting, γ, seed), as in Figure 4.
+:func:`compression_settings`, :func:`debias_settings`, :func:`baseline_setting`   the settings (tidy
+    rows: labels, ``mechanism``, the label of a plain mechanism, and ``fields``, the RunConfig fields).
+:func:`run_config`   one RunConfig of a setting.
+:func:`gamma_scan`   stable gradient norm and its drift per (setting, γ, seed), as in Figure 4.
 :func:`rate_scan`    (1/T) Σ_t ‖∇f(w_t)‖² per (setting, T, seed) with γ = c/√T (Remark 1).
 :func:`a3_scan`      Appendix A.3's Top-1 example with the correctors, per (setting, γ).
 """
 from __future__ import annotations
-
-import hashlib
-import inspect
-from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
 
 from fbsgd.correctors import DeltaCompression, SecondOrderDebias, UniformDebias
 from fbsgd.studies.counterexamples.study import PAPER_SETTINGS, fate, spectral_radius, topk_iteration_matrix, topk_net
-from fbsgd.metrics import drift_ratio
-from fbsgd.operators import Linear, LogisticLoss
+from fbsgd.studies.section7.verdicts import trace_drift
 from fbsgd.optimizers import SGD, HeavyBall, descend
-from fbsgd.passes import Composite
-from fbsgd.perturbations import ErrorFeedback, Perturbation, Plan, RandK, Round, TopK, canonical, zero_mean_uniform
-from fbsgd.problems import Dataset, LogisticRegression
+from fbsgd.perturbations import ErrorFeedback, Plan, RandK, Round, TopK, zero_mean_uniform
 from fbsgd.studies.rates.schedules import FLOW_TIME
-from fbsgd.engine.chains import ChainConfig
-from fbsgd.engine.sweeps import run_sweep
+from fbsgd.studies.real_mechanisms.mechanisms import mechanism_label
+from fbsgd.studies.section7 import design as X
+from fbsgd.engine.sweeps import RunConfig, run_sweep
 
-__all__ = ["ChainMessageFix", "chain_config", "chain_data", "compression_settings", "debias_settings", "gamma_scan",
-           "rate_scan", "rate_metric_every", "a3_scan", "figure9_radii", "problem", "NOISE_STD", "METRIC_EVERY", "EWMA"]
+__all__ = ["SECTION7", "common", "problem", "run_config", "compression_settings", "debias_settings",
+           "baseline_setting", "gamma_scan", "rate_scan", "rate_metric_every", "a3_scan",
+           "figure9_radii"]
 
-NOISE_STD = 1e-3  # the sampling noise ξ_t ~ N(0, NOISE_STD² I) of Section 7
-METRIC_EVERY = 10  # the γ scan's gradient norms: every 10th iterate
-EWMA = 0.99  # β of the EWMA of the gradient norm (Section 7.1)
-
-
-@lru_cache(maxsize=4)
-def problem(d: int = 10, M: int = 2000, rho: float = 0.001, regularizer: str = "nonconvex", data_seed: int = 0):
-    return LogisticRegression.generate(d=d, M=M, rho=rho, regularizer=regularizer, data_seed=data_seed)
+# the Section 7 chapters' and the real-mechanisms chapter's defaults of the fields they share
+# (the parameters cells of chapters/real_mechanisms.ipynb and the Section 7 chapters; a test checks them)
+SECTION7 = dict(mode="per_sample", ewma=0.99, metric_every=10, precision="float32", data_seed=0)
 
 
-@lru_cache(maxsize=4)
-def chain_data(d: int = 10, M: int = 2000, data_seed: int = 0) -> Dataset:
-    """The problem's features and ±1 labels as a :class:`fbsgd.problems.Dataset`."""
-    pr = problem(d=d, M=M, data_seed=data_seed)
-    return Dataset(pr.features, pr.labels, name=f"Section 7 logistic regression (d = {d}, M = {M})")
+def common(T: int) -> dict:
+    """The RunConfig fields of every run of horizon T (:func:`fbsgd.studies.section7.design.common`)."""
+    return X.common({"T": int(T), **SECTION7})
 
 
-def chain_config(plan: Plan, gamma: float, seed: int, T: int, metric_every: int = METRIC_EVERY) -> ChainConfig:
-    """One run of the Section 7 setting as a chain (see the module docstring) with the plan's
-    perturbations: forward[1] on s = hᵀw, backward[2] on ∂ℓ/∂s."""
-    pr = problem()
-    return ChainConfig(net=Composite([Linear(pr.d, 1, init="zeros"), LogisticLoss()]), data=chain_data(),
-                       optimizer="sgd", lr=float(gamma), batch=0, T=int(T), seed=int(seed),
-                       forward=dict(plan.forward), backward=dict(plan.backward), metric_every=int(metric_every),
-                       ewma=EWMA, regularizer="nonconvex", rho=pr.rho, noise_std=NOISE_STD)
+def problem():
+    """Section 7's logistic regression (d = 10, M = 2000, non-convex regularizer, ρ = 0.001) of these runs."""
+    return RunConfig(**common(2 * SECTION7["metric_every"])).problem()
 
 
-@dataclass(frozen=True)
-class ChainMessageFix(Perturbation):
-    """A de-biasing ``fix`` written for Section 7's backward message v = σ(z̃) (values in (0, 1)),
-    applied to the chain's backward message u = ∂ℓ/∂s = −y σ(−y s̃): u ↦ sign(u)·fix(|u|).
-
-    |u| = σ(z̃) with z̃ = −y s̃ and sign(u) = −y, so the result is −y·fix(σ(z̃)): the corrected
-    Section 7 message with the chain's sign, without reading the labels.  On a message in (0, 1)
-    (Section 7's own) it is ``fix`` itself.  No compiled form: it runs on the engine's reference path.
-    """
-
-    fix: Perturbation
-
-    def apply(self, x, key, step):
-        x = np.asarray(x, dtype=float)
-        return np.sign(x) * self.fix.apply(np.abs(x), key, step)
-
-    @property
-    def law(self):
-        return self.fix.law
-
-    def __fbsgd_canonical__(self) -> str:
-        """Its identity in the sweep cache, with a hash of this class's source (a study's class is
-        not in the engine's source hash: an edit here must give new keys)."""
-        h = hashlib.sha256(inspect.getsource(type(self)).encode()).hexdigest()[:12]
-        return f"ChainMessageFix<source:{h}>(fix={canonical(self.fix)})"
+def run_config(setting: dict, gamma: float, seed: int, T: int, metric_every: int | None = None) -> RunConfig:
+    """The RunConfig of one run of ``setting`` (a row of the settings below); ``figure`` and ``panel``
+    label it ("correctors", "<place> <perturbation> <corrector>") and are not part of its key."""
+    fields = common(T)
+    if metric_every is not None:
+        fields["metric_every"] = int(metric_every)
+    return RunConfig(figure="correctors", panel=f"{setting['place']} {setting['perturbation']} {setting['corrector']}",
+                     gamma=float(gamma), seed=int(seed), **fields, **setting["fields"])
 
 
 # -- configurations ----------------------------------------------------------------------------
 
 def compression_settings(k: int, fmt: str) -> list[dict]:
-    """Top-K, Rand-K (scope "batch", k of M samples) and rounding to ``fmt`` on the forward
-    and on the backward message, each plain, with error feedback and delta-based; rounding
-    also stochastic (the unbiased alternative).  One dict per setting (``plan`` included)."""
+    """Top-K, Rand-K (scope "batch", k of M samples) and rounding to ``fmt`` on the forward message z
+    and on the backward message σ(z̃), each plain, with error feedback and delta-based; rounding also
+    stochastic (the unbiased alternative).  ``mechanism``: the label
+    (:func:`fbsgd.studies.real_mechanisms.mechanisms.mechanism_label`) of a plain mechanism (the plain
+    compressor, stochastic rounding), "" for a compressor with memory."""
     rows = []
-    for place, key in (("forward", 1), ("backward", 2)):
+    for place in ("forward", "backward"):
         for pert, C, unbiased in (("Top-K", TopK(k, "batch"), None), ("Rand-K", RandK(k, "batch"), None),
                                   (fmt, Round(fmt, "nearest"), Round(fmt, "stochastic"))):
-            variants = [("plain", C), ("error feedback", ErrorFeedback(C)), ("delta", DeltaCompression(C))]
+            variants = [("plain", C, mechanism_label(C)), ("error feedback", ErrorFeedback(C), ""),
+                        ("delta", DeltaCompression(C), "")]
             if unbiased is not None:  # rounding has an unbiased alternative
-                variants.append(("stochastic rounding", unbiased))
-            for corr, p in variants:
-                plan = Plan(forward={1: p}) if key == 1 else Plan(backward={2: p})
-                rows.append(dict(part="compression", place=place, perturbation=pert, corrector=corr, plan=plan))
+                variants.append(("stochastic rounding", unbiased, mechanism_label(unbiased)))
+            for corr, p, label in variants:
+                rows.append(dict(part="compression", place=place, perturbation=pert, corrector=corr, mechanism=label,
+                                 fields={place: p}))
     return rows
 
 
 def debias_settings(sigma_fs, d: int) -> list[dict]:
-    """Zero-mean forward noise U(−a, a), a = σ_f/√d (Section 7.2.1), plain and with the
-    second-order and the exact de-biasing of the backward message (as :class:`ChainMessageFix`:
-    the chain's message carries the label's sign)."""
+    """Zero-mean forward noise U(−a, a), a = σ_f/√d (Section 7.2.1: ``perturbation="forward"``,
+    ``sigma_f``), plain and with the second-order and the exact de-biasing of the backward message σ(z̃)."""
     rows = []
     for s in sigma_fs:
         noise = zero_mean_uniform(s, d)
         for corr, fix in (("plain", None), ("second-order", SecondOrderDebias.for_noise(noise)),
                           ("exact", UniformDebias.for_noise(noise))):
-            plan = Plan(forward={1: noise}, backward={2: ChainMessageFix(fix)} if fix is not None else {})
+            fields = dict(perturbation="forward", sigma_f=float(s), **({"backward": fix} if fix is not None else {}))
             rows.append(dict(part="debias", place="forward", perturbation=f"uniform σ_f = {s:g}", corrector=corr,
-                             sigma_f=float(s), plan=plan))
+                             mechanism=mechanism_label(noise) if fix is None else "", sigma_f=float(s), fields=fields))
     return rows
 
 
 def baseline_setting() -> dict:
-    return dict(part="baseline", place="none", perturbation="none", corrector="none", plan=Plan())
+    return dict(part="baseline", place="none", perturbation="none", corrector="none", mechanism="", fields={})
 
 
 # -- the scans -----------------------------------------------------------------------------------
 
 def _labels(s):
-    return {k: v for k, v in s.items() if k != "plan"}
+    return {k: v for k, v in s.items() if k != "fields"}
 
 
 def gamma_scan(settings, gammas, seeds, T: int, n_jobs: int = -1, cache_dir=True, progress: bool = True) -> pd.DataFrame:
     """One row per (setting, γ, seed): the stable gradient norm after T iterations (mean EWMA of
     ‖∇f‖ over the last ⌊T/2⌋ iterations, Section 7.1: run_sweep's ``stable_grad_norm``), its drift
-    (:func:`fbsgd.metrics.drift_ratio` of the EWMA at every METRIC_EVERY-th iterate: has the run
-    settled?), ``diverged`` and the engine's ``path`` ("compiled" or "reference").  One run_sweep call."""
+    (:func:`trace_drift`: has the run settled?), ``diverged``, the engine's ``path`` ("compiled" or
+    "reference") and ``config_id`` (the cache key).  One run_sweep call, with run_sweep's default trace
+    (that of the other Section 7 chapters, so their runs and these share cache entries)."""
     keys = [(s, g, k) for s in settings for g in gammas for k in seeds]
-    configs = [chain_config(s["plan"], g, k, T) for s, g, k in keys]
-    points = -(-int(T) // METRIC_EVERY)  # every recorded iterate: the trace is the full EWMA
-    res = run_sweep(configs, n_jobs=n_jobs, cache_dir=cache_dir, trace_points=2 * points, progress=progress)
-    traces = {cid: g.sort_values("t").ewma.to_numpy() for cid, g in res.traces.groupby("config_id")}
+    configs = [run_config(s, g, k, T) for s, g, k in keys]
+    res = run_sweep(configs, n_jobs=n_jobs, cache_dir=cache_dir, progress=progress)
+    traces = {cid: (g.t.to_numpy(), g.ewma.to_numpy()) for cid, g in res.traces.sort_values("t").groupby("config_id")}
+    every = SECTION7["metric_every"]
     rows = []
     for (s, g, k), r in zip(keys, res.table.itertuples()):
-        trace = traces[r.config_id]
-        if trace.size != points:  # drift_ratio's quarters are of the full trace
-            raise RuntimeError(f"gamma_scan: run_sweep returned {trace.size} trace points, not every recorded iterate ({points})")
         rows.append({**_labels(s), "gamma": float(g), "seed": int(k), "T": int(T),
                      "stable_grad_norm": float(r.stable_grad_norm),
-                     "drift": float("nan") if r.diverged else drift_ratio(trace),
-                     "diverged": bool(r.diverged), "path": r.path})
+                     "drift": float("nan") if r.diverged else trace_drift(*traces[r.config_id], T, every),
+                     "diverged": bool(r.diverged), "path": r.path, "config_id": r.config_id})
     return pd.DataFrame(rows)
 
 
@@ -177,7 +142,7 @@ def rate_scan(settings, horizons, seeds, c: float, n_jobs: int = -1, cache_dir=T
     ``diverged`` and ``path``.  One run_sweep call."""
     keys = [(s, T, k) for s in settings for T in horizons for k in seeds]
     gammas = [c / np.sqrt(T) for _, T, _ in keys]
-    configs = [chain_config(s["plan"], g, k, T, rate_metric_every(g, T)) for (s, T, k), g in zip(keys, gammas)]
+    configs = [run_config(s, g, k, T, rate_metric_every(g, T)) for (s, T, k), g in zip(keys, gammas)]
     res = run_sweep(configs, n_jobs=n_jobs, cache_dir=cache_dir, trace_points=4, progress=progress)
     return pd.DataFrame([{**_labels(s), "T": int(T), "seed": int(k), "gamma": float(g),
                           "mean_sq_grad_norm": float(r.mean_sq_grad_norm), "diverged": bool(r.diverged), "path": r.path}

@@ -9,7 +9,7 @@ from fbsgd.studies.section7.figures import stable_norm_vs_gamma
 
 __all__ = ["mechanism_panels", "depth_panels", "atlas_map", "power_label"]
 
-_CLASSES = {"recovered": 0, "plateau": 1, "diverged": 2}
+_CLASSES = {"recovered": 0, "plateau": 1, "diverged": 2, "?": 3}  # "?": undecided (too few seeds share a class)
 
 
 def power_label(x: float) -> str:
@@ -70,18 +70,26 @@ def _predictions(ax, order, predictions, gmin, shown, bottom):
         ax.plot([], [], "v", ms=6, color="0.4", label="prediction below the axis")
 
 
-def depth_panels(stable, optimizers):
-    """Relative gradient error (top) and stable norm over the clean run (bottom) against N, one column per optimizer."""
+def depth_panels(comparable, stable, optimizers):
+    """One row per optimizer: left, the relative gradient error at comparable points against N
+    (``comparable``: :func:`fbsgd.studies.real_mechanisms.deep_chain.comparable_table`; markers: geometric
+    mean over seeds, bars: the range over seeds); right, the stable norm over the clean run's (``stable``)."""
     fig, axes = plt.subplots(len(optimizers), 2, figsize=(PAGE_WIDTH, 2.9 * len(optimizers) + 0.8), sharex=True,
                              squeeze=False, layout="constrained")
     for j, opt in enumerate(optimizers):
+        c = comparable[(comparable.optimizer == opt) & (comparable.place != "none")]
+        for lab, g in c.groupby("label", sort=False):
+            style = "o-" if "forward" in lab else "s--"
+            y = g.relative_gradient_error.to_numpy()
+            axes[j, 0].errorbar(g.N, y, yerr=[y - g.error_low.to_numpy(), g.error_high.to_numpy() - y], fmt=style, ms=4,
+                                capsize=2, label=lab)
+            axes[j, 0].set_yscale("log")
         s = stable[(stable.optimizer == opt) & (stable.place != "none")]
         for lab, g in s.groupby("label", sort=False):
             style = "o-" if "forward" in lab else "s--"
-            axes[j, 0].semilogy(g.N, g.relative_gradient_error, style, ms=4, label=lab)
             axes[j, 1].plot(g.N, g.over_clean, style, ms=4, label=lab)
         name = {"sgd": "SGD", "heavyball": "heavy-ball", "adam": "Adam"}.get(opt, opt)
-        axes[j, 0].set_title(f"{name}: gradient error", fontsize=10)
+        axes[j, 0].set_title(f"{name}: gradient error at the common loss level", fontsize=10)
         axes[j, 1].set_title(f"{name}: stable norm", fontsize=10)
         axes[j, 1].axhline(1.0, color="k", lw=0.8)
         axes[j, 0].set_ylabel(r"$E\|\tilde u - u\|^2 / \|u\|^2$")
@@ -102,12 +110,14 @@ def atlas_map(cells, boundary_rates):
     places = list(dict.fromkeys(cells.place))
     fig, axes = plt.subplots(len(places), 1, figsize=(PAGE_WIDTH, 3.4 * len(places)), sharex=True, squeeze=False,
                              layout="constrained")
-    cmap = ListedColormap(["#8fd694", "#f2c14e", "#d1495b"])
+    cmap = ListedColormap(["#8fd694", "#f2c14e", "#d1495b", "#d0d7de"])
     for ax, place in zip(axes[:, 0], places):
         c = cells[cells.place == place]
         gam, rates = np.sort(c.gamma.unique()), np.sort(c.rate.unique())
         grid = c.pivot(index="rate", columns="gamma", values="cls").loc[rates, gam].replace(_CLASSES).to_numpy(float)
-        ax.imshow(grid, origin="lower", cmap=cmap, vmin=0, vmax=2, aspect="auto")
+        ax.imshow(grid, origin="lower", cmap=cmap, vmin=0, vmax=3, aspect="auto")
+        for (i, k) in zip(*np.nonzero(grid == _CLASSES["?"])):
+            ax.text(k, i, "?", ha="center", va="center", fontsize=11, color="0.25")
         ax.set_xticks(range(len(gam)), [f"{g:g}" for g in gam])
         ax.set_yticks(range(len(rates)), [power_label(r) for r in rates])
         y = np.interp(np.log10(boundary_rates[place]), np.log10(rates), np.arange(len(rates)), left=-0.5, right=len(rates) - 0.5)
@@ -117,6 +127,7 @@ def atlas_map(cells, boundary_rates):
     axes[-1, 0].set_xlabel(r"step size $\gamma$")
     present = [name for name, i in _CLASSES.items() if (cells.cls == name).any()]  # only classes that occur
     handles = [plt.Rectangle((0, 0), 1, 1, color=cmap(_CLASSES[name])) for name in present] + [axes[0, 0].lines[0]]
-    axes[0, 0].legend(handles, present + [r"Table 1: $Q = T^{a}$"], loc="upper left", bbox_to_anchor=(1.02, 1.0),
+    words = ["undecided (?)" if name == "?" else name for name in present]
+    axes[0, 0].legend(handles, words + [r"Table 1: $Q = T^{a}$"], loc="upper left", bbox_to_anchor=(1.02, 1.0),
                       borderaxespad=0.0, fontsize=LEGEND_PT)
     return fig

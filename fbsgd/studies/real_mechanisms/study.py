@@ -18,14 +18,14 @@ import pandas as pd
 
 from fbsgd.studies.section7 import design as X
 from fbsgd.studies.real_mechanisms.mechanisms import mechanism_label
-from fbsgd.studies.section7.verdicts import (AGREEMENT_BAND, DECREASE_SLOPE, PLATEAU_SLOPE, RECOVERY_FACTOR,
-                                in_band, trend)
-from fbsgd.engine.sweeps import RunConfig
+from fbsgd.studies.section7.verdicts import (AGREEMENT_BAND, DECREASE_SLOPE, RECOVERY_FACTOR,
+                                SETTING_S7, floor_found, in_band, is_settled, trend)
+from fbsgd.engine.sweeps import RunConfig, run_sweep
 from fbsgd.theory.small_step_limits import small_step_limit
-from fbsgd.book.verdicts import Verdict, outcome_of_cases, share_text
-from fbsgd.studies.section7.verdicts import geometric_mean
+from fbsgd.book.verdicts import Verdict, fact, outcome_of_cases, share_text
+from fbsgd.studies.section7.verdicts import geometric_mean, trace_drift
 
-__all__ = ["PLACES", "MESSAGE_OF", "mechanism_configs", "mechanism_slopes", "attach_predictions", "prediction_cases",
+__all__ = ["PLACES", "MESSAGE_OF", "mechanism_configs", "run_figure4", "settled_curves", "floor_finds", "mechanism_slopes", "attach_predictions", "prediction_cases",
            "prediction_verdict", "invisible_text", "backward_no_floor_verdict", "asymmetry_table", "asymmetry_verdict",
            "negligible_verdict", "unchanged_text"]
 
@@ -44,6 +44,52 @@ def mechanism_configs(mechanisms, gammas, seeds, places=PLACES, **common) -> lis
             for p in mechanisms:
                 for place in places:
                     out.append(RunConfig(figure=mechanism_label(p), panel=place, gamma=g, seed=s, **{place: p}, **common))
+    return out
+
+
+def run_figure4(configs, *, n_jobs=None, cache_dir=True, progress: bool = True):
+    """The Figure 4 sweep through :func:`fbsgd.engine.sweeps.run_sweep` with its default trace (that of
+    the other Section 7 chapters and of the correctors chapter's γ scan, so the same runs share cache
+    entries), adding to the table each run's ``drift``: :func:`fbsgd.studies.section7.verdicts.trace_drift`,
+    the one computation both chapters use (:func:`fbsgd.metrics.drift_ratio` of the EWMA interpolated
+    onto every recorded iterate: the mean over the last quarter of the run over the quarter before; NaN
+    for a diverged run)."""
+    configs = list(configs)
+    res = run_sweep(configs, n_jobs=n_jobs, cache_dir=cache_dir, progress=progress)
+    traces = {cid: (g.t.to_numpy(), g.ewma.to_numpy()) for cid, g in res.traces.sort_values("t").groupby("config_id")}
+    res.table = res.table.assign(drift=[np.nan if r.diverged else trace_drift(*traces[r.config_id], c.T, c.metric_every)
+                                        for c, r in zip(configs, res.table.itertuples())])
+    return res
+
+
+def settled_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """Per curve (figure, panel): its smallest γ, the drift ratios of its runs there (smallest and
+    largest) and ``settled``: every run at the smallest γ passed the drift test
+    (:func:`fbsgd.studies.section7.verdicts.is_settled`; a diverged run has no drift and fails it)."""
+    rows = []
+    for (fig, panel), g in table.groupby(["figure", "panel"], sort=False):
+        at = g[g.gamma == g.gamma.min()]
+        d = at.drift.to_numpy(dtype=float)
+        rows.append(dict(figure=fig, panel=panel, gamma_min=float(at.gamma.iloc[0]), drift_min=float(np.nanmin(d)) if np.isfinite(d).any() else np.nan,
+                         drift_max=float(np.nanmax(d)) if np.isfinite(d).any() else np.nan,
+                         settled=bool(is_settled(d) and not at.diverged.any())))
+    return pd.DataFrame(rows)
+
+
+def floor_finds(slopes: pd.DataFrame, settled: pd.DataFrame) -> dict:
+    """The facts "leaves a floor" that Figure 4 finds, for every rounding mechanism and place, by the
+    book's one rule :func:`fbsgd.studies.section7.verdicts.floor_found` (slope over the smallest step
+    sizes, S(γ_min) over standard SGD's there, and settled: the curve's runs and standard SGD's at γ_min
+    passed the drift test, as the correctors chapter asks of the same runs), as
+    ``{fact("floor", mechanism, place, SETTING_S7): found}`` — an undecided case (None) is left out."""
+    base = _sgd(slopes).norm_at_gamma_min
+    ok = settled.set_index(["figure", "panel"]).settled
+    sgd_ok = bool(ok.get(("standard SGD", "baseline"), True))
+    out = {}
+    for r in slopes[slopes.place != "baseline"].itertuples():
+        found = floor_found(r.slope, r.norm_at_gamma_min / base, bool(ok.get((r.mechanism, r.place), False)) and sgd_ok)
+        if found is not None:
+            out[fact("floor", r.mechanism, r.place, SETTING_S7)] = found
     return out
 
 
@@ -126,7 +172,7 @@ def _case_text(r) -> str:
     return f"{head}, not visible, measured {r.measured / r.sgd_norm:.2f}× SGD → {verdict}"
 
 
-def prediction_verdict(claim, cases: pd.DataFrame, name: str) -> Verdict:
+def prediction_verdict(claim, cases: pd.DataFrame, name: str, finds: dict | None = None) -> Verdict:
     """Every curve's stable norm at the smallest γ, on either pass, against its own mechanism's γ → 0
     prediction (:func:`prediction_cases`), each curve a case of :func:`fbsgd.book.verdicts.outcome_of_cases`
     (the book's share rule); unresolved when every case agrees but no prediction is visible (then no floor
@@ -150,7 +196,7 @@ def prediction_verdict(claim, cases: pd.DataFrame, name: str) -> Verdict:
                 + f"; in all, {share_text(cases.agrees)} agree, {int(cases.visible.sum())} predictions visible.")
     return Verdict(claim(name), outcome, rule=rule, evidence=evidence,
                    threshold=f"measured / predicted within {_BAND} (visible); S ≤ {RECOVERY_FACTOR:g}× SGD's (not visible)",
-                   **key)
+                   finds=dict(finds or {}), **key)
 
 
 def invisible_text(cases: pd.DataFrame) -> str:

@@ -14,6 +14,7 @@ from fbsgd.studies.real_mechanisms import study as MS
 from fbsgd.studies.real_mechanisms import mechanisms as MX
 from fbsgd.book import params as P
 from fbsgd import perturbations as PT
+from fbsgd.studies.real_mechanisms import atlas as A
 from fbsgd.studies.real_mechanisms.atlas import boundary_rate, budget_exponent
 from fbsgd.studies.section7.design import ROUND_FORMATS, ROUND_MODES, section7_rules, section7_spec
 from fbsgd.lowprec import FIELDS
@@ -24,19 +25,23 @@ from fbsgd.studies.section7.verdicts import RECOVERY_FACTOR
 from fbsgd.engine.sweeps import RunConfig, cost_text
 
 __all__ = ["chapter_spec", "chapter_rules", "checkpoints_problem", "keep_fractions_problem", "ROUNDINGS", "mechanism_set", "moment_verdicts", "fig4_verdicts", "depth_verdicts", "optimizer_verdicts", "deep_design", "timed", "sweep_line", "deep_line", "atlas_bounds", "moments_view",
-           "prediction_view", "asymmetry_view", "growth_view", "lemma_view", "floor_ratios", "floor_ratio_view", "text_values",
-           "prediction_values", "summary_values", "OPTIMIZERS"]
+           "prediction_view", "asymmetry_view", "growth_view", "points_view", "settled_view", "lemma_view", "floor_ratios", "floor_ratio_view", "text_values",
+           "prediction_values", "deep_values", "summary_values", "OPTIMIZERS"]
 
 OPTIMIZERS = ["sgd", "heavyball", "adam"]
 FLIP_FIELDS = ("exponent", "mantissa", "sign")
 ROUNDINGS = tuple(f"{f} {m}" for f in ROUND_FORMATS for m in ROUND_MODES)  # the "format mode" names of deep_formats
 
 
+DEEP_T_PAPER = 6000  # the deep chains' iterations at paper scale: where the drift test passes (the chapter says how often)
+DEEP_METRIC_POINTS = 50  # the deep chains' exact gradient norm every deep_T / 50 iterations (the drift test's samples)
+
+
 def chapter_spec() -> dict:
     """The chapter's parameter declarations for :func:`fbsgd.book.params.resolve`: the Section 7 ones
-    (with two seeds at both scales) and those of the moment table, the atlas and the deep chain."""
+    (three seeds at paper scale, two quick) and those of the moment table, the atlas and the deep chain."""
     return dict(
-        **{**section7_spec(), "seeds": P.IntList(paper=[0, 1], quick=[0, 1], min=0)},
+        **section7_spec(),
         formats=P.StrList(choices=ROUND_FORMATS),
         modes=P.StrList(choices=ROUND_MODES),
         keep_fractions=P.FloatList(min=1e-4, max=1.0), flip_rates=P.FloatList(min=0.0, max=1.0, label="{:g}"),
@@ -44,11 +49,13 @@ def chapter_spec() -> dict:
                                 min=0.0, max=1.0, label="{:g}"),
         message_gamma=P.Float(min=1e-9), message_T=P.Int(paper=20_000, quick=2_000, min=2),
         message_checkpoints=P.Int(min=1), message_draws=P.Int(min=2),
-        atlas_seeds=P.IntList(paper=[0, 1], quick=[0], min=0),
+        atlas_seeds=P.IntList(paper=[0, 1, 2, 3], quick=[0, 1, 2], min=0),
+        atlas_gammas=P.FloatList(paper=[0.01, 0.1, 1.0], quick=[0.1, 0.3, 1.0], min=1e-9, max=1e3),
         depths=P.IntList(paper=[2, 4, 8, 16], quick=[2, 4, 8], min=1, max=64, min_len=2),
         deep_formats=P.StrList(choices=ROUNDINGS),
-        deep_T=P.Int(paper=1000, quick=100, min=2), deep_seeds=P.IntList(paper=[0, 1], quick=[0], min=0),
-        width=P.Int(min=1), gain=P.Float(min=0.0), n_data=P.Int(min=2), batch=P.Int(min=1),
+        deep_T=P.Int(paper=DEEP_T_PAPER, quick=200, min=2), deep_seeds=P.IntList(paper=[0, 1, 2], quick=[0, 1, 2], min=0),
+        width=P.Int(min=1), gain=P.Float(min=0.0), n_data=P.Int(paper=2048, quick=512, min=2), batch=P.Int(min=1),
+        deep_rho=P.Float(min=0.0),
         lr_sgd=P.Float(min=1e-12), lr_heavyball=P.Float(min=1e-12), beta=P.Float(min=0.0, max=0.999999),
         lr_adam=P.Float(min=1e-12),
     )
@@ -115,37 +122,47 @@ def moment_verdicts(claim, moments: pd.DataFrame) -> list:
 
 
 def fig4_verdicts(claim, slopes: pd.DataFrame, cases: pd.DataFrame, moments: pd.DataFrame, asym: pd.DataFrame,
-                  table: pd.DataFrame) -> list:
+                  table: pd.DataFrame, settled: pd.DataFrame | None = None) -> list:
     """The verdicts on Figure 4 with rounding, in display order: no floor for zero-mean backward rounding,
     every curve's floor against its prediction on both passes (``cases``:
     :func:`fbsgd.studies.real_mechanisms.study.prediction_cases`; the claim keeps its id
-    ``fig4_forward_prediction``), the forward/backward asymmetry (``asym``), bfloat16 negligible (``table``)."""
+    ``fig4_forward_prediction``), the forward/backward asymmetry (``asym``), bfloat16 negligible (``table``).
+    The prediction verdict records the facts "leaves a floor" that the curves find
+    (:func:`fbsgd.studies.real_mechanisms.study.floor_finds`, with ``settled``:
+    :func:`fbsgd.studies.real_mechanisms.study.settled_curves`), for the book's check that no two
+    chapters find a fact differently."""
+    finds = MS.floor_finds(slopes, settled) if settled is not None else {}
     return [MS.backward_no_floor_verdict(claim, slopes, moments, "fig4_backward_no_floor"),
-            MS.prediction_verdict(claim, cases, "fig4_forward_prediction"),
+            MS.prediction_verdict(claim, cases, "fig4_forward_prediction", finds=finds),
             MS.asymmetry_verdict(claim, asym, "fig4_asymmetry"),
             MS.negligible_verdict(claim, table, "fig4_bfloat16_negligible", "bfloat16")]
 
 
-def depth_verdicts(claim, growth: pd.DataFrame, stable: pd.DataFrame) -> list:
-    """The verdicts on depth: the error compounds (``growth``), the forward error exceeds the backward one."""
+def depth_verdicts(claim, growth: pd.DataFrame, errors: pd.DataFrame) -> list:
+    """The verdicts on depth, at comparable points (``errors``: :attr:`fbsgd.studies.real_mechanisms.deep_chain.DeepResult.errors`):
+    the error compounds under every optimizer (``growth``), the forward error exceeds the backward one."""
     return [DC.compounding_verdict(claim, growth, "depth_compounds"),
-            DC.forward_sensitive_verdict(claim, stable, "depth_forward_sensitive", column="relative_gradient_error")]
+            DC.forward_sensitive_verdict(claim, errors, "depth_forward_sensitive")]
 
 
-def optimizer_verdicts(claim, stable: pd.DataFrame, floors: pd.DataFrame) -> list:
-    """The verdicts on momentum and Adam: the asymmetry survives, heavy-ball's and Adam's floors (``floors``)."""
-    return [DC.optimizer_verdict(claim, stable, "optimizers_asymmetry", column="relative_gradient_error"),
+def optimizer_verdicts(claim, errors: pd.DataFrame, floors: pd.DataFrame) -> list:
+    """The verdicts on momentum and Adam: the asymmetry survives (at comparable points), heavy-ball's and
+    Adam's floors (``floors``)."""
+    return [DC.optimizer_verdict(claim, errors, "optimizers_asymmetry"),
             DC.optimizer_floor_verdict(claim, floors, "optimizers_floor_heavyball", "heavyball"),
             DC.optimizer_floor_verdict(claim, floors, "optimizers_floor_adam", "adam")]
 
 
-def deep_design(deep_formats, deep_T: int, lr_sgd: float, lr_heavyball: float, beta: float, lr_adam: float) -> dict:
+def deep_design(deep_formats, deep_T: int, lr_sgd: float, lr_heavyball: float, beta: float, lr_adam: float,
+                rho: float = 0.0) -> dict:
     """The keyword arguments of :func:`fbsgd.studies.real_mechanisms.deep_chain.run_deep` that the chapter derives from its
     parameters: the rounding of each "format mode" name, the three optimizers, an exact-gradient
-    metric every T/20 iterations (at least every iteration) and the step sizes."""
+    metric every T/DEEP_METRIC_POINTS iterations (at least every iteration: the drift test's samples),
+    the step sizes and the squared-L2 penalty ρ‖w‖² ("l2", none when ρ = 0)."""
     return dict(mechanisms=[PT.Round(*name.split(" ")) for name in deep_formats], optimizers=list(OPTIMIZERS),
-                metric_every=max(1, deep_T // 20),
-                lr=dict(sgd=lr_sgd, heavyball=lr_heavyball, beta=beta, adam=lr_adam))
+                metric_every=max(1, deep_T // DEEP_METRIC_POINTS),
+                lr=dict(sgd=lr_sgd, heavyball=lr_heavyball, beta=beta, adam=lr_adam),
+                regularizer="l2" if rho > 0 else "none", rho=float(rho))
 
 
 def timed(fn, *args, **kwargs):
@@ -161,9 +178,10 @@ def sweep_line(result, T: int) -> str:
             f"distinct runs:\n{cost_text(result)}")
 
 
-def deep_line(deep: pd.DataFrame, seconds: float) -> str:
-    """What the deep-chain runs cost."""
-    return f"{len(deep)} deep-chain runs in {seconds:.1f} s"
+def deep_line(deep, seconds: float) -> str:
+    """What the deep-chain runs cost (``deep``: a :class:`fbsgd.studies.real_mechanisms.deep_chain.DeepResult`)."""
+    return (f"{len(deep.runs)} deep-chain runs, {len(deep.points)} comparable points and {len(deep.errors)} errors "
+            f"there in {seconds:.1f} s")
 
 
 def atlas_bounds(T: int, M: int) -> dict:
@@ -201,10 +219,27 @@ def asymmetry_view(asym: pd.DataFrame):
 
 def growth_view(growth: pd.DataFrame):
     """The displayed view of :func:`fbsgd.studies.real_mechanisms.deep_chain.depth_growth`."""
-    return show(growth, "Growth of the relative gradient error with depth",
-                columns=["optimizer", "mechanism", "place", "error_ratio", "additive_ratio", "per_layer_factor"],
-                rename={"error_ratio": "error(N_max) / error(N_min)", "additive_ratio": "N_max / N_min",
-                        "per_layer_factor": "per layer (fit)"})
+    g = growth.assign(compounds=[{True: "yes", False: "no", None: "? (seeds disagree)"}[f] for f in growth.compounds])
+    return show(g, "Growth of the relative gradient error with depth, at comparable points",
+                columns=["optimizer", "mechanism", "place", "error_ratio", "seed_low", "seed_high", "additive_ratio",
+                         "per_layer_factor", "compounds"],
+                rename={"error_ratio": "error(N_max) / error(N_min)", "seed_low": "lowest seed", "seed_high": "highest seed",
+                        "additive_ratio": "N_max / N_min", "per_layer_factor": "per layer (fit)"})
+
+
+def points_view(points: pd.DataFrame):
+    """The displayed view of :attr:`fbsgd.studies.real_mechanisms.deep_chain.DeepResult.points`."""
+    return show(points, "Comparable points: where each clean run first reaches its optimizer's common loss level",
+                rename={"t": "iteration", "loss": "loss there", "level": "common level L*"})
+
+
+def settled_view(stable: pd.DataFrame):
+    """Drift and seed spread of the deep chains' clean runs (from :func:`fbsgd.studies.real_mechanisms.deep_chain.stable_table`)."""
+    clean = stable[stable.place == "none"]
+    return show(clean, "Clean deep chains: stable norm, its seed spread and the drift test",
+                columns=["optimizer", "N", "stable_grad_norm", "seed_spread", "drift_min", "drift_max", "settled"],
+                rename={"stable_grad_norm": "stable norm", "seed_spread": "max/min over seeds",
+                        "drift_min": "smallest drift", "drift_max": "largest drift", "settled": "all settled"})
 
 
 def lemma_view(lemma: pd.DataFrame):
@@ -215,17 +250,23 @@ def lemma_view(lemma: pd.DataFrame):
 
 
 def floor_ratios(floors: pd.DataFrame) -> pd.DataFrame:
-    """:func:`fbsgd.studies.real_mechanisms.deep_chain.optimizer_floor_table` wide: one row per (mechanism, place, N), one column
-    per optimizer holding its floor over plain SGD's (``ratio_to_base``)."""
-    return floors.pivot_table(index=["mechanism", "place", "N"], columns="optimizer",
-                              values="ratio_to_base").reset_index()
+    """:func:`fbsgd.studies.real_mechanisms.deep_chain.optimizer_floor_table` wide: one row per (mechanism, place, N), per
+    optimizer its floor over plain SGD's (``ratio_to_base``), the seed spread beside it and the case's mark."""
+    word = lambda r: "not settled" if not r.settled else {True: "same", False: "different", None: "? (spread)"}[r.same_floor]  # noqa: E731
+    f = floors.assign(mark=[word(r) for r in floors.itertuples()])
+    wide = f.pivot(index=["mechanism", "place", "N"], columns="optimizer", values=["ratio_to_base", "spread", "mark"])
+    wide.columns = [f"{o} {k}" for k, o in wide.columns]
+    return wide.reset_index()
 
 
 def floor_ratio_view(ratios: pd.DataFrame):
     """The displayed view of :func:`floor_ratios` (the optimizer columns that are present)."""
-    return show(ratios, "Floor under each optimizer over plain SGD's floor",
-                columns=["mechanism", "place", "N", *[o for o in ("heavyball", "adam") if o in ratios]],
-                rename={"heavyball": "heavy-ball / SGD", "adam": "Adam / SGD"})
+    cols = [f"{o} {k}" for o in ("heavyball", "adam") for k in ("ratio_to_base", "spread", "mark") if f"{o} {k}" in ratios]
+    names = {"heavyball": "heavy-ball", "adam": "Adam"}
+    return show(ratios, "Floor under each optimizer over plain SGD's floor, with the seed spread beside it",
+                columns=["mechanism", "place", "N", *cols],
+                rename={c: f"{names[c.split()[0]]} " + {"ratio_to_base": "/ SGD", "spread": "spread", "mark": "case"}[c.split()[1]]
+                        for c in cols})
 
 
 def text_values(draws: int, seeds, width: int, deep_formats, M: int, table: pd.DataFrame,
@@ -245,6 +286,12 @@ def text_values(draws: int, seeds, width: int, deep_formats, M: int, table: pd.D
             "rm-flip-range": flip_range_text(moments)}
 
 
+def deep_values(n_data: int, deep_rho: float, deep_T: int, deep_seeds) -> dict:
+    """The glued settings of the deep-chain prose (name → value): samples, penalty, iterations, seeds."""
+    return {"rm-n-data": f"{n_data:,}", "rm-deep-rho": f"{deep_rho:g}", "rm-deep-T": f"{deep_T:,}",
+            "rm-deep-seeds": f"{len(deep_seeds)} seed{'s' if len(deep_seeds) != 1 else ''}"}
+
+
 def prediction_values(cases: pd.DataFrame, verdict) -> dict:
     """The glued words and numbers on the predictions (name → value): the caption's sentence on the
     predictions that are not visible (:func:`fbsgd.studies.real_mechanisms.study.invisible_text`), how many
@@ -262,15 +309,17 @@ def _plain(value):
 
 
 def summary_values(verdicts: dict, growth: pd.DataFrame, asym: pd.DataFrame, floors: pd.DataFrame,
-                   cells: pd.DataFrame) -> dict:
+                   cells: pd.DataFrame, runs: pd.DataFrame | None = None) -> dict:
     """The numbers of "What the numbers say" (name → value): the key numbers of the bfloat16 and
     forward-sensitivity verdicts (``verdicts``: claim name → verdict, :func:`fbsgd.book.verdicts.by_name`),
     the largest float8 stable norm over SGD's (``asym``), the range of the per-layer growth under plain SGD (``growth``), how often
     each optimizer keeps the floor (``floors``), and the atlas's counts (``cells``)."""
-    sgd_growth = growth[growth.optimizer == "sgd"].per_layer_factor
+    sgd_growth = growth.per_layer_factor
     float8 = asym[asym.mechanism.str.startswith("float8")]
-    same = floors.groupby("optimizer").same_floor.agg(["sum", "size"])
-    inside = cells[cells.within_bound]
+    decided = floors.assign(decided=floors.same_floor.map(lambda f: f is not None),
+                            same=floors.same_floor.map(lambda f: f is True))
+    same = decided.groupby("optimizer").agg(sum=("same", "sum"), size=("decided", "sum"))
+    inside = cells[cells.within_bound & (cells.cls != A.UNDECIDED)]
     out = {"bf16-max": verdicts["fig4_bfloat16_negligible"].key_number,
            "f8-max": float8[["forward_over_sgd", "backward_over_sgd"]].max().max(),
            "growth-min": sgd_growth.min(), "growth-max": sgd_growth.max(),
@@ -278,5 +327,7 @@ def summary_values(verdicts: dict, growth: pd.DataFrame, asym: pd.DataFrame, flo
            "hb-same": same.loc["heavyball", "sum"], "hb-n": same.loc["heavyball", "size"],
            "adam-same": same.loc["adam", "sum"], "adam-n": same.loc["adam", "size"], "atlas-n": len(cells),
            **{f"atlas-{c}": int((cells.cls == c).sum()) for c in ("recovered", "plateau", "diverged")},
-           "atlas-inside": len(inside), "atlas-inside-recovered": int((inside.cls == "recovered").sum())}
+           "atlas-undecided": int((cells.cls == A.UNDECIDED).sum()), "atlas-min-seeds": A.ATLAS_MIN_SEEDS,
+           "atlas-inside": len(inside), "atlas-inside-recovered": int((inside.cls == "recovered").sum()),
+           "deep-settled": DC.settled_text(runs) if runs is not None else "—"}
     return {f"rm-{k}": _plain(v) for k, v in out.items()}

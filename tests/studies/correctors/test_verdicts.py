@@ -10,14 +10,16 @@ CLAIM = {c.id.split(".", 1)[1]: c for c in CLAIMS}.__getitem__
 GAMMAS = [0.01, 0.03, 0.1, 0.3]
 
 
-def _scan(spec):
-    """spec: (part, place, perturbation, corrector) -> S(γ) function; two seeds with ±1 % noise."""
+def _scan(spec, mechanisms=None):
+    """spec: (part, place, perturbation, corrector) -> S(γ) function; two seeds with ±1 % noise;
+    ``mechanisms``: (part, place, perturbation, corrector) -> the label of a plain mechanism (default "")."""
     rows = []
     for (part, place, pert, corr), f in spec.items():
         for g in GAMMAS:
             for seed, eps in ((0, 1.01), (1, 0.99)):
                 v = f(g)
-                rows.append(dict(part=part, place=place, perturbation=pert, corrector=corr, gamma=g, seed=seed,
+                rows.append(dict(part=part, place=place, perturbation=pert, corrector=corr,
+                                 mechanism=(mechanisms or {}).get((part, place, pert, corr), ""), gamma=g, seed=seed,
                                  stable_grad_norm=v * eps if np.isfinite(v) else np.nan, diverged=not np.isfinite(v)))
     return pd.DataFrame(rows)
 
@@ -52,13 +54,19 @@ def test_slopes_recover_known_power_laws():
     (0.0, 1.0, 5.0, True, False, "no effect"),
     (0.0, 3.0, 5.0, True, False, "raises the floor"),
     (0.5, 1.0, 1.0, True, True, "diverges"),
+    (0.0, 0.5, 1.8, True, False, CA.BETWEEN),  # flat, settled, 1.5–2× SGD's: neither restored nor a floor
+    (0.1, 1.0, 5.0, None, False, "no effect"),
 ])
 def test_classify(slope, ratio, over, floor, div, want):
     assert CA.classify(slope, ratio, over, floor, div) == want
 
 
-def test_has_floor_needs_a_flat_curve_above_sgd():
-    assert CA.has_floor(0.0, 5.0) and not CA.has_floor(0.5, 5.0) and not CA.has_floor(0.0, 1.5)
+def test_floors_are_found_by_the_shared_rule():
+    from fbsgd.studies.section7 import verdicts as S7
+
+    assert CA.floor_found is S7.floor_found and CA.is_settled is S7.is_settled
+    assert CA.floor_found(0.0, 5.0) is True and CA.floor_found(0.5, 5.0) is False and CA.floor_found(0.0, 1.5) is False
+    assert CA.floor_found(0.0, 1.8) is None  # flat between RECOVERY_FACTOR and FLOOR_OVER_SGD: undecided
 
 
 def test_corrector_verdict_holds_fails_and_ignores_cases_without_a_floor():
@@ -151,7 +159,7 @@ def test_outcome_of_flags(flags, want):
 
 
 def test_unsettled_flat_curves_are_undecided():
-    assert CA.has_floor(0.0, 5.0, settled=False) is None and CA.has_floor(0.5, 5.0, settled=False) is False
+    assert CA.floor_found(0.0, 5.0, settled=False) is None and CA.floor_found(0.5, 5.0, settled=False) is False
     assert CA.classify(0.0, 1.0, 5.0, True, False, settled=False) == CA.UNSETTLED
     assert CA.classify(0.5, 0.1, 1.0, True, False, settled=False) == "restores the rate"  # rising already
 
@@ -215,7 +223,7 @@ def test_debias_verdict_reports_the_predicted_residual_against_sgd():
 def test_rule_text_is_complete_and_uses_math_symbols():
     v = CA.corrector_verdict(CLAIM, "ef_backward", _table(backward_ef=SGD), "backward", "error feedback")
     assert "<=" not in v.rule and "≤" in v.rule
-    assert "its plain floor is;" not in v.rule and "plain floor is not settled" in v.rule
+    assert "its plain floor is;" not in v.rule and "plain floor is undecided" in v.rule and "floor_found" in v.rule
 
 
 def test_diverged_cases_print_diverges_not_nan():
@@ -223,6 +231,80 @@ def test_diverged_cases_print_diverges_not_nan():
     v = CA.corrector_verdict(CLAIM, "ef_backward", t, "backward", "error feedback")
     assert v.outcome == "fails" and "Top-K (backward): diverges" in v.evidence
     assert "nan" not in v.evidence.lower()
+
+
+# -- the facts found about plain mechanisms, and the three undecided or negative outcomes ------------------
+
+FP8 = "float8_e4m3fn"
+MECH = {("compression", "forward", FP8, "plain"): "float8_e4m3fn nearest",
+        ("compression", "forward", FP8, "stochastic rounding"): "float8_e4m3fn stochastic",
+        ("compression", "backward", FP8, "plain"): "float8_e4m3fn nearest",
+        ("compression", "backward", FP8, "stochastic rounding"): "float8_e4m3fn stochastic"}
+
+
+def _rounding_table(fwd_plain, fwd_sr, bwd_plain, bwd_sr, drift=None):
+    spec = {("baseline", "none", "none", "none"): SGD,
+            ("compression", "forward", FP8, "plain"): fwd_plain, ("compression", "forward", FP8, "stochastic rounding"): fwd_sr,
+            ("compression", "backward", FP8, "plain"): bwd_plain, ("compression", "backward", FP8, "stochastic rounding"): bwd_sr}
+    s = _scan(spec, MECH)
+    key = list(zip(s.part, s.place, s.perturbation, s.corrector))
+    s["drift"] = [(drift or {}).get(k, 1.0) if g == min(GAMMAS) else 1.0 for k, g in zip(key, s.gamma)]
+    return CA.summary(CA.stable_slopes(s))
+
+
+def _fact(label, place):
+    from fbsgd.book.verdicts import fact
+    from fbsgd.studies.section7.verdicts import SETTING_S7
+
+    return fact("floor", label, place, SETTING_S7)
+
+
+def test_stochastic_rounding_keeping_the_forward_floor_fails_and_records_every_floor_it_found():
+    """Forward: nearest and stochastic both leave a floor (the real-mechanisms chapter's float8 forward finding);
+    backward: neither does (zero-mean rounding of the backward message) — ✘, with the four facts."""
+    t = _rounding_table(FLOOR, lambda g: 0.02 + 0 * g, SGD, SGD)
+    v = CA.corrector_verdict(CLAIM, "stochastic_rounding", t, None, "stochastic rounding")
+    assert v.outcome == "fails" and v.mark == "✘" and "lowers the floor" in v.evidence
+    assert v.finds == {_fact("float8_e4m3fn nearest", "forward"): True, _fact("float8_e4m3fn stochastic", "forward"): True,
+                       _fact("float8_e4m3fn nearest", "backward"): False,
+                       _fact("float8_e4m3fn stochastic", "backward"): False}
+    assert "Floors found (plain mechanisms): " in v.evidence and "float8_e4m3fn nearest (backward) no" in v.evidence
+    assert v.key_number == pytest.approx(0.0, abs=1e-9)  # the flat stochastic forward curve
+
+
+def test_stochastic_rounding_restoring_one_place_only_is_partial():
+    t = _rounding_table(FLOOR, lambda g: 0.03 + 0 * g, FLOOR, SGD)
+    v = CA.corrector_verdict(CLAIM, "stochastic_rounding", t, None, "stochastic rounding")
+    assert v.outcome == "partial" and v.mark == "◐"
+
+
+def test_an_unsettled_plain_floor_is_undecided_and_finds_nothing_about_it():
+    t = _rounding_table(FLOOR, SGD, SGD, SGD, drift={("compression", "forward", FP8, "plain"): 0.6})
+    v = CA.corrector_verdict(CLAIM, "stochastic_rounding", t, None, "stochastic rounding")
+    assert v.outcome == "unresolved" and v.mark == "?" and "plain not settled" in v.evidence
+    assert _fact("float8_e4m3fn nearest", "forward") not in v.finds  # undecided: no fact
+    assert v.finds[_fact("float8_e4m3fn stochastic", "forward")] is False  # rising: no floor, settled or not
+
+
+def test_a_corrected_curve_between_the_thresholds_is_undecided():
+    t = _rounding_table(FLOOR, lambda g: 0.018 * SGD(min(GAMMAS)) / 0.01 + 0 * g, SGD, SGD)  # flat at 1.8× SGD's
+    row = t[(t.place == "forward") & (t.corrector == "stochastic rounding")].iloc[0]
+    assert row.effect == CA.BETWEEN and row.has_floor is None
+    v = CA.corrector_verdict(CLAIM, "stochastic_rounding", t, None, "stochastic rounding")
+    assert v.outcome == "unresolved" and _fact("float8_e4m3fn stochastic", "forward") not in v.finds
+
+
+def test_two_chapters_finding_the_float8_floor_alike_agree_and_differently_contradict():
+    from fbsgd.book.verdicts import contradictions
+
+    t = _rounding_table(FLOOR, lambda g: 0.03 + 0 * g, SGD, SGD)
+    ours = CA.corrector_verdict(CLAIM, "stochastic_rounding", t, None, "stochastic rounding").record()
+    for theirs, agree in ((True, True), (False, False)):
+        rec = dict(ours, claim_id="real_mechanisms.x", chapter="real_mechanisms",
+                   finds=f"{_fact('float8_e4m3fn stochastic', 'forward')} = {'yes' if theirs else 'no'}")
+        c = contradictions(pd.DataFrame([ours, rec]))
+        row = c[c.fact == _fact("float8_e4m3fn stochastic", "forward")]
+        assert len(row) == 2 and bool(row.agree.all()) is agree
 
 
 @pytest.mark.parametrize("x, want", [(630.4, "630×"), (6304.0, "6,300×"), (1.0012, "1×"), (0.01234, "0.0123×"),
@@ -326,7 +408,6 @@ def test_summary_values_follow_from_the_inputs():
     assert out["co-sgd-rate"] == "−0.50"  # baseline rate runs: 2 T^−0.5
     assert out["co-topk-fwd-ef-rate"] == "−0.1" and out["co-topk-fwd-delta-rate"] == "−0.4"
     assert out["co-unsettled"] == 1  # only backward Top-K with delta has a flat, unsettled curve
-    assert out["co-horizon-ratio"] == "20"  # 200,000 / 10,000
     assert out["co-topk-fwd-plain-over"] == "50×"  # 0.05 against 0.01·√0.01 (per-seed noise cancels)
     assert out["co-topk-fwd-plain"] == "a floor 50× standard SGD's stable norm"
     assert out["co-topk-fwd-ef-ratio"] == "unchanged from the plain one (ratio 1)"

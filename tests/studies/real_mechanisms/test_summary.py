@@ -26,11 +26,14 @@ def test_chapter_spec_declares_the_chapter_parameters_with_their_scale_defaults(
         "T", "gammas", "seeds", "mode", "ewma", "metric_every", "precision", "data_seed", "n_jobs", "output_dir",
         "formats", "modes", "keep_fractions", "flip_rates", "atlas_rates", "message_gamma", "message_T",
         "message_checkpoints", "message_draws", "atlas_seeds", "depths", "deep_formats", "deep_T", "deep_seeds",
-        "width", "gain", "n_data", "batch", "lr_sgd", "lr_heavyball", "beta", "lr_adam"}
-    assert spec["seeds"].default("paper") == [0, 1] and spec["seeds"].default("quick") == [0, 1]
+        "width", "gain", "n_data", "batch", "lr_sgd", "lr_heavyball", "beta", "lr_adam", "atlas_gammas", "deep_rho"}
+    assert spec["seeds"].default("paper") == [0, 1, 2] and spec["seeds"].default("quick") == [0, 1]
+    assert len(spec["atlas_seeds"].default("paper")) >= A.ATLAS_MIN_SEEDS + 1
+    assert len(spec["atlas_seeds"].default("quick")) >= A.ATLAS_MIN_SEEDS
+    assert len(spec["deep_seeds"].default("paper")) >= 3 and spec["n_data"].default("paper") >= 2048
     assert spec["T"].default("quick") == 5_000 and spec["T"].default("paper") == 200_000
     assert spec["atlas_rates"].default("quick") == [1e-7, 1e-6, 1e-5, 1e-4, 1e-3]
-    assert spec["depths"].default("paper") == [2, 4, 8, 16] and spec["deep_T"].default("quick") == 100
+    assert spec["depths"].default("paper") == [2, 4, 8, 16] and spec["deep_T"].default("quick") == 200
     assert not spec["formats"].check(["float32"])[0] and spec["formats"].check(["float16"])[0]
 
 
@@ -44,7 +47,7 @@ def test_mechanism_set_order_and_k():
 def test_deep_design():
     d = MSM.deep_design(["float8_e5m2 nearest", "float16 stochastic"], 100, 0.1, 0.01, 0.9, 0.001)
     assert d["mechanisms"] == [PT.Round("float8_e5m2", "nearest"), PT.Round("float16", "stochastic")]
-    assert d["optimizers"] == ["sgd", "heavyball", "adam"] and d["metric_every"] == 5
+    assert d["optimizers"] == ["sgd", "heavyball", "adam"] and d["metric_every"] == 100 // MSM.DEEP_METRIC_POINTS
     assert d["lr"] == dict(sgd=0.1, heavyball=0.01, beta=0.9, adam=0.001)
     assert MSM.deep_design([], 10, 0, 0, 0, 0)["metric_every"] == 1
 
@@ -57,7 +60,9 @@ def test_timed_returns_value_and_seconds():
 def test_sweep_and_deep_lines():
     result = SimpleNamespace(table=pd.DataFrame({"a": range(3)}), computed=2, from_cache=1, wall_s=1.234)
     assert MSM.sweep_line(result, 5000) == "3 table rows, T = 5,000, from 3 distinct runs:\n2 computed, 1 from the cache, 1.2 s"
-    assert MSM.deep_line(pd.DataFrame({"a": range(4)}), 0.06) == "4 deep-chain runs in 0.1 s"
+    deep = SimpleNamespace(runs=pd.DataFrame({"a": range(4)}), points=pd.DataFrame({"a": range(2)}),
+                           errors=pd.DataFrame({"a": range(3)}))
+    assert MSM.deep_line(deep, 0.06) == "4 deep-chain runs, 2 comparable points and 3 errors there in 0.1 s"
 
 
 def test_atlas_bounds_reach_table1_budget():
@@ -78,9 +83,11 @@ def test_views_pick_and_rename_columns():
     assert list(MSM.asymmetry_view(asym).data.columns) == ["mechanism", "S forward / SGD's", "S backward / SGD's",
                                                            "forward / backward", "hurts more"]
     growth = pd.DataFrame([dict(optimizer="sgd", mechanism="m", place="forward", error_ratio=4.0, additive_ratio=4.0,
-                                per_layer_factor=1.2, x=0)])
-    assert list(MSM.growth_view(growth).data.columns) == ["optimizer", "mechanism", "place", "error(N_max) / error(N_min)",
-                                                          "N_max / N_min", "per layer (fit)"]
+                                per_layer_factor=1.2, seed_low=3.0, seed_high=5.0, compounds=None, x=0)])
+    g = MSM.growth_view(growth).data
+    assert list(g.columns) == ["optimizer", "mechanism", "place", "error(N_max) / error(N_min)", "lowest seed",
+                               "highest seed", "N_max / N_min", "per layer (fit)", "compounds"]
+    assert g.compounds.iloc[0] == "? (seeds disagree)"
     lemma = DC.lemma_factors([2, 4], 8, 1.0)
     lv = MSM.lemma_view(lemma).data
     assert len(lv.columns) == len(lemma.columns) and "C_v = max{1, C_∇f^N}" in lv.columns and "3C_∇f² in (21)" in lv.columns
@@ -103,15 +110,22 @@ def test_prediction_view_and_values():
 
 
 def test_floor_ratios_pivot_and_view():
-    floors = pd.DataFrame([dict(optimizer=o, mechanism="m", place=p, N=n, ratio_to_base=r)
-                           for o, p, n, r in [("heavyball", "forward", 2, 1.1), ("adam", "forward", 2, 0.5),
-                                              ("heavyball", "backward", 4, 2.0), ("adam", "backward", 4, 3.0)]])
+    floors = pd.DataFrame([dict(optimizer=o, mechanism="m", place=p, N=n, ratio_to_base=r, spread=1.1, settled=st,
+                                same_floor=f)
+                           for o, p, n, r, st, f in [("heavyball", "forward", 2, 1.1, True, None),
+                                                     ("adam", "forward", 2, 0.5, True, False),
+                                                     ("heavyball", "backward", 4, 2.0, False, None),
+                                                     ("adam", "backward", 4, 1.0, True, True)]])
     r = MSM.floor_ratios(floors).set_index(["place", "N"])
-    assert r.loc[("forward", 2), "heavyball"] == 1.1 and r.loc[("backward", 4), "adam"] == 3.0
+    assert r.loc[("forward", 2), "heavyball ratio_to_base"] == 1.1 and r.loc[("backward", 4), "adam ratio_to_base"] == 1.0
+    assert [r.loc[("forward", 2), "heavyball mark"], r.loc[("forward", 2), "adam mark"],
+            r.loc[("backward", 4), "heavyball mark"], r.loc[("backward", 4), "adam mark"]] == [
+        "? (spread)", "different", "not settled", "same"]
     assert list(MSM.floor_ratio_view(MSM.floor_ratios(floors)).data.columns) == [
-        "mechanism", "place", "N", "heavy-ball / SGD", "Adam / SGD"]
+        "mechanism", "place", "N", "heavy-ball / SGD", "heavy-ball spread", "heavy-ball case", "Adam / SGD", "Adam spread",
+        "Adam case"]
     only = MSM.floor_ratios(floors[floors.optimizer == "adam"])
-    assert list(MSM.floor_ratio_view(only).data.columns) == ["mechanism", "place", "N", "Adam / SGD"]
+    assert list(MSM.floor_ratio_view(only).data.columns) == ["mechanism", "place", "N", "Adam / SGD", "Adam spread", "Adam case"]
 
 
 def _sweep():
@@ -143,14 +157,17 @@ def test_summary_values():
     growth = pd.DataFrame({"optimizer": ["sgd", "sgd", "adam"], "per_layer_factor": [0.9, 1.3, 5.0]})
     asym = pd.DataFrame({"mechanism": ["float8_e4m3fn nearest", "float8_e5m2 nearest", "bfloat16 nearest"],
                          "forward_over_sgd": [2.0, 7.0, 50.0], "backward_over_sgd": [1.0, 1.5, 60.0]})
-    floors = pd.DataFrame({"optimizer": ["heavyball"] * 3 + ["adam"] * 2, "same_floor": [True, True, False, False, True]})
-    cells = pd.DataFrame({"cls": ["recovered", "recovered", "plateau", "diverged", "recovered"],
-                          "within_bound": [True, True, True, False, False]})
-    out = MSM.summary_values(verdicts, growth, asym, floors, cells)
-    assert out == {"rm-bf16-max": 1.05, "rm-f8-max": 7.0, "rm-growth-min": 0.9, "rm-growth-max": 1.3, "rm-fb-min": 3.5,
-                   "rm-hb-same": 2, "rm-hb-n": 3, "rm-adam-same": 1, "rm-adam-n": 2, "rm-atlas-n": 5,
-                   "rm-atlas-recovered": 3, "rm-atlas-plateau": 1, "rm-atlas-diverged": 1,
-                   "rm-atlas-inside": 3, "rm-atlas-inside-recovered": 2}
+    floors = pd.DataFrame({"optimizer": ["heavyball"] * 4 + ["adam"] * 2,
+                           "same_floor": [True, True, False, None, False, True]})
+    cells = pd.DataFrame({"cls": ["recovered", "recovered", "plateau", "diverged", "recovered", "?"],
+                          "within_bound": [True, True, True, False, False, True]})
+    runs = pd.DataFrame({"optimizer": ["sgd", "sgd", "adam"], "settled": [True, False, True], "drift": [1.0, 0.5, 1.1]})
+    out = MSM.summary_values(verdicts, growth, asym, floors, cells, runs)
+    assert out == {"rm-bf16-max": 1.05, "rm-f8-max": 7.0, "rm-growth-min": 0.9, "rm-growth-max": 5.0, "rm-fb-min": 3.5,
+                   "rm-hb-same": 2, "rm-hb-n": 3, "rm-adam-same": 1, "rm-adam-n": 2, "rm-atlas-n": 6,
+                   "rm-atlas-recovered": 3, "rm-atlas-plateau": 1, "rm-atlas-diverged": 1, "rm-atlas-undecided": 1,
+                   "rm-atlas-min-seeds": A.ATLAS_MIN_SEEDS, "rm-atlas-inside": 3, "rm-atlas-inside-recovered": 2,
+                   "rm-deep-settled": "SGD 1 of 2, Adam 1 of 1 (drift ratios 0.5–1.1)"}
     assert all(not isinstance(v, np.generic) for v in out.values())  # plain Python numbers for glue
 
 
@@ -194,42 +211,48 @@ def test_fig4_verdicts_names_order_and_parts():
     slopes = _fig4_slopes()
     cases = MS.prediction_cases(slopes, _sweep())
     asym = MS.asymmetry_table(slopes)
-    got = MSM.fig4_verdicts(claim, slopes, cases, m, asym, _sweep())
+    settled = pd.DataFrame([dict(figure="bfloat16 stochastic", panel=p, settled=True) for p in ("forward", "backward")])
+    got = MSM.fig4_verdicts(claim, slopes, cases, m, asym, _sweep(), settled)
     assert [v.claim.id for v in got] == ["t.fig4_backward_no_floor", "t.fig4_forward_prediction", "t.fig4_asymmetry",
                                          "t.fig4_bfloat16_negligible"]
     assert got[1].outcome == "holds" and got[1].key_number == pytest.approx(1.0)  # both passes judged
     assert "bfloat16 stochastic forward" in got[1].evidence and "bfloat16 stochastic backward" in got[1].evidence
     assert got[2].outcome == "holds" and got[3].outcome == "holds" and got[3].key_number == pytest.approx(1.1)
     _same(got, [MS.backward_no_floor_verdict(claim, slopes, m, "fig4_backward_no_floor"),
-                MS.prediction_verdict(claim, cases, "fig4_forward_prediction"),
+                MS.prediction_verdict(claim, cases, "fig4_forward_prediction", finds=MS.floor_finds(slopes, settled)),
                 MS.asymmetry_verdict(claim, asym, "fig4_asymmetry"),
                 MS.negligible_verdict(claim, _sweep(), "fig4_bfloat16_negligible", "bfloat16")])
 
 
-def _stable(forward, backward):
-    """A stable table for sgd, heavy-ball and Adam with the given forward / backward errors at N = 2, 4, 8."""
-    rows = []
+def _deep(forward, backward):
+    """Runs and errors for sgd, heavy-ball and Adam, three seeds, with the given forward / backward errors at
+    comparable points at N = 2, 4, 8 and floors (stable norm over the clean run's) 2 (SGD, heavy-ball) and 8
+    (Adam); every run settled, clean runs alike across seeds."""
+    runs, errors = [], []
     for opt in ("sgd", "heavyball", "adam"):
-        for N in (2, 4, 8):
-            rows.append(dict(optimizer=opt, N=N, place="none", mechanism="none", label="clean",
-                             relative_gradient_error=np.nan, over_clean=1.0))
-        for place, errs in (("forward", forward), ("backward", backward)):
-            for N, e in zip((2, 4, 8), errs):
-                rows.append(dict(optimizer=opt, N=N, place=place, mechanism="m", label=f"m {place}",
-                                 relative_gradient_error=e, over_clean=2.0 if opt != "adam" else 8.0))
-    return pd.DataFrame(rows)
+        for s in (0, 1, 2):
+            for N in (2, 4, 8):
+                base = dict(optimizer=opt, N=N, seed=s, diverged=False, final_loss=0.1, drift=1.0, settled=True,
+                            relative_gradient_error=0.0)
+                runs.append(dict(base, place="none", mechanism="none", label="clean", stable_grad_norm=1.0))
+                for place, errs in (("forward", forward), ("backward", backward)):
+                    runs.append(dict(base, place=place, mechanism="m", label=f"m {place}",
+                                     stable_grad_norm=2.0 if opt != "adam" else 8.0))
+                    errors.append(dict(optimizer=opt, N=N, place=place, mechanism="m", label=f"m {place}", seed=s, t=10,
+                                       loss=0.3, relative_gradient_error=dict(zip((2, 4, 8), errs))[N]))
+    return pd.DataFrame(runs), pd.DataFrame(errors)
 
 
 def test_depth_and_optimizer_verdicts():
-    stable = _stable([1.0, 4.0, 64.0], [0.5, 1.0, 2.0])  # forward compounds and exceeds backward everywhere
-    growth = DC.depth_growth(stable)
-    got = MSM.depth_verdicts(claim, growth, stable)
+    runs, errors = _deep([1.0, 4.0, 64.0], [0.5, 1.0, 2.0])  # forward compounds and exceeds backward everywhere
+    growth = DC.depth_growth(errors)
+    got = MSM.depth_verdicts(claim, growth, errors)
     assert [v.claim.id for v in got] == ["t.depth_compounds", "t.depth_forward_sensitive"]
-    assert got[1].outcome == "holds"
+    assert got[0].outcome == "partial" and got[1].outcome == "holds"  # backward ×4 = additive: does not compound
     _same(got, [DC.compounding_verdict(claim, growth, "depth_compounds"),
-                DC.forward_sensitive_verdict(claim, stable, "depth_forward_sensitive", column="relative_gradient_error")])
-    floors = DC.optimizer_floor_table(stable)
-    got = MSM.optimizer_verdicts(claim, stable, floors)
+                DC.forward_sensitive_verdict(claim, errors, "depth_forward_sensitive")])
+    floors = DC.optimizer_floor_table(runs)
+    got = MSM.optimizer_verdicts(claim, errors, floors)
     assert [v.claim.id for v in got] == ["t.optimizers_asymmetry", "t.optimizers_floor_heavyball", "t.optimizers_floor_adam"]
     assert [v.outcome for v in got] == ["holds", "holds", "fails"]  # heavy-ball keeps SGD's floor, Adam's is ×4
 
@@ -251,11 +274,13 @@ def test_every_glued_name_of_the_prose_is_computed():
     verdicts = {"fig4_bfloat16_negligible": SimpleNamespace(key_number=1.05),
                 "depth_forward_sensitive": SimpleNamespace(key_number=3.5)}
     computed = {**MSM.text_values(16, [0, 1], 32, ["float8_e5m2 nearest"], 2000, _sweep(), moments),
+                **MSM.deep_values(2048, 1e-3, 4000, [0, 1, 2]),
                 **MSM.prediction_values(cases, MS.prediction_verdict(claim, cases, "p")),
                 **MSM.summary_values(verdicts, pd.DataFrame({"optimizer": ["sgd"], "per_layer_factor": [1.0]}),
                                      pd.DataFrame({"mechanism": ["float8_e5m2 nearest"], "forward_over_sgd": [2.0],
                                                    "backward_over_sgd": [1.0]}),
                                      pd.DataFrame({"optimizer": ["heavyball", "adam"], "same_floor": [True, False]}),
-                                     pd.DataFrame({"cls": ["recovered"], "within_bound": [True]}))}
+                                     pd.DataFrame({"cls": ["recovered"], "within_bound": [True]}),
+                                     pd.DataFrame({"optimizer": ["sgd"], "settled": [True], "drift": [1.0]}))}
     assert {"rm-invisible", "rm-pred-worst", "rm-pred-visible", "rm-pred-n", "rm-pred-agree"} <= used
     assert used == set(computed)
