@@ -57,6 +57,7 @@ __all__ = [
     "round_scalar",
     "round_array",
     "round_entries",
+    "round_subnormal_range",
     "map_elements",
     "map_blocks",
     "block_starts",
@@ -338,6 +339,52 @@ def _nearest_typed(m, n, man_bits, emin, max_finite, has_inf):
     return lambda m, n, man_bits, emin, max_finite, has_inf: _nearest64(m, n, man_bits, emin, max_finite, has_inf)
 
 
+@njit(inline="always", error_model="numpy")
+def round_subnormal_range(m, n, first, man_bits, emin, max_finite, stochastic, key, step):
+    """The entries of ``m[0..n-1]`` below the format's normal range (0 < |x| < 2**emin: its subnormals, and
+    values below its smallest subnormal, which round to ±0 or, stochastically, to ±0 or ± the smallest
+    subnormal) rounded in place, each as :func:`round_scalar` rounds it, in a loop without branches (a
+    select per entry) that LLVM vectorizes; returns how many entries were neither there nor in the normal
+    range (±inf, NaN; stochastic: above ``max_finite``): those are :func:`round_scalar`'s.
+
+    There the format's quantum is 2**k, k = emin − man_bits, so with y = |x|·2**−k (a power-of-two scaling:
+    exact) round_scalar's q and remainder are ⌊y⌋ and y − ⌊y⌋ (exact); nearest: q = rint(y) (ties to
+    even, as round_scalar), stochastic: q = ⌊y⌋ + 1 iff u < y − ⌊y⌋ (round_scalar's exact comparison
+    :func:`_below`); the result ±q·2**k (exact, at most 2**emin: no overflow).  Entries in the normal range
+    (rounded by the fast path before, they stay there) are left as they are.  For a format with
+    k < −1022 (2**−k not a float64) nothing is rounded here: every entry not in the normal range is left."""
+    man_bits = np.int64(man_bits)
+    emin = np.int64(emin)
+    max_bits = _f64_to_bits(np.float64(max_finite))
+    k = emin - man_bits
+    if k < -1022:
+        left = 0
+        for i in range(n):
+            a = _f64_to_bits(np.float64(m[i])) & _ABS_MASK
+            left += 0 if ((a >> 52) - 1023 >= emin) & (a < _INF_BITS) & (not stochastic or a <= max_bits) else 1
+        return left
+    up = _bits_to_f64((1023 - k) << 52)  # 2**−k
+    quantum = _bits_to_f64((1023 + k) << 52)  # 2**k
+    normal_bits = (emin + 1023) << 52  # the pattern of 2**emin
+    left = 0
+    for i in range(n):
+        x = np.float64(m[i])
+        bits = _f64_to_bits(x)
+        sign = bits & _SIGN_MASK
+        a = bits & _ABS_MASK
+        sub = a < normal_bits
+        y = _bits_to_f64(a) * up
+        if stochastic:
+            fl = math.floor(y)
+            q = fl + (1.0 if rng.uniform01_scalar(key, step, first + i) < y - fl else 0.0)
+        else:
+            q = np.rint(y)
+        res = _bits_to_f64(sign | _f64_to_bits(q * quantum))
+        m[i] = res if sub else m[i]
+        left += 0 if sub or (a < _INF_BITS) & (not stochastic or a <= max_bits) else 1
+    return left
+
+
 @njit(cache=True, error_model="numpy")
 def round_entries(m, n, first, man_bits, emin, max_finite, has_inf, stochastic, key, step):
     """Entries ``0..n-1`` of the float32 or float64 array ``m`` rounded in place, each exactly as
@@ -350,10 +397,11 @@ def round_entries(m, n, first, man_bits, emin, max_finite, has_inf, stochastic, 
     range with ``round_scalar``'s own fast-path integer arithmetic, written without branches (a
     select per entry), which LLVM vectorizes (on AVX-512: 16 float32 patterns, :func:`_nearest32`,
     or 8 float64 patterns per instruction); a second loop, run only when the first left some entry,
-    hands those entries (zeros, the format's subnormals, inf and NaN, stochastic values above
-    ``max_finite``) to ``round_scalar`` itself.  An entry the first loop rounded stays in the normal
-    range or became ±inf / NaN, which ``round_scalar`` returns unchanged, so the second loop may
-    see it again without harm.
+    takes those below the normal range (zeros, the format's subnormals, values below its smallest
+    subnormal), also without branches (:func:`round_subnormal_range`); a third, run only when entries
+    are left (inf and NaN, stochastic values above ``max_finite``), hands them to ``round_scalar`` itself.
+    An entry the first loops rounded stays in the normal range or became ±inf / NaN, or is a format
+    value, which ``round_scalar`` returns unchanged, so the third loop may see it again without harm.
     """
     man_bits = np.int64(man_bits)
     emin = np.int64(emin)
@@ -376,7 +424,10 @@ def round_entries(m, n, first, man_bits, emin, max_finite, has_inf, stochastic, 
         left = _nearest(m, n, man_bits, emin, max_finite, has_inf)
     if left == 0:
         return
-    for i in range(n):
+    left = round_subnormal_range(m, n, first, man_bits, emin, max_finite, stochastic, key, step)
+    if left == 0:
+        return
+    for i in range(n):  # ±inf, NaN, stochastic above max_finite (an entry rounded above is a format value: unchanged)
         x = np.float64(m[i])
         a = _f64_to_bits(x) & _ABS_MASK
         if (a >> 52) - 1023 >= emin and a < _INF_BITS and (not stochastic or a <= max_bits):

@@ -49,7 +49,7 @@ from numba.extending import overload
 
 from fbsgd import rng
 from fbsgd.engine.provenance import cache_machine_code, kernel_dir
-from fbsgd.lowprec import flip_bits_inplace, map_blocks, round_scalar
+from fbsgd.lowprec import flip_bits_inplace, map_blocks, round_scalar, round_subnormal_range
 from fbsgd.optimizers import DIVERGENCE_THRESHOLD
 from fbsgd.vecmath import _exp, _exp32, bits_to_f64, f32_to_bits, f64_to_bits
 
@@ -185,8 +185,9 @@ def round_message(m, man_bits, emin, max_finite, has_inf, stochastic, key, t):
     draw i of the stream at step t (stochastic) or −1 (nearest).
 
     First a vectorized loop over the entries in the format's normal range, with round_scalar's own
-    fast-path arithmetic; then round_scalar itself for the rest (zeros, the format's subnormals,
-    inf and NaN, stochastic values above max_finite)."""
+    fast-path arithmetic; then one over those below it (zeros, the format's subnormals, values below its
+    smallest subnormal: :func:`fbsgd.lowprec.round_subnormal_range`, vectorized, the same bits); then
+    round_scalar itself for the rest (inf and NaN, stochastic values above max_finite)."""
     man_bits = np.int64(man_bits)
     emin = np.int64(emin)
     drop = 52 - man_bits
@@ -214,7 +215,9 @@ def round_message(m, man_bits, emin, max_finite, has_inf, stochastic, key, t):
         slow += 0 if ok else 1
     if slow == 0:
         return
-    for i in range(m.size):
+    if round_subnormal_range(m, m.size, 0, man_bits, emin, max_finite, stochastic, key, t) == 0:
+        return
+    for i in range(m.size):  # an entry rounded above is a format value: round_scalar leaves it as it is
         x = np.float64(m[i])
         a = f64_to_bits(x) & _ABS_MASK
         if a < _INF_BITS and (a >> 52) - 1023 >= emin and (not stochastic or a <= max_bits):
@@ -398,7 +401,20 @@ def keep_k(m, d, k, scope, t, key, random, keys):
                     if seen == k - below:
                         last = i + 1
                         break
-        for i in range(n):  # without branches (which entries are kept is data), so LLVM vectorizes it
+        if estride == 1:  # a contiguous group (a row, or the batch of a one-entry row): LLVM vectorizes it
+            mg = m[base: base + n]
+            if random:
+                for i in range(n):  # without branches (which entries are kept is data)
+                    v = kv[i]
+                    keep = (v < kth) | ((v == kth) & (i < last))
+                    mg[i] = mg[i] * scale if keep else _like(m, 0.0)  # a dropped entry: +0 (0 · n/k)
+            else:
+                for i in range(n):
+                    v = kv[i]
+                    keep = (v < kth) | ((v == kth) & (i < last))
+                    mg[i] = mg[i] if keep else _like(m, 0.0)
+            continue
+        for i in range(n):  # without branches (which entries are kept is data)
             q = base + i * estride
             v = kv[i]
             keep = (v < kth) | ((v == kth) & (i < last))
@@ -481,16 +497,21 @@ def perturb_site(m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1)
     e = mem[si[8]: si[8] + n]
     wb = work[0, :n]
     tg = work[1, :n]
-    for i in range(n):
-        v = np.float64(m[i]) + e[i] if wrap == FEEDBACK else np.float64(m[i]) - e[i]  # x + e, or the change x − r
-        tg[i] = v
-        wb[i] = v
+    if wrap == FEEDBACK:  # one loop per kind of memory, each without branches (LLVM vectorizes them)
+        for i in range(n):
+            v = np.float64(m[i]) + e[i]  # x + e
+            tg[i] = v
+            wb[i] = v
+    else:
+        for i in range(n):
+            wb[i] = np.float64(m[i]) - e[i]  # the change x − r
     _operate(wb, d, t, si, sf, key, scratch, keys, e0, e1, b0, b1)
-    for i in range(n):
-        if wrap == FEEDBACK:
+    if wrap == FEEDBACK:
+        for i in range(n):
             e[i] = tg[i] - wb[i]
             m[i] = wb[i]
-        else:
+    else:
+        for i in range(n):
             r = e[i] + wb[i]
             e[i] = r
             m[i] = r

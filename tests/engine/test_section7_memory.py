@@ -3,8 +3,11 @@ kernel's sites on the whole message): against the readable reference (fbsgd.opti
 perturbed passes, lockstep.reference_run) at both places in both precisions, with schedules; batch
 invariance; the memory kept from one kernel call to the next.  And the O(n) Top-K / Rand-K selection
 (chain_kernel.keep_k, kth_smallest) against numpy's stable argsort and sort."""
+import math
 import warnings
+from fractions import Fraction
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -15,6 +18,7 @@ from fbsgd.engine import chain_kernel as CK
 from fbsgd.engine import kernel as K
 from fbsgd.engine import lockstep as E
 from fbsgd.engine.sweeps import NotCompiledWarning, RunConfig, run_sweep
+from fbsgd.lowprec import FORMATS, round_entries
 
 # -- the selection, against numpy --------------------------------------------------------------------
 
@@ -204,3 +208,63 @@ def test_what_stays_on_the_reference_path_is_named():
     text = S.compiled_forms(False)
     for kind, code in E.KINDS.items():  # the Section 7 kernel's own table, every kind named
         assert f"{E.FORMS[kind]} ({kind!r})" in text
+
+
+# -- rounding below the format's normal range (delta compression's small changes), against ml_dtypes --------
+
+
+def _below_normal(g, n):
+    """Values from far below a format's smallest subnormal up to its normal range (each sign), the halfway
+    points between subnormals (ties), float64 subnormals, ±0, ±inf and NaN."""
+    x = g.standard_normal(n) * 10.0 ** g.uniform(-14, 0, n)
+    ties = (g.integers(0, 64, 40) + 0.5) * 2.0**-9 * np.where(g.random(40) < 0.5, -1, 1)  # e4m3: spacing 2**-9
+    return np.concatenate([x, ties, [0.0, -0.0, 5e-324, -5e-324, 2.0**-10, -2.0**-10, 2.0**-6, np.inf, -np.inf, np.nan]])
+
+
+@pytest.mark.parametrize("fmt", ["float8_e4m3fn", "float8_e5m2", "bfloat16", "float16"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rounding_to_nearest_below_the_normal_range_is_ml_dtypes(fmt, dtype):
+    """round_message (the chain kernel's sites: delta compression's changes) and round_entries (the tile
+    kernel) round to nearest, ties to even, as ml_dtypes' cast does, down to values far below the smallest
+    subnormal (→ ±0, the sign kept)."""
+    f = FORMATS[fmt]
+    ref_type = np.float16 if fmt == "float16" else getattr(ml_dtypes, fmt)
+    with np.errstate(over="ignore"):
+        x = _below_normal(np.random.default_rng(5), 3000).astype(dtype)
+        want = x.astype(np.float64).astype(ref_type).astype(np.float64).astype(dtype)
+    for fn in ("message", "entries"):
+        m = x.copy()
+        if fn == "message":
+            CK.round_message(m, f.man_bits, f.emin, f.max_finite, f.has_inf, False, np.uint64(1), 0)
+        else:
+            round_entries(m, m.size, 0, f.man_bits, f.emin, f.max_finite, f.has_inf, False, np.uint64(1), 0)
+        same = (m == want) & (np.signbit(m) == np.signbit(want)) | np.isnan(m) & np.isnan(want)
+        assert same.all(), (fn, x[~same][:5], m[~same][:5], want[~same][:5])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stochastic_rounding_below_the_normal_range_is_the_exact_rule(dtype):
+    """Stochastic rounding to e4m3 below its normal range: up to the next multiple of the subnormal spacing
+    2**-9 iff u < (|x| − lo)/2**-9, computed exactly with fractions (u the entry's draw of the stream), the
+    sign kept; at or above the normal range the same rule with that binade's spacing."""
+    f = FORMATS["float8_e4m3fn"]
+    x = _below_normal(np.random.default_rng(6), 1500)
+    x = x[np.isfinite(x)].astype(dtype)
+    u = rng.uniform(9, 4, x.size)
+    want = []
+    for xi, ui in zip(x.astype(np.float64).tolist(), u.tolist()):
+        a = Fraction(abs(xi))
+        e = max(a.numerator.bit_length() - a.denominator.bit_length() - (a < Fraction(2) ** (a.numerator.bit_length() - a.denominator.bit_length())), f.emin) if a else f.emin
+        q = Fraction(2) ** (e - f.man_bits)  # the spacing at |x|
+        lo = (a // q) * q
+        r = lo + q if Fraction(ui) < (a - lo) / q else lo
+        want.append(math.copysign(float(r), xi))
+    want = np.array(want).astype(dtype)
+    for fn in ("message", "entries"):
+        m = x.copy()
+        if fn == "message":
+            CK.round_message(m, f.man_bits, f.emin, f.max_finite, f.has_inf, True, np.uint64(9), 4)
+        else:
+            round_entries(m, m.size, 0, f.man_bits, f.emin, f.max_finite, f.has_inf, True, np.uint64(9), 4)
+        same = (m == want) & (np.signbit(m) == np.signbit(want))
+        assert same.all(), (fn, x[~same][:5], m[~same][:5], want[~same][:5])
