@@ -908,6 +908,11 @@ class UniformNoise(Perturbation):
         return 0.5 * (self.low + self.high)
 
     @property
+    def label(self) -> str:
+        """"uniform U(−0.632, 0.632)" (", shared" when one draw serves the batch)."""
+        return f"uniform U({self.low:.3g}, {self.high:.3g})" + ("" if self.per_sample else ", shared")
+
+    @property
     def second_moment(self) -> float:
         """E[δ²] of one entry."""
         return (self.low**2 + self.low * self.high + self.high**2) / 3.0

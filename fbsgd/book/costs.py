@@ -523,9 +523,10 @@ def _correctors(p) -> list[Stage]:
     every = 10  # the Section 7 chapters' metric interval (studies.correctors.study.SECTION7)
     scan_runs = n_set * len(p["gammas"]) * len(p["seeds"])
     scan = scan_runs * p["T"] * (step_us + SWEEP_METRIC_US / every) * 1e-6
-    rate_runs = n_set * len(p["horizons"]) * len(p["rate_seeds"])
-    rate = n_set * len(p["rate_seeds"]) * sum(
-        h * (step_us + SWEEP_METRIC_US / min(max(1, int(FLOW_TIME * math.sqrt(h) / p["c_rate"])), max(1, h // 2)))
+    n_rate = COMPRESSION_SETTINGS + 1  # the rate scan: the compression settings and standard SGD (no de-biasing)
+    rate_runs = n_rate * len(p["horizons"]) * len(p["rate_seeds"])
+    rate = n_rate * len(p["rate_seeds"]) * sum(
+        h * (CORRECTOR_STEP_US + SWEEP_METRIC_US / min(max(1, int(FLOW_TIME * math.sqrt(h) / p["c_rate"])), max(1, h // 2)))
         for h in p["horizons"]) * 1e-6
     sp1 = _speedup(p["n_jobs"], -(-scan_runs // SWEEP_CHUNK))
     sp2 = _speedup(p["n_jobs"], -(-rate_runs // SWEEP_CHUNK))
@@ -535,8 +536,8 @@ def _correctors(p) -> list[Stage]:
                    f"({_n(scan_runs * n_exact // n_set)} runs with the exact de-biasing), on {sp1} workers",
                    f"{_n(scan_runs)} runs' rows and traces", ("T", "gammas", "seeds", "sigma_f_debias")),
             _stage("rate scan", rate / sp2, rate_runs * SWEEP_RUN_BYTES,
-                   f"{_n(rate_runs)} runs, {_n(n_set * len(p['rate_seeds']) * sum(p['horizons']))} iterations in all, "
-                   f"on {sp2} workers", f"{_n(rate_runs)} runs' rows", ("horizons", "rate_seeds", "sigma_f_debias")),
+                   f"{_n(rate_runs)} runs, {_n(n_rate * len(p['rate_seeds']) * sum(p['horizons']))} iterations in all, "
+                   f"on {sp2} workers", f"{_n(rate_runs)} runs' rows", ("horizons", "rate_seeds")),
             _stage("engine start-up", 2 * SWEEP_FIXED_S + CORRECTOR_ELEMENT_COMPILE_S, 0.0,
                    "2 run_sweep calls: the kernels loaded (or compiled) in each worker, and the de-biasing kinds' "
                    "kernel compiled in each worker", "none", ("n_jobs",)),
