@@ -286,9 +286,9 @@ def text_values(draws: int, seeds, width: int, deep_formats, M: int, table: pd.D
             "rm-flip-range": flip_range_text(moments)}
 
 
-def deep_values(n_data: int, deep_rho: float, deep_T: int, deep_seeds) -> dict:
-    """The glued settings of the deep-chain prose (name → value): samples, penalty, iterations, seeds."""
-    return {"rm-n-data": f"{n_data:,}", "rm-deep-rho": f"{deep_rho:g}", "rm-deep-T": f"{deep_T:,}",
+def deep_values(n_data: int, deep_rho: float, deep_T: int, deep_seeds, batch: int = 32) -> dict:
+    """The glued settings of the deep-chain prose (name → value): samples, penalty, iterations, seeds, minibatch."""
+    return {"rm-n-data": f"{n_data:,}", "rm-deep-rho": f"{deep_rho:g}", "rm-deep-T": f"{deep_T:,}", "rm-batch": f"{batch:,}",
             "rm-deep-seeds": f"{len(deep_seeds)} seed{'s' if len(deep_seeds) != 1 else ''}"}
 
 
