@@ -5,8 +5,31 @@ from fbsgd.book.verdicts import Claim
 _C = "real_mechanisms"
 
 
+# the part of the paper each claim belongs to, and the figure or section of the chapter's page that decides it
+_WHERE = {
+    "nearest_zero_mean": ("Section 6", "what-each-mechanism-does-to-and"),
+    "stochastic_zero_mean": ("Section 6", "what-each-mechanism-does-to-and"),
+    "randk_zero_mean": ("Section 6", "what-each-mechanism-does-to-and"),
+    "topk_biased": ("Section 4", "what-each-mechanism-does-to-and"),
+    "exponent_flips_bounded": ("Section 4", "what-each-mechanism-does-to-and"),
+    "fig4_backward_no_floor": ("Section 7", "fig-real-mechanisms-4"),
+    "fig4_forward_prediction": ("Section 7", "fig-real-mechanisms-4"),
+    "fig4_asymmetry": ("Section 7", "fig-real-mechanisms-4"),
+    "fig4_bfloat16_negligible": ("Section 7", "fig-real-mechanisms-4"),
+    "depth_compounds": ("Section 4", "fig-real-mechanisms-depth"),
+    "depth_forward_sensitive": ("Section 4", "fig-real-mechanisms-depth"),
+    "optimizers_asymmetry": ("Beyond the paper", "momentum-and-adam"),
+    "optimizers_floor_heavyball": ("Beyond the paper", "momentum-and-adam"),
+    "optimizers_floor_adam": ("Beyond the paper", "momentum-and-adam"),
+    "atlas_table1_boundary": ("Section 6", "fig-real-mechanisms-atlas"),
+    "atlas_forward_fragile": ("Section 6", "fig-real-mechanisms-atlas"),
+}
+
+
 def _c(name, ref, source, text):
-    return Claim(id=f"{_C}.{name}", chapter=_C, ref=ref, source=source, text=text)
+    section, decided_by = _WHERE[name]
+    return Claim(id=f"{_C}.{name}", chapter=_C, ref=ref, source=source, text=text, section=section,
+                 decided_by=decided_by)
 
 
 CLAIMS = [
