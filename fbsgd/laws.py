@@ -53,12 +53,14 @@ from fbsgd import lowprec, rng
 
 __all__ = [
     "DEFAULT_DRAWS",
+    "BLOWN_UP",
     "DETERMINISTIC_AFTER",
     "ConditionalLaw",
     "FiniteLaw",
     "UniformLaw",
     "GaussianLaw",
     "MonteCarloLaw",
+    "stationary",
     "as_input",
     "point_law",
     "round_neighbours",
@@ -73,6 +75,7 @@ __all__ = [
 ]
 
 DEFAULT_DRAWS = 1000
+BLOWN_UP = 1e6  # :func:`stationary`: a memory this many times the input's size has blown up
 """Draws of a Monte Carlo conditional law when none are asked for."""
 
 _QUADRATURE_NODES = 64  # Gauss–Legendre / Gauss–Hermite nodes of the additive laws' expectations
@@ -407,6 +410,62 @@ def monte_carlo(p, x, draws: int = DEFAULT_DRAWS, seed: int = 0, *,
         if 2 <= stop == j + 1 < draws and np.all(_same(out[..., :j + 1], out[..., :1])):
             return MonteCarloLaw(x, out[..., :j + 1], how="Monte Carlo (deterministic: the draws agree)").with_schedule(sched)
     return MonteCarloLaw(x, out).with_schedule(sched)
+
+
+def stationary(p, x, draws: int = DEFAULT_DRAWS, seed: int = 0, *, burn: int | None = None) -> MonteCarloLaw:
+    """The law of a kind with memory at a frozen input ``x``, once its memory has settled: the kind
+    acts on the same ``x`` at ``burn`` + ``draws`` consecutive steps where it acts (one stream, key
+    from ``seed``), its memory carried from step to step, and the outputs of the last ``draws`` steps
+    are the sample (``burn``: ``draws`` unless given).
+
+    Why this law: with a step size γ → 0 the input of a perturbation moves by O(γ) per step, while
+    a memory such as error feedback's residual or delta compression's copy reacts in O(1) steps, so
+    over the many steps in which w barely moves the kind sees a frozen input, and SGD averages its
+    outputs over them.  Error feedback's outputs at a frozen x average to x up to (e_end − e_start)/draws
+    (the sum telescopes); delta compression's copy converges to x when its compressor is contractive.
+    The result's ``memory_change`` is (memory after the last sample − memory before the first) / ``draws``
+    (error feedback shifts its samples by it: its window's telescoping remainder).
+    Samples over time are not independent: the standard errors of the result assume they are and are
+    too small for a periodic or slowly mixing memory.  A memory that blows up at a frozen input (a
+    non-contractive compressor, e.g. Rand-K scaled by n/k ≥ 2 under either corrector: a kept entry's
+    residual is multiplied by 1 − n/k) has no settled law: once any entry of the memory exceeds
+    :data:`BLOWN_UP` × (1 + max abs(x)), every sample, and so every moment, is NaN."""
+    x = as_input(x, "stationary")
+    draws = _draws("stationary", draws)
+    burn = draws if burn is None else int(burn)
+    if burn < 0:
+        raise ValueError(f"stationary: burn must be >= 0, got {burn!r}")
+    sched = p.schedule
+    if sched.empty:
+        raise ValueError(f"stationary: {p!r} never acts, so it has no law when it acts")
+    key = rng.derive_key("fbsgd.laws.stationary", int(seed))
+    scale = float(np.max(np.abs(x))) if x.size and np.all(np.isfinite(x)) else 0.0
+    memory = p.init_memory()
+    out = np.empty(x.shape + (draws,))
+    step, taken, blown = (sched.first if sched.steps is None else min(sched.steps)), 0, False
+    last = None if sched.steps is None else max(sched.steps)
+    if last is not None and len(sched.steps) < burn + draws:
+        raise ValueError(f"stationary: {p!r} acts at {len(sched.steps)} steps, fewer than burn + draws = {burn + draws}")
+    with np.errstate(all="ignore"):
+        while taken < burn + draws:
+            if sched.active(step):
+                y, memory = p.transform(x.copy(), key, step, memory)
+                if taken == burn - 1 or (burn == 0 and taken == 0):
+                    start = np.array(memory if burn else p.init_memory(), dtype=np.float64)
+                if taken >= burn:
+                    out[..., taken - burn] = np.asarray(y, dtype=np.float64).reshape(x.shape)
+                m = np.abs(np.asarray(memory, dtype=float))
+                blown = blown or not np.all(m <= BLOWN_UP * (1.0 + scale))  # NaN and inf included
+                if blown:
+                    out[...] = np.nan
+                    break
+                taken += 1
+            step += 1
+    how = "stationary at a frozen input" + (" (its memory blows up)" if blown else f", after {burn} steps")
+    law = MonteCarloLaw(x, out, how=how).with_schedule(sched)
+    law.memory_change = (np.full(x.shape, np.nan) if blown else
+                         (np.asarray(memory, dtype=np.float64) - start).reshape(x.shape) / draws)
+    return law
 
 
 # ---------------------------------------------------------------------------

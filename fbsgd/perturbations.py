@@ -1304,6 +1304,12 @@ class CompressorWithMemory(Perturbation):
     def schedule(self):
         return self.compressor.schedule
 
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """The law of its output at a frozen input ``x`` once the memory has settled
+        (:func:`fbsgd.laws.stationary`): the law that small-step SGD averages over, where the input
+        barely moves while the memory reacts.  NaN moments when the memory blows up at ``x``."""
+        return laws.stationary(self, x, draws=draws, seed=seed)
+
     def prepare(self, x, memory):
         """(x as float64, the memory: zeros of x's shape at the start)."""
         x = np.asarray(x, dtype=float)
@@ -1339,6 +1345,16 @@ class ErrorFeedback(CompressorWithMemory):
         target = x + e
         sent = compress(target)
         return sent, target - sent
+
+    def conditional_law(self, x, *, draws=laws.DEFAULT_DRAWS, seed=0):
+        """The settled law at a frozen input (:func:`fbsgd.laws.stationary`), each sample shifted by the
+        window's remainder (e_end − e_start)/draws: over the window the sent messages sum to
+        draws·x − (e_end − e_start), so the shifted samples average to x exactly, as the sent messages
+        of an unbounded window do while the residual stays bounded.  NaN when the residual blows up."""
+        law = laws.stationary(self, x, draws=draws, seed=seed)
+        shifted = laws.MonteCarloLaw(law.x, law.samples + law.memory_change[..., None],
+                                     how=law.how.rsplit(",", 1)[0] + ", shifted by the window's remainder")
+        return shifted.with_schedule(self.schedule)
 
 
 # ---------------------------------------------------------------------------

@@ -180,14 +180,22 @@ def small_step_limit(problem, plan: Plan, tol: float = 1e-12, flow_steps: int = 
     iterates have settled there, chattering across the jumps of D, and w∞ is the mean of the flow's
     second half (its plateau,
     ‖∇f(w∞)‖, is what small steps average over); otherwise the flow from 0 is integrated as above
-    and ``escapes`` says whether ‖w‖ still grows over its second half.
+    and ``escapes`` says whether ‖w‖ still grows over its second half.  A kind with memory whose
+    settled law at the minimizer's input does not exist (its memory blows up there,
+    :func:`fbsgd.laws.stationary`: NaN moments) predicts divergence: plateau inf, ``escapes=True``,
+    residual NaN.
     """
     if method not in METHODS:
         raise ValueError(f"small_step_limit: method must be one of {list(METHODS)}, got {method!r}")
     if method == "closed_form" or (method == "auto" and _closed_form_available(plan)):
         return _closed_form_limit(problem, plan, tol, flow_steps, flow_rate)
     direction = _direction(problem, plan, horizon, draws, seed)
-    w, res = _general_newton(problem, direction, problem.minimize(), tol, 100)
+    w0 = problem.minimize()
+    with np.errstate(invalid="ignore"):
+        if not np.all(np.isfinite(direction(w0))):  # a memory that blows up at a frozen input: no settled law
+            return dict(w=np.full(problem.d, np.nan), plateau=float("inf"), escapes=True, method="conditional",
+                        residual=float("nan"))
+    w, res = _general_newton(problem, direction, w0, tol, 100)
     if res < 1e-9:
         return dict(w=w, plateau=float(np.linalg.norm(problem.gradient(w))), escapes=False, method="conditional",
                     residual=res)

@@ -236,3 +236,59 @@ def test_refusals():
         L.small_step_limit(prob, P.Plan(backward={2: P.budget(3, 30, P.Round("bfloat16"))}), method="conditional")
     with pytest.raises(NotImplementedError, match="two operators"):
         L.averaged_direction(prob, P.Plan(backward={3: P.Round("bfloat16")}), np.zeros(3))
+
+
+# -------------------------------------------------------------------------------------------------
+# kinds with memory: their settled law at a frozen input (fbsgd.laws.stationary)
+# -------------------------------------------------------------------------------------------------
+
+
+def _message(prob, w):
+    return (-prob.signed_features @ w)[:, None]
+
+
+def test_error_feedback_at_a_frozen_input_averages_to_the_input_exactly(nonconvex):
+    """Σ sent = draws·x − (e_end − e_start): shifted by that remainder, the samples average to x."""
+    x = _message(nonconvex, _w(nonconvex))
+    for inner in (P.TopK(200, "batch"), P.Round("float8_e4m3fn", "nearest")):
+        law = P.ErrorFeedback(inner).conditional_law(x, draws=32)
+        np.testing.assert_allclose(law.mean(), x, rtol=0, atol=1e-12)
+        assert law.samples.shape == x.shape + (32,)
+        assert np.ptp(law.samples, axis=-1).max() > 0  # a distribution over time, not one point
+
+
+def test_the_settled_law_is_the_kinds_own_outputs_after_burn_in(nonconvex):
+    """laws.stationary's samples are the outputs of steps burn .. burn + draws − 1 of the kind run on one
+    input with its memory carried, computed here by hand with the kind's transform."""
+    from fbsgd import laws
+    x = _message(nonconvex, _w(nonconvex, 1))
+    p = P.ErrorFeedback(P.TopK(200, "batch"))
+    law = laws.stationary(p, x, draws=5, burn=3, seed=4)
+    key = rng.derive_key("fbsgd.laws.stationary", 4)
+    mem, outs = p.init_memory(), []
+    for step in range(8):
+        y, mem = p.transform(x.copy(), key, step, mem)
+        outs.append(np.asarray(y, dtype=float).reshape(x.shape))
+    np.testing.assert_array_equal(law.samples, np.stack(outs[3:], axis=-1))
+    with pytest.raises(ValueError, match="burn"):
+        laws.stationary(p, x, draws=5, burn=-1)
+
+
+def test_a_memory_that_blows_up_at_a_frozen_input_predicts_divergence(nonconvex):
+    """Rand-K keeps k of M entries scaled by M/k = 10: error feedback multiplies a kept entry's residual
+    by 1 − 10 = −9, so it grows without bound; the law has NaN moments and the limit is divergence."""
+    x = _message(nonconvex, _w(nonconvex))
+    law = P.ErrorFeedback(P.RandK(200, "batch")).conditional_law(x, draws=32)
+    assert np.all(np.isnan(law.mean()))
+    lim = L.small_step_limit(nonconvex, P.Plan(backward={2: P.ErrorFeedback(P.RandK(200, "batch"))}), draws=32)
+    assert lim["escapes"] and lim["plateau"] == float("inf")
+
+
+def test_error_feedback_on_the_backward_message_predicts_standard_sgds_limit(nonconvex):
+    """The chain is linear after the backward message: the averaged direction sees only the mean of the
+    sent messages, which is the message itself, so the limit is the minimizer (no floor), while plain
+    Top-K of the backward message leaves one."""
+    ef = L.small_step_limit(nonconvex, P.Plan(backward={2: P.ErrorFeedback(P.TopK(200, "batch"))}), draws=16)
+    plain = L.small_step_limit(nonconvex, P.Plan(backward={2: P.TopK(200, "batch")}))
+    assert ef["plateau"] < 1e-10 and not ef["escapes"]
+    assert plain["plateau"] > 1e-3

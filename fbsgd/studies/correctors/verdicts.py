@@ -43,7 +43,8 @@ from fbsgd.studies.correctors.study import A3_VARIANTS, run_config
 from fbsgd.book.report import show
 
 __all__ = ["summary_values", "LOWER_RATIO", "SETTING", "COSTS", "num", "factor", "relative_text", "drift_ratio", "is_settled", "floor_found", "outcome_of_flags", "stable_slopes", "rate_exponents", "classify", "summary", "floor_finds",
-           "expected_message_limit", "debias_predictions", "corrector_verdict", "debias_verdict", "prediction_verdict", "a3_verdict",
+           "expected_message_limit", "debias_predictions", "compression_predictions", "compression_prediction_cases",
+           "compression_prediction_verdict", "PREDICT_DRAWS", "PREDICT_FLOW_STEPS", "corrector_verdict", "debias_verdict", "prediction_verdict", "a3_verdict",
            "ANSWERS", "names_text", "perturbation_words", "count_text", "effect_sentence", "plain_rates_text",
            "sgd_settled_text", "floor_text", "residual_text", "debias_remainder_text", "a3_sentence", "prose",
            "compression_verdicts", "a3_verdicts", "debias_verdicts", "a3_fates", "a3_fate_table", "debias_table",
@@ -400,6 +401,86 @@ def debias_predictions(problem, settings) -> dict:
     return out
 
 
+PREDICT_DRAWS = 64  # steps of a kind with memory averaged at a frozen input (fbsgd.laws.stationary)
+PREDICT_FLOW_STEPS = 500  # flow steps of small_step_limit where Newton finds no zero (the escaping forward Top-K)
+
+
+def compression_predictions(problem, settings, draws: int = PREDICT_DRAWS, flow_steps: int = PREDICT_FLOW_STEPS) -> dict:
+    """γ → 0 floors of the compression settings (:func:`fbsgd.studies.correctors.study.compression_settings`)
+    by :func:`fbsgd.theory.small_step_limits.small_step_limit` from each kind's conditional law given its
+    input: exact for the plain compressors and the roundings; for error feedback and delta compression
+    their settled law at a frozen input (:func:`fbsgd.laws.stationary`, ``draws`` steps after as many of
+    burn-in), which is what small steps average over.  inf where the memory blows up at a frozen input
+    (divergence predicted).  Keys (place, perturbation, corrector)."""
+    out = {}
+    for s in settings:
+        lim = small_step_limit(problem, run_config(s, 1.0, 0, 20).plan(), draws=draws, flow_steps=flow_steps)
+        out[(s["place"], s["perturbation"], s["corrector"])] = float(lim["plateau"])
+    return out
+
+
+def compression_prediction_cases(table: pd.DataFrame, scan: pd.DataFrame) -> pd.DataFrame:
+    """One row per compression setting: predicted γ → 0 floor, measured S(γ_min) (geometric mean over
+    seeds), standard SGD's seed range at γ_min (the smallest and largest seed), ``visible`` (the
+    prediction lies above that range, so the measurement can show it), and ``agrees``:
+
+    * predicted divergence (inf): every run at γ_min diverged;
+    * a visible prediction: measured / predicted inside AGREEMENT_BAND (None when the runs at γ_min
+      have not settled);
+    * a prediction inside or below SGD's range: the measured curve has no floor by the shared rule
+      (``has_floor`` False; None when that rule is undecided)."""
+    g0 = scan.gamma.min()
+    sgd = scan[(scan.part == "baseline") & (scan.gamma == g0)].stable_grad_norm
+    lo, hi = (float(sgd.min()), float(sgd.max())) if len(sgd) else (np.nan, np.nan)
+    rows = []
+    for r in table[table.part == "compression"].itertuples():
+        runs = scan[(scan.place == r.place) & (scan.perturbation == r.perturbation) & (scan.corrector == r.corrector)
+                    & (scan.gamma == g0)]
+        pred, meas = float(r.predicted_floor), float(r.floor)
+        all_div = bool(len(runs)) and bool(runs.diverged.all())
+        if not np.isfinite(pred):
+            visible, agrees, ratio = True, all_div, np.nan
+        elif pred > hi:
+            visible, ratio = True, (meas / pred if np.isfinite(meas) else np.nan)
+            agrees = (bool(in_band(np.array([ratio]))[0]) if np.isfinite(ratio) else False) if r.settled else None
+        else:
+            visible, ratio = False, np.nan
+            agrees = None if r.has_floor is None else (not bool(r.has_floor) and not all_div)
+        rows.append(dict(place=r.place, perturbation=r.perturbation, corrector=r.corrector, gamma_min=float(g0),
+                         predicted=pred, measured=meas, diverged_runs=int(runs.diverged.sum()), runs=len(runs),
+                         sgd_low=lo, sgd_high=hi, visible=visible, ratio=ratio, settled=bool(r.settled), agrees=agrees))
+    return pd.DataFrame(rows)
+
+
+def _predicted_text(r) -> str:
+    where = f"{r.place} {r.perturbation} {r.corrector}"
+    if not np.isfinite(r.predicted):
+        return f"{where}: predicted to diverge, {r.diverged_runs} of {r.runs} runs diverged"
+    meas = "diverged" if not np.isfinite(r.measured) else f"{r.measured:.3g}"
+    if r.visible:
+        return f"{where}: predicted {r.predicted:.3g}, measured {meas} (ratio {num(r.ratio, '.3f')})"
+    return (f"{where}: predicted {r.predicted:.2g}, within standard SGD's seed range or below, measured {meas}"
+            f" ({'no floor' if r.agrees else 'undecided' if r.agrees is None else 'a floor or divergence'})")
+
+
+def compression_prediction_verdict(claim, name: str, cases: pd.DataFrame) -> Verdict:
+    """Does the γ → 0 prediction from each kind's conditional law (settled law at a frozen input for
+    the kinds with memory) tell the measured floors of the compressors and correctors?"""
+    flags = list(cases.agrees)
+    decided = [f for f in flags if f is not None]
+    band = f"{AGREEMENT_BAND[0]:g}–{AGREEMENT_BAND[1]:g}"
+    return Verdict(
+        claim(name), outcome_of_flags(flags),
+        rule=(f"one case per compressor, corrector and message at the smallest step size: a prediction above standard "
+              f"SGD's seed range holds if measured / predicted lies in {band}; a predicted divergence (a memory that "
+              f"blows up at a frozen input) if every run diverged; a prediction inside or below SGD's range if the "
+              f"measured curve has no floor by the shared floor rule. Holds: every decided case; partial: some; "
+              f"a case whose runs have not settled is undecided"),
+        evidence="; ".join(_predicted_text(r) for r in cases.itertuples()) + ".",
+        key_number=(sum(decided) / len(decided)) if decided else None,
+        key_label="share of decided cases where the prediction holds")
+
+
 # -- the chapter's prose, computed from the summary table and the verdicts ------------------------
 
 _EFFECT_WORDS = {  # what a corrector does, as a template for the perturbations it does it with ({p})
@@ -546,12 +627,12 @@ def prose(table: pd.DataFrame, outcomes: dict) -> dict:
 
 
 def summary_values(verdicts: pd.DataFrame, table: pd.DataFrame, a3: pd.DataFrame, fig9: pd.DataFrame, T: int,
-                   seeds, gammas) -> dict:
+                   seeds, gammas, predict_draws: int = PREDICT_DRAWS) -> dict:
     """Every number and sentence the chapter's prose glues (name → value): the verdicts' outcomes
     and key numbers (``verdicts``: the ledger's table), the summary ``table`` (:func:`summary`), the
-    Appendix A.3 scan ``a3`` and Figure 9's step sizes ``fig9`` (indexed by setting), and the
-    run's horizon, seeds and step sizes."""
-    out = {}
+    Appendix A.3 scan ``a3`` and Figure 9's step sizes ``fig9`` (indexed by setting), the
+    run's horizon, seeds and step sizes, and the steps averaged for a corrector's prediction."""
+    out = {"co-predict-draws": f"{int(predict_draws):,}"}
     for s in ("plain", "momentum"):
         out[f"co-fig9-{s}-gamma"] = f"{fig9.loc[s, 'gamma']:g}"
         out[f"co-fig9-{s}-radius"] = f"{fig9.loc[s, 'radius']:.3g}"

@@ -510,3 +510,47 @@ def test_debias_and_summary_tables_show_the_chapters_columns():
     assert list(s.data.columns) == ["message", "corrector", "S(γ_min) / SGD's", "/ plain", "slope", "rate exponent p",
                                     "effect"] and len(s.data) == len(table)
     assert set(CA.SUMMARY_COLUMNS) <= set(table.columns) and len(CA.SUMMARY_COLUMNS) == 15
+
+
+def _prediction_tables(pred_meas, sgd=(1.0e-4, 1.2e-4), settled=True, has_floor=False, diverged=False):
+    """A summary table and a scan with one compression case (predicted, measured) and standard SGD's seeds."""
+    pred, meas = pred_meas
+    table = pd.DataFrame([dict(part="compression", place="forward", perturbation="Top-K", corrector="error feedback",
+                               predicted_floor=pred, floor=meas, settled=settled, has_floor=has_floor)])
+    rows = [dict(part="baseline", place="none", perturbation="none", corrector="none", gamma=0.003, seed=k,
+                 stable_grad_norm=v, diverged=False) for k, v in enumerate(sgd)]
+    rows += [dict(part="compression", place="forward", perturbation="Top-K", corrector="error feedback", gamma=0.003,
+                  seed=k, stable_grad_norm=np.nan if diverged else meas, diverged=diverged) for k in range(3)]
+    return table, pd.DataFrame(rows)
+
+
+def _claim(name):
+    return next(c for c in CLAIMS if c.id == f"correctors.{name}")
+
+
+@pytest.mark.parametrize("pred_meas, kw, want", [
+    ((0.08, 0.081), {}, "holds"),  # visible and inside the band
+    ((0.08, 0.04), {}, "fails"),  # visible, measured half the prediction
+    ((float("inf"), np.nan), dict(diverged=True), "holds"),  # predicted divergence, every run diverged
+    ((float("inf"), 0.001), {}, "fails"),  # predicted divergence, the runs converged
+    ((1e-15, 1.1e-4), {}, "holds"),  # below SGD's range, no floor measured
+    ((1e-15, 5e-3), dict(has_floor=True), "fails"),  # below SGD's range, but a floor measured
+    ((0.08, 0.081), dict(settled=False), "unresolved"),  # not settled: undecided
+])
+def test_compression_prediction_verdict(pred_meas, kw, want):
+    table, scan = _prediction_tables(pred_meas, **kw)
+    cases = CA.compression_prediction_cases(table, scan)
+    assert cases.sgd_low.iloc[0] == 1.0e-4 and cases.sgd_high.iloc[0] == 1.2e-4
+    v = CA.compression_prediction_verdict(_claim, "compression_predicted", cases)
+    assert v.outcome == want
+    assert ("ratio" in v.evidence) == (np.isfinite(pred_meas[0]) and pred_meas[0] > 1.2e-4)
+
+
+def test_compression_prediction_verdict_partial_when_cases_disagree():
+    t1, s1 = _prediction_tables((0.08, 0.081))
+    t2, s2 = _prediction_tables((0.08, 0.02))
+    t2["perturbation"] = "Rand-K"
+    s2.loc[s2.part == "compression", "perturbation"] = "Rand-K"
+    cases = CA.compression_prediction_cases(pd.concat([t1, t2]), pd.concat([s1, s2[s2.part != "baseline"]]))
+    v = CA.compression_prediction_verdict(_claim, "compression_predicted", cases)
+    assert v.outcome == "partial" and v.key_number == 0.5
