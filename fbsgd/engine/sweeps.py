@@ -62,13 +62,13 @@ from fbsgd.engine.lockstep import FORMS, KINDS, compile_plan, kernel, kernel_par
 from fbsgd.engine.provenance import objects_hash, source_hash
 from fbsgd.metrics import ewma
 from fbsgd.optimizers import SGD, AddNoise, PassGradient, train
-from fbsgd.perturbations import Plan, at_steps, canonical, every, nonzero_mean_uniform, zero_mean_uniform
+from fbsgd.perturbations import Perturbation, Plan, at_steps, canonical, check_compiled, every, nonzero_mean_uniform, zero_mean_uniform
 from fbsgd.problems import LogisticRegression
 from fbsgd.engine.storage import atomic_write_bytes
 
 __all__ = ["RunConfig", "ChainConfig", "SweepResult", "run_sweep", "engine_hash", "default_cache_dir", "stable_summary",
            "memory_needed", "check_memory", "machine_memory", "check_writable", "entry_key", "CacheWarning",
-           "NotCompiledWarning", "not_compiled"]
+           "NotCompiledWarning", "not_compiled", "check_kinds"]
 
 _PERTURBATIONS = ("none", "forward", "backward", "both")
 # the summaries are also computed with these EWMA factors (for the reproducibility notes)
@@ -673,6 +673,43 @@ def cost_text(*results: SweepResult) -> str:
             f"{sum(r.wall_s for r in results):.1f} s")
 
 
+_CHECKED: dict = {}  # (kind's class, canonical form) → None: compiled form checked against apply in this process
+
+
+def _placed_kinds(plan: Plan):
+    """(place, perturbation) of every perturbation of a plan, the kinds a wrapper holds in its fields
+    (error feedback's compressor, a schedule's inner kind) included."""
+    out = []
+    for where, perts in (("forward", plan.forward), ("backward", plan.backward)):
+        for i, p in perts.items():
+            stack = [p]
+            while stack:
+                q = stack.pop()
+                out.append((f"{where}[{i}]", q))
+                if dataclasses.is_dataclass(q):
+                    stack.extend(v for v in (getattr(q, f.name) for f in dataclasses.fields(q)) if isinstance(v, Perturbation))
+    return out
+
+
+def check_kinds(configs) -> None:
+    """Refuse, before anything is computed, a configuration whose perturbation's compiled form computes
+    something else than its ``apply`` (:func:`fbsgd.perturbations.check_compiled`: bits, or float32
+    rounding, on probe inputs): the engine would run a different function from the one written.  Each
+    distinct kind (its class and canonical form) is checked once per process; a kind without a compiled
+    form passes (it runs on the reference path, which calls ``apply`` itself)."""
+    for c in configs:
+        for place, p in _placed_kinds(c.plan()):
+            key = (type(p), canonical(p))
+            if key in _CHECKED:
+                continue
+            try:
+                check_compiled(p)
+            except ValueError as e:
+                raise ValueError(f"run_sweep: the perturbation at {place} of configuration {c!r:.200} is refused, before "
+                                 f"anything is computed: its compiled() form computes something else than its apply. {e}") from None
+            _CHECKED[key] = None
+
+
 def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLike | None | bool = True,
               chunk_size: int = 8, trace_points: int = 600, progress: bool = True) -> SweepResult:
     """Run (or load from the cache) every configuration (:class:`RunConfig` or :class:`ChainConfig`); one
@@ -705,6 +742,7 @@ def run_sweep(configs, *, n_jobs: int | None = None, cache_dir: str | os.PathLik
         check_writable(cache, "the sweep cache folder (cache_dir, or $FBSGD_CACHE_DIR)")
     for T, k in sorted({(c.T, c.metric_every) for c in configs}):
         check_memory(T, k, min(chunk_size, len(configs)), n_jobs or 1)
+    check_kinds(configs)
 
     start = time.perf_counter()
     results: dict = {}

@@ -258,3 +258,44 @@ def test_the_sweep_returns_each_runs_final_weights_equal_to_the_reference_run(tm
     ref_w = _section7_reference(cfg, _trace_grid(cfg.T, cfg.metric_every, 600))[2]
     np.testing.assert_allclose(w, ref_w, rtol=1e-12, atol=0)  # float64: to the summation order of the dot products
     assert np.linalg.norm(w) == pytest.approx(first.table.final_weight_norm.iloc[0], rel=1e-12)
+
+
+def test_run_sweep_refuses_a_kind_whose_compiled_form_is_not_its_apply(tmp_path):
+    """A researcher's kind that adds U(0, 2) but declares the compiled form U(−1, 1): run_sweep refuses it
+    before anything is computed, naming the field, and writes nothing to the cache."""
+    from dataclasses import dataclass as _dc
+
+    from fbsgd import perturbations as P
+    from fbsgd import rng as R
+
+    @_dc(frozen=True)
+    class Lies(P.Perturbation):
+        def apply(self, x, key, step):
+            return x + R.uniform(key, step, np.shape(x), 0.0, 2.0)
+
+        def compiled(self):
+            return P.CompiledOp("uniform", (-1.0, 1.0), True)
+
+    cfg = RunConfig(T=20, gamma=0.1, forward=Lies())
+    with pytest.raises(ValueError, match=r"run_sweep: the perturbation at forward\[1\].*refused.*\(low, high\)"):
+        run_sweep([cfg], n_jobs=1, cache_dir=tmp_path, progress=False)
+    assert not any(tmp_path.rglob("*.npz")) and not any(p.is_file() and p.suffix != ".probe" for p in tmp_path.rglob("*"))
+
+
+def test_run_sweep_refuses_a_bad_kind_inside_error_feedback(tmp_path):
+    from dataclasses import dataclass as _dc
+
+    from fbsgd import lowprec
+    from fbsgd import perturbations as P
+
+    @_dc(frozen=True)
+    class WrongFormat(P.Perturbation):
+        def apply(self, x, key, step):
+            return lowprec.round_array(np.asarray(x), "float8_e5m2")
+
+        def compiled(self):
+            return P.CompiledOp("round", (*lowprec.format_of("float8_e4m3fn").args, False))
+
+    with pytest.raises(ValueError, match=r"refused.*man_bits"):
+        run_sweep([RunConfig(T=20, gamma=0.1, backward=P.ErrorFeedback(WrongFormat()))], n_jobs=1, cache_dir=False,
+                  progress=False)
