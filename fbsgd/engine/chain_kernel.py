@@ -37,7 +37,13 @@ Machine code: numba caches this file's functions in ``kernel_dir()/chains-<hash>
 (``$FBSGD_KERNEL_DIR``, else ``~/.cache/fbsgd/kernels``; :func:`fbsgd.engine.provenance.cache_machine_code`), stamped with the hash of the source of every fbsgd module this
 file reaches (:func:`fbsgd.engine.provenance.source_hash`), so an edit to the random streams or the
 rounding can never run old machine code (numba's own stamp covers only the file that defines a
-function).
+function).  The site functions other kernels call (:func:`perturb_plain` and the dispatchers below it:
+:func:`perturb`, :func:`round_message`, :func:`_flip64`, :func:`keep_k`, :func:`kth_smallest`,
+:func:`quickselect`) say ``fastmath=False`` explicitly: a dispatcher without its own setting inherits
+its first caller's (numba's ``inherit_if_not_set``), and the disk cache keeps whichever machine code was
+compiled first, so called first from the fast-math Section 7 kernel their cached code reassociated error
+feedback's sums and a later chain run loaded other bits (1 ulp).  Set explicitly, their bits are the
+same whoever calls them first.
 """
 from __future__ import annotations
 
@@ -179,7 +185,7 @@ _INF_BITS = np.int64(0x7FF0000000000000)
 _QNAN_BITS = np.int64(0x7FF8000000000000)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=False)
 def round_message(m, man_bits, emin, max_finite, has_inf, stochastic, key, t):
     """Every entry i of ``m`` rounded to the format as ``round_scalar(m[i], ..., u_i)`` with u_i the
     draw i of the stream at step t (stochastic) or −1 (nearest).
@@ -226,7 +232,7 @@ def round_message(m, man_bits, emin, max_finite, has_inf, stochastic, key, t):
         m[i] = round_scalar(x, man_bits, emin, max_finite, has_inf, u)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=False)
 def _flip64(m, key, t, rate, lo_bit, n_bits, scratch):
     """Bit flips in a float64 message as :class:`fbsgd.perturbations.BitFlip` applies them: on the
     float32 patterns of the entries (flattened in C order), and only the entries hit by a flip change."""
@@ -256,7 +262,7 @@ def _acts(t, si):
     return si[0] != 0 and si[2] <= t < si[4] and (t - si[2]) % si[3] == 0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=False)
 def perturb(m, d, t, si, sf, key, scratch):
     """Apply one site's perturbation to the flat message ``m`` of rows of ``d`` entries, in place."""
     kind = si[0]
@@ -302,7 +308,7 @@ def _partition_below(a, lo, hi, p, strict):
     return j
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=False)
 def quickselect(a, lo, hi, r):
     """The value of rank ``r`` (0: the smallest of the whole array) of a[lo:hi] (float64, no NaN;
     lo <= r < hi), in expected O(n): a median-of-three pivot and branchless partitions (the entries < p,
@@ -325,39 +331,77 @@ def quickselect(a, lo, hi, r):
     return a[r]
 
 
-SAMPLE, SPREAD = 64, 10  # kth_smallest: entries sampled to bracket the rank, and the bracket's half-width in them
+SAMPLE, SPREAD = 32, 5  # kth_smallest: entries sampled to bracket the rank, and the bracket's half-width in them
+FEW = 48  # kth_smallest narrows its bracket until at most this many entries are left
 
 
-@njit(cache=True, error_model="numpy")
+@njit(inline="always")
+def _bracket(src, m, r, smp):
+    """Two values of src[:m] that likely bracket its value of rank r: the entries SPREAD ranks below and
+    above r's place in an evenly spaced sample of SAMPLE entries (sorted by insertion in ``smp``), ±inf
+    past the sample's ends."""
+    S = smp.size
+    for j in range(S):
+        smp[j] = src[(2 * j + 1) * m // (2 * S)]
+    for i in range(1, S):
+        v = smp[i]
+        j = i - 1
+        while j >= 0 and smp[j] > v:
+            smp[j + 1] = smp[j]
+            j -= 1
+        smp[j + 1] = v
+    rs = (r * S) // m
+    p_lo = smp[rs - SPREAD] if rs >= SPREAD else -np.inf
+    p_hi = smp[rs + SPREAD] if rs + SPREAD < S else np.inf
+    return p_lo, p_hi
+
+
+@njit(cache=True, error_model="numpy", fastmath=False)
 def kth_smallest(a, n, r, work):
     """The value of rank ``r`` (0: the smallest) of a[:n] (float64, no NaN), in expected O(n), ``a`` left
     as it is (``work``: a float64 buffer of ≥ n entries).  Above 4·:data:`SAMPLE` entries, two pivots
     from an evenly spaced sample bracket the rank; one branchless pass counts the entries below the
-    bracket and gathers those within it (a few hundred of 2,000), and :func:`quickselect` finds the rank
-    among them; when the bracket misses, :func:`quickselect` on all of a[:n]."""
+    bracket and gathers those within it (about a third of them) into ``work``; the same narrows
+    ``work`` in place while more than :data:`FEW` entries remain (each round keeps about a third), then
+    :func:`quickselect` finds the rank among the few left.  When a bracket misses the rank, or ties keep
+    it from narrowing, :func:`quickselect` on what is known to hold it (all of a[:n] after a miss)."""
+    r0 = r
     if n > 4 * SAMPLE:
         smp = np.empty(SAMPLE)
-        for j in range(SAMPLE):
-            smp[j] = a[(2 * j + 1) * n // (2 * SAMPLE)]
-        smp.sort()
-        rs = (r * SAMPLE) // n
-        p_lo = smp[rs - SPREAD] if rs >= SPREAD else -np.inf
-        p_hi = smp[rs + SPREAD] if rs + SPREAD < SAMPLE else np.inf
+        p_lo, p_hi = _bracket(a, n, r, smp)
         below = 0
         j = 0
         for i in range(n):
             v = a[i]
-            below += v < p_lo
+            below += np.int64(v < p_lo)
             work[j] = v
-            j += (v >= p_lo) & (v <= p_hi)
+            j += np.int64(v >= p_lo) & np.int64(v <= p_hi)
         if below <= r < below + j:
-            return quickselect(work, 0, j, r - below)
+            r -= below
+            while j > FEW:
+                p_lo, p_hi = _bracket(work, j, r, smp)
+                below = 0
+                m = 0
+                for i in range(j):  # in place: m <= i
+                    v = work[i]
+                    below += np.int64(v < p_lo)
+                    work[m] = v
+                    m += np.int64(v >= p_lo) & np.int64(v <= p_hi)
+                if not below <= r < below + m:  # missed: work[:j] is overwritten, start from a[:n]
+                    break
+                r -= below
+                if 2 * m > j:  # ties: the bracket no longer narrows
+                    return quickselect(work, 0, m, r)
+                j = m
+            else:
+                return quickselect(work, 0, j, r)
+            r = r0
     for i in range(n):
         work[i] = a[i]
     return quickselect(work, 0, n, r)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=False)
 def keep_k(m, d, k, scope, t, key, random, keys):
     """Top-K (``random`` False) or Rand-K (True) on the flat message ``m`` of rows of ``d`` entries, in place,
     as :class:`fbsgd.perturbations.TopK` / ``RandK`` apply them: each group (scope 0: a row; 1: a column,
@@ -517,7 +561,7 @@ def perturb_site(m, d, t, si, sf, key, scratch, mem, work, keys, e0, e1, b0, b1)
             m[i] = r
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", fastmath=False)
 def perturb_plain(m, d, t, si, sf, key, scratch, mem, work, keys):
     """:func:`perturb_site` without element or block functions (one machine code per message type, cached)."""
     perturb_site(m, d, t, si, sf, key, scratch, mem, work, keys, None, None, None, None)

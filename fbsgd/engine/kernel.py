@@ -460,7 +460,7 @@ def clean_sums64(AT64, w, out):
         out[j] = acc
 
 
-@njit
+@njit(fastmath=FASTMATH, error_model="numpy")  # set, not inherited from the first caller (chain_kernel's docstring)
 def loss_gap(AT64, w, rho, reg, f_star):
     """f(w) − f* in float64: (1/M) Σ_l softplus(−a_lᵀw) + ρR(w) − f*."""
     M = AT64.shape[1]
@@ -730,17 +730,17 @@ def memory_kernel(d: int):
     """The kernel for configurations with a SITE place (Top-K, Rand-K, error feedback, delta compression) and
     no researcher's function: ``run_memory(AT, ..., diverged_at, S, SF, Mem)``, :func:`_message` with the
     chain kernel's cached site (:func:`fbsgd.engine.chain_kernel.perturb_plain`).  Cached on disk, as
-    :func:`block_kernel` (no recompile per process).  Compiled without FASTMATH: the chain kernel's site
-    functions it calls are numba dispatchers with their own disk cache, and compiled from a fast-math caller
-    their cached code reassociated the error-feedback sums, so a later chain run loaded different bits
-    (1 ulp, tests/engine/test_chain_memory.py after a Section 7 memory run); the price is that its sums
-    are not reassociated as the tile path's are (the clean part of a run equals the tile path's to rounding,
-    not to the bit)."""
+    :func:`block_kernel` (no recompile per process).  Compiled with FASTMATH, as the tile path: its scores,
+    σ, sums and update are the tile path's, bit for bit (a step where no place acts gives the tile path's
+    bits), and its sums vectorize.  The chain kernel's site functions it calls are dispatchers compiled
+    with ``fastmath=False`` set explicitly (:mod:`fbsgd.engine.chain_kernel`), so they do not inherit this
+    kernel's flags and their disk-cached code stays the readable passes' (tests/engine/test_chain_memory.py
+    after a Section 7 memory run)."""
     D = int(d)
     if D > UNROLL_MAX:
         return run_memory_loops
 
-    @njit(error_model="numpy", cache=True)
+    @njit(fastmath=FASTMATH, error_model="numpy", cache=True)
     def run_memory(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem):
         _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem, D, scores,
                  accumulate, accumulate64, no_element, no_element, no_block, no_block, None, None, None, None)
@@ -748,7 +748,7 @@ def memory_kernel(d: int):
     return run_memory
 
 
-@njit(error_model="numpy", cache=True)
+@njit(fastmath=FASTMATH, error_model="numpy", cache=True)
 def run_memory_loops(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem):
     """``memory_kernel(d)`` for d > :data:`UNROLL_MAX`: plain loops over the features."""
     _message(AT, AT64, W, t0, t1, metric_every, P, U, norms, gap_at, gaps, diverged_at, S, SF, Mem, W.shape[1],

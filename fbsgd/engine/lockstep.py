@@ -195,6 +195,19 @@ def kernel_params(rows: list[dict]) -> KernelParams:
     return KernelParams(P, U, elements, blocks, S, SF, {})
 
 
+def _share_slot(f, b, none):
+    """The two places' functions of one kind (element or block) with an unused slot (``none``) given the
+    other place's function.  The kernel calls a place's function only when that place's kind is an element
+    (block) operation, so the unused slot's function is never called; sharing it makes a configuration with
+    the function at the forward place and one with it at the backward place one machine code (numba
+    compiles a kernel per tuple of function types, in each process) instead of two."""
+    if f is none:
+        return b, b
+    if b is none:
+        return f, f
+    return f, b
+
+
 def kernel(d: int, precision: str = "float32"):
     """The Section 7 kernel for d features and the given precision of the pass: a function
     ``run(AT, AT64, W, t0, t1, metric_every, params, norms, gap_at, gaps, diverged_at)`` that advances
@@ -246,9 +259,12 @@ def kernel(d: int, precision: str = "float32"):
             elif any(fn_blocks) or has_site:
                 fe, fb = (K.no_element, f_element) if fn_blocks[0] else (f_element, K.no_block)
                 be, bb = (K.no_element, b_element) if fn_blocks[1] else (b_element, K.no_block)
+                fe, be = _share_slot(fe, be, K.no_element)
+                fb, bb = _share_slot(fb, bb, K.no_block)
                 K.message_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg, S[idx],
                                     SF[idx], Mg, fe, be, fb, bb)
             else:
+                f_element, b_element = _share_slot(f_element, b_element, K.no_element)
                 K.element_kernel(d)(AT, AT64, Wg, t0, t1, metric_every, P[idx], U[idx], ng, gap_at, gg, dg,
                                     f_element, b_element)
             W[idx], norms[idx], gaps[idx], diverged_at[idx] = Wg, ng, gg, dg
