@@ -86,8 +86,24 @@ class _Recorder:
         V.Verdict.__post_init__ = self._original
 
 
+def _recorded_in_this_session(config):
+    """The Verdicts the studies' tests built in this session (tests/conftest.py records them), when every test of
+    every file of STUDY_TESTS was collected, none deselected, and all have run; else None."""
+    from tests.conftest import STUDY_RECORD  # deferred: the session's record, kept by the root conftest
+
+    record = config.stash.get(STUDY_RECORD, None)
+    if record is None or record["deselected"] & set(STUDY_TESTS) or not set(STUDY_TESTS) <= set(record["collected"]):
+        return None
+    if not all(record["collected"][f] <= record["ran"] for f in STUDY_TESTS):
+        return None
+    return [(where, v) for f, where, v in record["built"] if f in STUDY_TESTS]
+
+
 @pytest.fixture(scope="module")
-def built():
+def built(request):
+    recorded = _recorded_in_this_session(request.config)
+    if recorded is not None:  # the studies' tests ran in this session: what they built, without running them again
+        return [(where, v) for where, v in recorded if not any(x in where[0] for x in EXCLUDED)]
     recorder = _Recorder()
     code = pytest.main([str(ROOT / "tests" / "studies" / f) for f in STUDY_TESTS]
                        + ["-q", "-m", "not slow", "-p", "no:cacheprovider", "--no-header", "-o", "addopts="],
