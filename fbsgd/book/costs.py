@@ -545,6 +545,48 @@ def _correctors(p) -> list[Stage]:
                    f"{_n(a3)} descent steps", f"runs of {_n(p['a3_steps'])} steps", ("a3_steps", "a3_gammas"))]
 
 
+# formats (chapters/formats.ipynb, fbsgd.studies.formats.study): measured 2026-12-08 on the book's machine while
+# loaded, rounded up: the Section 7 kernel with an MX block function 19–45 µs per configuration and iteration, a kind
+# that does not compile (per-tensor scaling, NVFP4) on the reference path ~250 µs; the chain kernel on the digits MLP
+# with MX at every site ~0.3 ms per step at N = 8 (60 µs per layer), on the reference path ~30 ms per step; a kernel
+# with a block function compiled once per worker process (70–180 s each, not cached on disk)
+FORMATS_S7_COMPILED_US, FORMATS_S7_REFERENCE_US = 50.0, 250.0
+FORMATS_DIGITS_LAYER_US, FORMATS_DIGITS_REFERENCE_US = 60.0, 30_000.0
+FORMATS_COMPILE_S = 200.0
+FORMATS_SITES = 3  # forward, backward, both
+
+
+def _formats_compiled(label: str) -> bool:
+    """Whether a kind or recipe of the formats chapter runs compiled: the MX kinds (labels "MX…") do; per-tensor
+    scaling and NVFP4 run on the reference path (the labels of :func:`fbsgd.studies.formats.study.kind_catalogue`
+    and ``RECIPES``)."""
+    return str(label).startswith("MX")
+
+
+def _formats(p) -> list[Stage]:
+    g0, S = min(p["gammas"]), len(p["seeds"])
+    steps = sum(max(2, int(p["T"] * g0 / g)) for g in p["gammas"]) * S  # a run at γ takes T·γ_min/γ steps
+    s7 = sum(steps * (1 if k is None else 2) * (FORMATS_S7_COMPILED_US if k is None or _formats_compiled(k)
+                                                 else FORMATS_S7_REFERENCE_US) * 1e-6 for k in [*p["fig4_kinds"], None])
+    dg = 0.0
+    for N in p["depths"]:
+        for r in [*p["recipes"], None]:
+            per = (FORMATS_DIGITS_LAYER_US * (N + 1) * max(p["width"], 32) / 32 if r is None or _formats_compiled(r)
+                   else FORMATS_DIGITS_REFERENCE_US)
+            dg += p["digits_T"] * len(p["digits_seeds"]) * (1 if r is None else FORMATS_SITES) * per * 1e-6
+    compile_s = FORMATS_COMPILE_S if any(_formats_compiled(k) for k in [*p["fig4_kinds"], *p["recipes"]]) else 0.0
+    runs = (len(p["fig4_kinds"]) * 2 + 1) * len(p["gammas"]) * S
+    return [_stage("Figure 4 with scaled formats", s7 / _speedup(p["n_jobs"], -(-runs // SWEEP_CHUNK)),
+                   runs * SWEEP_RUN_BYTES, f"{_n(runs)} runs, {_n(steps)} iterations per kind and place",
+                   f"{_n(runs)} runs' rows and traces", ("T", "gammas", "seeds", "fig4_kinds")),
+            _stage("digits MLP", dg / _speedup(p["n_jobs"], len(p["depths"])), 8.0 * 64 * 1797 * max(p["depths"]),
+                   f"{len(p['depths'])} depths × ({len(p['recipes'])} recipes × {FORMATS_SITES} sites + clean) × "
+                   f"{len(p['digits_seeds'])} seeds × {_n(p['digits_T'])} steps", "the digits set and activations",
+                   ("digits_T", "depths", "recipes", "digits_seeds", "width")),
+            _stage("engine start-up", compile_s, 0.0, "the kernels with a block function compiled in each worker",
+                   "none", ("n_jobs",))]
+
+
 # The parameters that size each chapter, with their paper defaults (the tests check them against the
 # chapters): the candidates for the parameter that drives an estimate.
 _S7 = dict(T=200_000, gammas=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0], seeds=[0, 1, 2], metric_every=10,
@@ -588,6 +630,11 @@ REFERENCE = {
                        c_rate=10.0, sigma_f_debias=[2.0],
                        a3_gammas=[0.0005, 0.001, 0.0015, 0.002, 0.0025, 0.003, 0.0035, 0.0039, 0.005, 0.01, 0.015, 0.02],
                        a3_steps=5000, n_jobs=-1),
+    "formats": dict(T=200_000, gammas=[0.01, 0.03, 0.1], seeds=[0, 1, 2],
+                    fig4_kinds=["MXFP8 E4M3 ocp nearest", "MXFP4 E2M1 ocp stochastic", "MXFP4 E2M1 ceil stochastic",
+                                "MXFP8 E4M3 block 2000 ceil nearest"],
+                    depths=[2, 4, 8], recipes=["MXFP8", "MXFP4 SR"], digits_T=4000, digits_seeds=[0, 1, 2], width=32,
+                    n_jobs=-1),
 }
 
 _ESTIMATORS: dict[str, Callable] = {
@@ -595,7 +642,7 @@ _ESTIMATORS: dict[str, Callable] = {
     "convergence": _convergence, "budgets": _budgets, "frequent_zero_mean": _frequent_zero_mean,
     "nonzero_mean": _nonzero_mean, "intermittent": _intermittent, "reproducibility": _reproducibility,
     "forward_gradients": _forward_gradients, "sgd_derivatives": _sgd_derivatives,
-    "real_mechanisms": _real_mechanisms, "correctors": _correctors,
+    "real_mechanisms": _real_mechanisms, "correctors": _correctors, "formats": _formats,
 }
 # The parameters each chapter's estimate reads (every one declared by that chapter).
 _NEEDS = {
@@ -615,6 +662,7 @@ _NEEDS = {
     "sgd_derivatives": tuple(REFERENCE["sgd_derivatives"]),
     "real_mechanisms": tuple(REFERENCE["real_mechanisms"]),
     "correctors": tuple(REFERENCE["correctors"]),
+    "formats": tuple(REFERENCE["formats"]),
 }
 CHAPTERS = tuple(_ESTIMATORS)
 

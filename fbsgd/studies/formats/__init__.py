@@ -1,0 +1,1 @@
+"""studies/formats: scaled formats as trained (chapters/formats.ipynb)."""
