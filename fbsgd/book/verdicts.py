@@ -40,7 +40,7 @@ from fbsgd.book.report import save_table
 
 __all__ = ["OUTCOMES", "clause", "by_name", "SOURCES", "SECTIONS", "PARTIAL_SHARE", "Claim", "Verdict", "Ledger",
            "outcome_of_cases", "outcome_of_flags", "share_text", "legend", "promised", "load_results", "anchor", "RECORD_COLUMNS",
-           "decider_kind", "fact", "QUESTIONS", "format_finds", "parse_finds", "contradictions"]
+           "decider_kind", "md_escape", "findings_md", "fact", "QUESTIONS", "format_finds", "parse_finds", "contradictions"]
 
 
 @dataclass(frozen=True)
@@ -360,6 +360,13 @@ class Ledger:
 
         return save_table(self.table(), output_dir, f"verdicts_{self.chapter}")
 
+    def findings(self):
+        """:func:`findings_md` of this chapter's verdicts as an IPython Markdown object: each chapter glues it
+        (``glue("<chapter>-findings", ledger.findings(), display=False)``) into the box at its top."""
+        from IPython.display import Markdown
+
+        return Markdown(findings_md(self.verdicts))
+
     def summary(self):
         """A small table of this chapter's verdicts: mark, claim, key number (for the end of a chapter)."""
         from IPython.display import HTML
@@ -372,6 +379,29 @@ class Ledger:
             for v in self.verdicts)
         return HTML(f'<table class="fbsgd-summary"><tr><th></th><th>claim</th><th>key number</th><th>threshold</th></tr>'
                     f'{rows}</table>')
+
+
+def md_escape(text: str) -> str:
+    """``text`` with Markdown's active ASCII characters escaped (shown as written, not as markup)."""
+    return "".join("\\" + ch if ch in "\\`*_[]<>$|#{}" else ch for ch in str(text))
+
+
+def findings_md(verdicts) -> str:
+    """The "what this chapter finds" box of a chapter, computed from its verdicts (in the order judged): how many
+    claims hold, hold in part, do not hold or are unresolved, then one line per verdict with its mark, its claim
+    and the number that decided it.  Markdown, for ``glue(..., Markdown(text))`` and ``{glue:md}``."""
+    verdicts = list(verdicts)
+    if not verdicts:
+        return "No claim is judged here."
+    counts = {o: sum(v.outcome == o for v in verdicts) for o in OUTCOMES}
+    head = (f"**{len(verdicts)} claim{'s' if len(verdicts) != 1 else ''} judged here:** "
+            + ", ".join(f"{counts[o]} {OUTCOMES[o].mark} {OUTCOMES[o].words}" for o in OUTCOMES if counts[o]) + ".")
+    lines = []
+    for v in verdicts:
+        own = " (the book's own probe)" if v.claim.source == "book" else " (a related work's claim)" if v.claim.source == "related" else ""
+        key = f" — {md_escape(v.key_label)}: {_fmt(v.key_number)}" if v.key_number is not None else ""
+        lines.append(f"- {v.mark} {md_escape(v.claim.text)}{own}{key}")
+    return "\n".join([head, ""] + lines)
 
 
 def legend():

@@ -141,3 +141,20 @@ def test_contradictions_lists_facts_found_twice_and_whether_they_agree():
     assert set(t.fact) == {f, g}  # h is found once: nothing to compare
     assert not t[t.fact == f].agree.any() and t[t.fact == g].agree.all()
     assert V.contradictions(pd.DataFrame(rows).drop(columns="finds")).empty  # results written before finds existed
+
+
+def test_findings_box_counts_every_outcome_and_lists_each_verdict_with_its_key_number():
+    from fbsgd.book.claims.correctors import CLAIMS
+    vs = [Verdict(CLAIMS[0], "holds", rule="r", evidence="e", key_number=0.25, key_label="share of *cases*"),
+          Verdict(CLAIMS[1], "fails", rule="r", evidence="e", key_number=3.0, key_label="ratio"),
+          Verdict(CLAIMS[2], "fails", rule="r", evidence="e"),
+          Verdict(CLAIMS[3], "unresolved", rule="r", evidence="e", key_number=float("nan"), key_label="x")]
+    text = V.findings_md(vs)
+    head, _, *lines = text.split("\n")
+    assert head == "**4 claims judged here:** 1 ✔ holds, 2 ✘ does not hold, 1 ? unresolved."
+    assert len(lines) == 4 and [ln[2] for ln in lines] == ["✔", "✘", "✘", "?"]
+    assert lines[0].endswith("— share of \\*cases\\*: 0.25") and lines[1].endswith("— ratio: 3")
+    assert "—" not in lines[2]  # no key number, none shown
+    assert CLAIMS[0].text.split()[0] in lines[0] and "(the book's own probe)" in lines[0]
+    assert V.findings_md([]) == "No claim is judged here."
+    assert V.md_escape("a_b*c`$[x]") == "a\\_b\\*c\\`\\$\\[x\\]"

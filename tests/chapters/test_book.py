@@ -20,6 +20,10 @@ def test_whole_book_builds_without_warnings(quick_book):
         text = (html / f"{page}.html").read_text()
         assert "cdn.jsdelivr" not in text, f"{page}: MathJax must not come from a CDN"
         assert "_static/fbsgd.css" in text, f"{page}: the book's style sheet (tables that fit the column) is not linked"
+        if page.startswith("chapters/"):  # the box on the chapter's first screen, glued from its verdicts
+            box = text.find("What this chapter finds")
+            assert 0 <= box < text.find("fbsgd-verdict") and "judged here" in text[box:box + 3000], \
+                f"{page}: no 'What this chapter finds' box with the chapter's verdicts before its first verdict"
         if page.startswith("chapters/"):  # the back-matter pages have no math, so no MathJax script
             assert "mathjax/tex-chtml.js" in text, f"{page}: the bundled MathJax is not loaded"
         assert "<img" in text or "<table" in text, f"{page}: neither a figure nor a table was rendered"
