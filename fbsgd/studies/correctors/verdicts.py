@@ -305,25 +305,31 @@ def corrector_verdict(claim, name: str, table: pd.DataFrame, place, corrector: s
     rows["plain_floor"] = pd.Series([_tri(plain.has_floor.get(k, False)) for k in keys], index=rows.index, dtype=object)
     rows["plain_settled"] = [bool(plain.settled.get(k, True)) and _sgd_settled(table) for k in keys]
     cases = rows[[f is not False for f in rows.plain_floor]]
-    flags = [_flag(e, f) for e, f in zip(cases.effect, cases.plain_floor)]
-    others = rows[~rows.index.isin(cases.index)]
+    # a compressor that converged without a floor when plain and diverges with the corrector: the corrector broke it
+    breaks = rows[[f is False and e == "diverges" for f, e in zip(rows.plain_floor, rows.effect)]]
+    flags = [_flag(e, f) for e, f in zip(cases.effect, cases.plain_floor)] + [False] * len(breaks)
+    others = rows[~rows.index.isin(cases.index) & ~rows.index.isin(breaks.index)]
     scope = table[(table.place.isin([place] if place else ["forward", "backward"]))
                   & table.corrector.isin(["plain", corrector])]
     finds = floor_finds(scope)
     place = place or "forward and backward"
-    extra = (f" Not counted (no floor to remove when plain): {_case_text(others)}."
-             if len(others) else "")
+    extra = (f" Failed cases, because the corrector makes diverge what converged without a floor when plain: "
+             f"{_case_text(breaks)}." if len(breaks) else "")
+    extra += (f" Not counted (no floor to remove when plain): {_case_text(others)}."
+              if len(others) else "")
+    decided = [f for f in flags if f is not None]
     return Verdict(
         claim(name), outcome_of_flags(flags),
-        rule=f"cases: the perturbations of the {place} message that leave a floor when plain; "
+        rule=f"cases: the perturbations of the {place} message that leave a floor when plain, and those that converge "
+             f"without one when plain but diverge with the corrector (a failed case: it breaks what worked); "
              f"holds if every case is 'restores the rate', fails if none is, partial if some are and others are "
              f"decided otherwise; unresolved if there is no case, or if the decided cases agree but some case is "
              f"undecided (its corrected curve is '{UNSETTLED}' or '{BETWEEN}', or its plain floor is undecided); "
              f"{_RULE_CLASSES}",
         evidence=(f"{place} message, {corrector}: {_case_text(cases)}." if len(cases) else
                   f"{place} message: no perturbation leaves a floor when plain.") + extra + _finds_text(finds),
-        key_number=float(cases.slope.min()) if len(cases) else None,
-        key_label=f"smallest slope with {corrector} ({place}), over the cases", finds=finds)
+        key_number=(sum(decided) / len(decided)) if decided else None,
+        key_label=f"share of the decided cases restored with {corrector} ({place})", finds=finds)
 
 
 def _sgd_settled(table: pd.DataFrame) -> bool:

@@ -72,7 +72,13 @@ def test_floors_are_found_by_the_shared_rule():
 def test_corrector_verdict_holds_fails_and_ignores_cases_without_a_floor():
     t = _table(backward_ef=SGD)
     v = CA.corrector_verdict(CLAIM, "ef_backward", t, "backward", "error feedback")
-    assert v.outcome == "holds" and "Rand-K" in v.evidence and "diverges" in v.evidence  # Rand-K not counted
+    # Top-K's floor restored, but Rand-K, which converged without a floor when plain, diverges: a failed case
+    assert v.outcome == "partial" and v.key_number == 0.5 and "makes diverge what converged" in v.evidence
+    spec = {("baseline", "none", "none", "none"): SGD, ("compression", "backward", "Top-K", "plain"): FLOOR,
+            ("compression", "backward", "Top-K", "error feedback"): SGD,
+            ("compression", "backward", "Rand-K", "plain"): SGD, ("compression", "backward", "Rand-K", "error feedback"): SGD}
+    v = CA.corrector_verdict(CLAIM, "ef_backward", CA.summary(CA.stable_slopes(_scan(spec))), "backward", "error feedback")
+    assert v.outcome == "holds" and v.key_number == 1.0 and "Not counted" in v.evidence and "Rand-K" in v.evidence
     v = CA.corrector_verdict(CLAIM, "ef_forward", t, "forward", "error feedback")
     assert v.outcome == "fails" and "no effect" in v.evidence
     t = _table(backward_ef=lambda g: 0.02 + 0 * g)  # lowers the floor but keeps it
