@@ -257,7 +257,8 @@ def asymmetry_verdict(claim, asym: pd.DataFrame, name: str) -> Verdict:
                    f"{r.worse}" for r in asym.itertuples())
     outcome = "unresolved" if not len(decided) else outcome_of_cases(decided.worse == "forward")
     return Verdict(claim(name), outcome, rule=rule, evidence=ev + ".",
-                   key_number=float(asym.forward_over_backward.max()), key_label="largest S_forward/S_backward")
+                   key_number=float((decided.worse == "forward").mean()) if len(decided) else None,
+                   key_label="share of the decided mechanisms where the forward pass is worse")
 
 
 def _log_factors(table: pd.DataFrame, prefix: str = "") -> pd.Series:

@@ -77,8 +77,13 @@ def test_asymmetry_verdict_outcomes():
     fwd = _slopes([base, ("a", "forward", 0, 3.0, 0), ("a", "backward", 0, 1.0, 0)])
     bwd = _slopes([base, ("a", "forward", 0, 1.0, 0), ("a", "backward", 0, 3.0, 0)])
     tie = _slopes([base, ("a", "forward", 0, 1.1, 0), ("a", "backward", 0, 1.0, 0)])
-    out = [MS.asymmetry_verdict(claim, MS.asymmetry_table(t), "a").outcome for t in (fwd, bwd, tie)]
-    assert out == ["holds", "fails", "unresolved"]
+    vs = [MS.asymmetry_verdict(claim, MS.asymmetry_table(t), "a") for t in (fwd, bwd, tie)]
+    assert [v.outcome for v in vs] == ["holds", "fails", "unresolved"]
+    assert [v.key_number for v in vs] == [1.0, 0.0, None]  # the share that decides the mark, not the largest ratio
+    both = _slopes([base, ("a", "forward", 0, 3.0, 0), ("a", "backward", 0, 1.0, 0),
+                    ("b", "forward", 0, 1.0, 0), ("b", "backward", 0, 3.0, 0)])
+    v = MS.asymmetry_verdict(claim, MS.asymmetry_table(both), "a")
+    assert v.outcome == "partial" and v.key_number == 0.5
 
 
 def test_backward_no_floor_verdict():
