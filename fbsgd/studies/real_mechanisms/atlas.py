@@ -14,6 +14,8 @@ non-convex problem (:data:`fbsgd.theory.table1.PAPER_TABLE1`).  Its boundary is 
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -25,7 +27,7 @@ from fbsgd.theory.table1 import PAPER_TABLE1
 from fbsgd.book.verdicts import Verdict, outcome_of_cases
 
 __all__ = ["ATLAS_MIN_SEEDS", "UNDECIDED", "atlas_configs", "expected_budget", "budget_exponent", "classify_cells",
-           "boundary_rate", "boundary_verdict", "fragility_verdict"]
+           "boundary_rate", "boundary_verdict", "TABLE1_C", "table1_gamma_max", "fragility_verdict"]
 
 ATLAS_MIN_SEEDS = 3  # a cell's class needs at least this many of its seeds to share it
 UNDECIDED = "?"  # the class of a cell whose seeds do not agree often enough
@@ -98,13 +100,26 @@ def _undecided_text(cells: pd.DataFrame) -> str:
             else f"every cell decided (at least {ATLAS_MIN_SEEDS} seeds share its class)")
 
 
-def boundary_verdict(claim, cells: pd.DataFrame, name: str) -> Verdict:
+TABLE1_C = 10.0  # Table 1 assumes γ = c/√T; the book's c (the budgets chapter's c_nonconvex)
+
+
+def table1_gamma_max(T: int) -> float:
+    """The largest step size in Table 1's regime γ = c/√T at horizon T (c = :data:`TABLE1_C`)."""
+    return TABLE1_C / math.sqrt(T)
+
+
+def boundary_verdict(claim, cells: pd.DataFrame, name: str, gamma_max: float | None = None) -> Verdict:
     """Table 1's boundary is sufficient: every decided cell with Q ≤ T^a recovers (unresolved if no
-    decided cell is inside); undecided cells are counted and left out."""
+    decided cell is inside); undecided cells are counted and left out.  ``gamma_max``: only cells with
+    γ ≤ gamma_max count (Table 1's step-size regime, :func:`table1_gamma_max`); None: every cell."""
+    beyond = cells.iloc[:0] if gamma_max is None else cells[cells.gamma > gamma_max * (1 + 1e-12)]
+    cells = cells[~cells.index.isin(beyond.index)]
     inside = cells[cells.within_bound]
     dec = inside[inside.cls != UNDECIDED]
     outside = cells[~cells.within_bound]
-    rule = (f"every decided cell with expected budget Q ≤ T^a (a from Table 1 for a biased perturbation) is recovered: "
+    regime = ("" if gamma_max is None else
+              f"only cells with γ ≤ {gamma_max:.3g} count (Table 1 assumes γ = c/√T; c = {TABLE1_C:g} at this T); ")
+    rule = (f"{regime}every decided cell with expected budget Q ≤ T^a (a from Table 1 for a biased perturbation) is recovered: "
             f"stable norm ≤ {RECOVERY_FACTOR:g}× standard SGD's and no diverged run, in at least {ATLAS_MIN_SEEDS} "
             f"seeds; a cell whose seeds do not agree that often is undecided and left out; holds if every decided "
             f"cell inside is recovered, fails if one is not; unresolved if no decided cell is inside the boundary")
@@ -119,6 +134,9 @@ def boundary_verdict(claim, cells: pd.DataFrame, name: str) -> Verdict:
           f"undecided (rates {', '.join(f'{r:g}' for r in sorted(inside.rate.unique()))}, T^a = "
           f"{inside.budget_bound.iloc[0]:.3g}); outside: " + ", ".join(f"{v} {k}" for k, v in counts.items())
           + f"; {_undecided_text(cells)}.")
+    if len(beyond):
+        ev += (f" Not counted, outside Table 1's step-size regime (γ > {gamma_max:.3g}): {len(beyond)} cells, "
+               + ", ".join(f"{v} {k}" for k, v in beyond.cls.value_counts().to_dict().items()) + ".")
     ev += (" Book's note: Table 1 covers perturbations of bounded size; exponent flips can make an entry huge or "
            "non-finite (see the exponent-flip verdict), so a cell that fails inside the boundary lies outside Table 1's "
            "hypotheses and is not a counterexample to the paper.")

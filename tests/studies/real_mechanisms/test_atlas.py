@@ -106,3 +106,17 @@ def test_boundary_verdict_key_number_counts_cells_inside_and_notes_unbounded_fli
     v = A.boundary_verdict(claim, c, "b")
     assert v.outcome == "fails" and v.key_number == pytest.approx(0.5)  # 1 of the 2 cells inside
     assert "inside the boundary" in v.key_label and "not a counterexample" in v.evidence
+
+
+def test_boundary_verdict_counts_only_cells_in_table1s_step_size_regime():
+    """Table 1 assumes γ = c/√T: a cell at a larger step size is not counted, and the evidence says so."""
+    rows = table([("forward", 1e-9, 1.2, False), ("forward", 1e-10, 5.0, False)])
+    big = rows.assign(gamma=1.0)
+    c = A.classify_cells(pd.concat([rows.assign(gamma=0.01), big]), 200_000, 2000)
+    gmax = A.table1_gamma_max(200_000)
+    assert gmax == pytest.approx(10 / np.sqrt(200_000))
+    v_all, v_regime = A.boundary_verdict(claim, c, "b"), A.boundary_verdict(claim, c, "b", gmax)
+    assert "outside Table 1's step-size regime" in v_regime.evidence and "2 cells" in v_regime.evidence
+    assert v_regime.key_number == pytest.approx(0.5) and v_all.key_number == pytest.approx(0.5)
+    only_big = A.classify_cells(big, 200_000, 2000)
+    assert A.boundary_verdict(claim, only_big, "b", gmax).outcome == "unresolved"
