@@ -105,6 +105,7 @@ __all__ = [
     "measure",
     "check",
     "check_compiled",
+    "nested_kinds",
     "canonical",
     "Plan",
 ]
@@ -1511,6 +1512,21 @@ def budget(Q: int, T: int, inner: Perturbation, start: int = 0) -> AtSteps:
 
 _CANONICAL_ALLOWED = ("numbers (not NaN), strings, bools, None, tuples, lists, sets, dicts, ranges, numeric numpy "
                       "arrays, perturbations and dataclass objects")
+
+
+def nested_kinds(p) -> list:
+    """``p`` and every perturbation it holds in its dataclass fields (error feedback's compressor, a
+    schedule's inner kind, a chain's parts), depth first."""
+    out, stack = [], [p]
+    while stack:
+        q = stack.pop()
+        out.append(q)
+        if _dc.is_dataclass(q):
+            for f in _dc.fields(q):
+                v = getattr(q, f.name)
+                vs = v if isinstance(v, (tuple, list)) else (v,)
+                stack.extend(x for x in vs if isinstance(x, Perturbation))
+    return out
 
 
 def canonical(p) -> str:

@@ -62,7 +62,7 @@ from fbsgd.engine.lockstep import FORMS, KINDS, compile_plan, kernel, kernel_par
 from fbsgd.engine.provenance import objects_hash, source_hash
 from fbsgd.metrics import ewma
 from fbsgd.optimizers import SGD, AddNoise, PassGradient, train
-from fbsgd.perturbations import Perturbation, Plan, at_steps, canonical, check_compiled, every, nonzero_mean_uniform, zero_mean_uniform
+from fbsgd.perturbations import Plan, at_steps, canonical, check_compiled, nested_kinds, every, nonzero_mean_uniform, zero_mean_uniform
 from fbsgd.problems import LogisticRegression
 from fbsgd.engine.storage import atomic_write_bytes
 
@@ -677,18 +677,10 @@ _CHECKED: dict = {}  # (kind's class, canonical form) → None: compiled form ch
 
 
 def _placed_kinds(plan: Plan):
-    """(place, perturbation) of every perturbation of a plan, the kinds a wrapper holds in its fields
-    (error feedback's compressor, a schedule's inner kind) included."""
-    out = []
-    for where, perts in (("forward", plan.forward), ("backward", plan.backward)):
-        for i, p in perts.items():
-            stack = [p]
-            while stack:
-                q = stack.pop()
-                out.append((f"{where}[{i}]", q))
-                if dataclasses.is_dataclass(q):
-                    stack.extend(v for v in (getattr(q, f.name) for f in dataclasses.fields(q)) if isinstance(v, Perturbation))
-    return out
+    """(place, perturbation) of every perturbation of a plan, the kinds a wrapper holds included
+    (:func:`fbsgd.perturbations.nested_kinds`)."""
+    return [(f"{where}[{i}]", q) for where, perts in (("forward", plan.forward), ("backward", plan.backward))
+            for i, p in perts.items() for q in nested_kinds(p)]
 
 
 def check_kinds(configs) -> None:

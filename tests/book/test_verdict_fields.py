@@ -21,7 +21,7 @@ from fbsgd.book import verdicts as V
 
 ROOT = Path(__file__).resolve().parents[2]
 STUDIES = ROOT / "fbsgd" / "studies"
-EXCLUDED = ("real_mechanisms", "correctors")
+EXCLUDED = ("real_mechanisms", "correctors", "formats")  # chapters whose verdicts their own study tests check
 # the studies' unit tests that build verdicts on synthetic inputs
 STUDY_TESTS = ["setting/test_verdicts.py", "counterexamples/test_verdicts.py", "error_propagation/test_verdicts.py",
                "convergence/test_study.py", "convergence/test_summary.py", "budgets/test_verdicts.py",

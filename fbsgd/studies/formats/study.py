@@ -28,19 +28,18 @@ import numpy as np
 import pandas as pd
 
 from fbsgd import formats as F
-from fbsgd.book import costs
 from fbsgd.book import params as P
 from fbsgd.engine.chains import ChainConfig
 from fbsgd.engine.sweeps import RunConfig, run_sweep
 from fbsgd.metrics import drift_ratio, geometric_mean
 from fbsgd.passes import passes
 from fbsgd.problems import Dataset, mlp
-from fbsgd.studies.section7.design import section7_rules, section7_spec
+from fbsgd.studies.section7.design import section7_spec
 from fbsgd.studies.section7.verdicts import is_settled
 
 __all__ = ["ELEMENTS", "kind_catalogue", "kinds_named", "class_table", "section7_messages_names", "mlp_messages",
            "T_of", "fig4_configs", "RECIPES", "recipe_sites", "digits_data", "digits_net", "digits_configs",
-           "digits_table", "digits_summary", "site_ratios", "TEST_FRACTION", "chapter_spec", "chapter_rules",
+           "digits_table", "digits_summary", "site_ratios", "TEST_FRACTION", "chapter_spec",
            "FIG4_PAPER", "RECIPES_PAPER", "glue_values"]
 
 ELEMENTS = ("float8_e4m3fn", "float8_e5m2", "float6_e2m3fn", "float6_e3m2fn", "float4_e2m1fn")
@@ -311,14 +310,7 @@ def chapter_spec() -> dict:
         digits_T=P.Int(paper=4000, quick=60, min=20), digits_seeds=P.IntList(paper=[0, 1, 2], quick=[0, 1], min=0),
         digits_metric_every=P.Int(paper=20, quick=6, min=1),
         width=P.Int(min=1, max=1024), lr=P.Float(min=1e-12), batch=P.Int(min=1), rho=P.Float(min=0.0),
-        max_hours=P.Float(min=0.0),
     )
-
-
-def chapter_rules() -> list:
-    """T ≥ 2 metric_every, n_jobs ≠ 0, a writable cache (:func:`fbsgd.studies.section7.design.section7_rules`),
-    and the book's cost ceilings (:func:`fbsgd.book.costs.rules`: memory, and time within ``max_hours``)."""
-    return [*section7_rules(), *costs.rules("formats")]
 
 
 def _words(items) -> str:
