@@ -10,6 +10,7 @@ from fbsgd.book.verdicts import Verdict, outcome_of_cases, outcome_of_flags, sha
 from fbsgd.studies.formats.study import ZERO_MEAN_RTOL
 from fbsgd.studies.real_mechanisms.study import floor_finds
 from fbsgd.studies.section7.verdicts import RECOVERY_FACTOR
+from fbsgd.studies.real_mechanisms.deep_chain import seed_flag  # a case judged seed by seed
 
 __all__ = ["classes_verdict", "ceil_sr_verdict", "site_verdict", "sr_floor_verdict", "depth_verdict", "seed_flag",
            "floor_rows"]
@@ -69,19 +70,6 @@ def ceil_sr_verdict(claim, slopes: pd.DataFrame, settled: pd.DataFrame, name: st
                    evidence=(ev or "no such curve") + ".", finds=floor_finds(slopes, settled),
                    key_number=float(sub.over_sgd.max()) if len(sub) else None,
                    key_label="largest S(γ_min) over standard SGD's among these curves")
-
-
-def seed_flag(ratios, threshold: float):
-    """True if every finite ratio exceeds ``threshold``, False if none does, None if the seeds disagree."""
-    r = np.asarray(list(ratios), dtype=float)
-    r = r[np.isfinite(r)]
-    if not r.size:
-        return None
-    if np.all(r > threshold):
-        return True
-    if np.all(r <= threshold):
-        return False
-    return None
 
 
 def _per_seed(table: pd.DataFrame) -> pd.DataFrame:
